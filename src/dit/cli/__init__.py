@@ -1,0 +1,1 @@
+"""The ``dit`` command line: one module per sub-command (parse flags → config → one library call)."""

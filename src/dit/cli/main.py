@@ -1,0 +1,70 @@
+"""Entry point of the ``dit`` command.
+
+Each sub-command lives in its own module ``dit.cli.<name>`` exposing:
+
+* ``HELP``: one line shown by ``dit --help``;
+* ``add_arguments(parser)``: its flags, each with a help text;
+* ``run(args) -> int``: the work, returning the exit status.
+
+Modules import heavy dependencies inside ``run`` so that ``dit --help`` stays fast.
+A :class:`dit.errors.UserError` raised anywhere becomes ``error: <message>`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from dit.errors import UserError
+
+# Sub-command name → module. Add one line per new sub-command.
+SUBCOMMANDS: dict[str, str] = {
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and a one-line reason (its default), never a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dit",
+        description="DiT: Scalable Diffusion Models with Transformers — train, sample, evaluate.",
+    )
+    from dit import __version__
+
+    parser.add_argument("--version", action="version", version=f"dit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # python -m dit.cli.main
+    sys.exit(main())
