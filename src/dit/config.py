@@ -62,3 +62,55 @@ class DiffusionConfig(_DictMixin):
     learn_sigma: bool = True
     rescale_learned_sigmas: bool = False
     diffusion_steps: int = 1000
+
+
+@dataclass
+class TrainConfig(_DictMixin):
+    """Everything `dit train` needs besides the model and diffusion configs (DiT's recipe by default).
+
+    Budgets: training stops at the first of ``max_steps``, ``epochs`` and ``max_minutes`` (each
+    ``None`` = unlimited, but at least one must be set) with a checkpoint. ``results_dir`` is the
+    run folder itself (config, logs, ``checkpoints/``).
+    """
+
+    # Data
+    data_path: str = ""
+    image_size: int = 256
+    vae: str = "ema"
+    num_classes: Optional[int] = None
+    unconditional: bool = False
+    flip: bool = True
+    on_bad_image: str = "skip"
+    num_workers: int = 4
+    # Run folder, budget, checkpoints, logs
+    results_dir: str = "results"
+    global_batch_size: int = 256
+    max_steps: Optional[int] = None
+    epochs: Optional[int] = None
+    max_minutes: Optional[float] = None
+    ckpt_every: int = 50_000
+    keep_last: int = 5
+    log_every: int = 100
+    seed: int = 0
+    resume: Optional[str] = None
+    # Optimiser (AdamW, constant lr 1e-4, no weight decay; warm-up and cosine optional)
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: Tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    grad_clip: Optional[float] = None
+    ema_decay: float = 0.9999
+    ema_warmup: bool = False
+    # Numerics and speed
+    precision: str = "fp32"
+    grad_checkpointing: bool = False
+    compile: bool = False
+    fsdp: bool = False
+    tf32: bool = True
+    device: Optional[str] = None
+    # Faults: stop after this many non-finite steps in a row
+    max_bad_steps: int = 20
+    # Hooks run with the EMA model every K steps (0 = off); see dit.train.trainer.Callback
+    sample_every: int = 0
+    eval_every: int = 0

@@ -1,0 +1,157 @@
+"""Checkpoint files that are never half-written, load without executing code, and sort by step.
+
+Knows nothing about DiT: it stores any dict of tensors/plain values.
+
+* ``save_checkpoint`` writes to a temp file in the same folder, fsyncs it, renames it over the
+  target and fsyncs the folder, so a crash leaves either the old file or the new one, never a
+  torn one (a stray ``*.tmp`` is ignored by every reader here).
+* ``load_checkpoint`` uses ``torch.load(weights_only=True)``: a pickle that would run code is
+  refused, and a truncated or foreign file becomes a one-line ``UserError``.
+* Names are ``<step:07d>.pt``; ``latest_checkpoint`` parses the step (never mtime or size).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from dit.errors import UserError
+
+CKPT_SUFFIX = ".pt"
+EMA_SUFFIX = ".ema.safetensors"
+_NAME = re.compile(r"^(\d+)\.pt$")
+
+
+def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
+    """``<dir>/<step:07d>.pt`` (the official scripts' naming)."""
+    return Path(directory) / f"{int(step):07d}{CKPT_SUFFIX}"
+
+
+def ema_export_path(ckpt: str | os.PathLike) -> Path:
+    """The safetensors file of EMA weights that sits beside checkpoint ``ckpt``."""
+    p = Path(ckpt)
+    return p.with_name(p.name[: -len(CKPT_SUFFIX)] + EMA_SUFFIX)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(str(directory), os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call ``write(f)`` on a temp file beside ``path``, fsync it and rename it to ``path``.
+
+    On any failure (full disk, unwritable folder, exception in ``write``) the temp file is
+    removed, ``path`` keeps its previous content, and a ``UserError`` says what happened.
+    """
+    path = Path(path)
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}; check the folder exists and is writable") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise UserError(
+                f"cannot write {path}: {e.strerror or e}; free space or fix permissions (the previous file is kept)"
+            ) from e
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Atomically ``torch.save`` ``state`` to ``path``."""
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a bad file raises a one-line ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass an existing .pt file or --resume auto")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, code-executing pickle, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"cannot load checkpoint {path} ({first[:200]}); it is truncated, not a checkpoint, or "
+            "holds objects other than tensors — use another checkpoint"
+        ) from e
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; pass a training checkpoint")
+    return state
+
+
+def step_of(path: str | os.PathLike) -> Optional[int]:
+    """The step encoded in a checkpoint's name, or None when it is not a checkpoint name."""
+    m = _NAME.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``directory`` sorted by step (temp files are never listed)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    found = [(step_of(p), p) for p in d.iterdir() if p.is_file() and step_of(p) is not None]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Optional[Path]:
+    """The checkpoint with the highest step in ``directory`` (None when there is none)."""
+    ckpts = list_checkpoints(directory)
+    return ckpts[-1] if ckpts else None
+
+
+def prune_checkpoints(directory: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints (and their EMA exports); 0 keeps all."""
+    if keep_last <= 0:
+        return []
+    removed = []
+    for p in list_checkpoints(directory)[:-keep_last]:
+        for q in (p, ema_export_path(p)):
+            try:
+                q.unlink()
+                removed.append(q)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def export_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: Optional[dict[str, Any]] = None
+) -> Path:
+    """Atomically write ``tensors`` as safetensors; ``metadata`` values are stored as JSON strings."""
+    from safetensors.torch import save
+
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    blob = save(flat, metadata=meta)
+    return atomic_write(path, lambda f: f.write(blob))

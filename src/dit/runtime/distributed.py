@@ -1,0 +1,91 @@
+"""Process-group set-up: the same code runs as one process or under torchrun.
+
+Knows nothing about DiT. ``init_distributed()`` reads torchrun's environment (RANK, WORLD_SIZE,
+LOCAL_RANK); without it the run is a single process and every collective below is a no-op, so
+distributed code paths also run in CI on one CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: rank, world size, local rank and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _torchrun_env() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join torchrun's process group (nccl on CUDA, gloo on CPU) or run as one process.
+
+    ``device``: "cuda", "cpu" or None (CUDA when available). Each rank uses GPU ``LOCAL_RANK``.
+    Calling it again once the group exists returns the same info.
+    """
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if not _torchrun_env() or int(os.environ["WORLD_SIZE"]) == 1:
+        dev = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(dev)
+        return DistInfo(device=dev)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if use_cuda:
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op for one process)."""
+    if info.distributed and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_max(value: float, info: DistInfo) -> float:
+    """The maximum of a host scalar over ranks (used to agree on stopping)."""
+    if not (info.distributed and dist.is_initialized()):
+        return float(value)
+    backend_cpu = dist.get_backend() == "gloo"
+    t = torch.tensor([float(value)], device="cpu" if backend_cpu else info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def broadcast_object(obj, info: DistInfo, src: int = 0):
+    """Rank ``src``'s Python object on every rank (identity for one process)."""
+    if not (info.distributed and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def cleanup(info: DistInfo) -> None:
+    """Leave the process group if this process joined one."""
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()
