@@ -21,6 +21,8 @@ from dit.errors import UserError
 
 # Sub-command name → module. Add one line per new sub-command.
 SUBCOMMANDS: dict[str, str] = {
+    "flops": "dit.cli.flops",
+    "extract-latents": "dit.cli.extract_latents",
 }
 
 
