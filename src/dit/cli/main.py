@@ -23,6 +23,7 @@ from dit.errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "flops": "dit.cli.flops",
     "extract-latents": "dit.cli.extract_latents",
+    "train": "dit.cli.train",
 }
 
 
