@@ -269,6 +269,7 @@ def build_components(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: Di
         num_classes=source.num_classes,
         learn_sigma=diffusion_cfg.learn_sigma,
     )
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only (same on every rank)
     model = build_model(model_cfg)
     model_cfg = model.config  # resolved: the sizes of a named model filled in
     diffusion = create_diffusion(**diffusion_cfg.to_dict())

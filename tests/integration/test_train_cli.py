@@ -1,0 +1,105 @@
+"""`dit train` end to end on a generated image folder: loss falls, exact resume, run-folder safety."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from dit.cli.main import main
+from dit.runtime.checkpoint import load_checkpoint
+
+from .train_utils import assert_states_close, final_state, make_image_folder, train_args
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("imgs") / "data")
+
+
+def test_trains_end_to_end_and_loss_falls(data, tmp_path):
+    run = tmp_path / "run"
+    argv = train_args(data, run, "--max-steps", "60", "--log-every", "10", "--ckpt-every", "30", "--lr", "2e-3", batch=8)
+    assert main(argv) == 0
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60]
+    for key in ("loss", "mse", "vb", "steps_per_sec", "images_per_sec"):
+        assert key in rows[0]
+    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
+    # A zero-initialised output layer starts at mse ≈ 1 (ε has unit variance); training must cut it.
+    assert last < 0.6 * first, (first, last)
+    assert (run / "tb").is_dir() and any((run / "tb").iterdir())
+    info = json.loads((run / "run.json").read_text())
+    assert info["config"]["train"]["max_steps"] == 60 and info["git"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "0000030.ema.safetensors", "0000030.pt", "0000060.ema.safetensors", "0000060.pt"]
+
+
+def test_checkpoint_is_self_describing_and_ema_export_loads_strict(data, tmp_path):
+    from safetensors.torch import load_file
+
+    from dit.config import ModelConfig
+    from dit.models import build_model
+
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--max-steps", "3", "--ema-warmup")) == 0
+    state = final_state(run)
+    for key in ("model", "ema", "opt", "scaler", "step", "epoch", "batch_in_epoch", "rng", "config"):
+        assert key in state
+    assert set(state["config"]) == {"model", "diffusion", "train", "data"}
+    assert state["step"] == 3 and state["batch_in_epoch"] == 3 and state["ema_updates"] == 3
+    model = build_model(ModelConfig.from_dict(state["config"]["model"]))
+    model.load_state_dict(state["model"], strict=True)
+    ema = load_file(str(run / "checkpoints" / "0000003.ema.safetensors"))
+    model.load_state_dict(ema, strict=True)
+    for k, v in ema.items():
+        assert torch.equal(v, state["ema"][k])
+    assert not any(k.startswith("module.") for k in ema)
+
+
+def test_stop_and_resume_auto_equals_straight_run(data, tmp_path):
+    """4 + 4 steps (crossing the epoch boundary at 6) with --resume auto == 8 straight steps, bitwise."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--log-every", "2", "--ckpt-every", "100", "--ema-warmup", "--ema-decay", "0.9"]
+    assert main(train_args(data, straight, "--max-steps", "8", *common)) == 0
+    assert main(train_args(data, split, "--max-steps", "4", *common)) == 0
+    assert load_checkpoint(split / "checkpoints" / "0000004.pt")["batch_in_epoch"] == 4  # stopped mid-epoch
+    assert main(train_args(data, split, "--max-steps", "8", "--resume", "auto", *common)) == 0
+    a, b = final_state(straight), final_state(split)
+    assert a["step"] == b["step"] == 8 and a["epoch"] == b["epoch"] == 1
+    assert assert_states_close(a, b, atol=0.0) == 0.0
+
+
+def test_refuses_a_folder_holding_another_run(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--max-steps", "2")) == 0
+    before = (run / "checkpoints" / "0000002.pt").read_bytes()
+    assert main(train_args(data, run, "--max-steps", "4")) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "checkpoints" / "0000002.pt").read_bytes() == before
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--max-steps", "2")) == 0
+    argv = train_args(data, run, "--max-steps", "4", "--resume", "auto")
+    argv[argv.index("--hidden-size") + 1] = "64"
+    assert main(argv) == 2
+    assert "another model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-steps", "2", "--global-batch-size", "100"], "fewer than --global-batch-size"),
+        ([], "no budget"),
+        (["--max-steps", "2", "--depth", "2", "--patch-size", "3"], None),
+    ],
+)
+def test_bad_configuration_is_one_line_exit_2(data, tmp_path, capsys, flags, message):
+    argv = train_args(data, tmp_path / "run", *flags)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    if message:
+        assert message in err
