@@ -217,6 +217,7 @@ def test_dropout_only_in_train_mode_unless_mask_given():
         m.eval()
         cond, uncond = m(x, t, y), m(x, t, null)
         torch.testing.assert_close(m(x, t, y), cond)  # eval: never dropped
+        torch.testing.assert_close(m(x, t, None), uncond)  # y=None means the null class
         forced = m(x, t, y, drop_mask=mask)
         torch.testing.assert_close(forced[mask], uncond[mask])
         torch.testing.assert_close(forced[~mask], cond[~mask])
