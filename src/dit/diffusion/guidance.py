@@ -1,0 +1,70 @@
+"""Classifier-free guidance (Ho & Salimans 2022) as a model wrapper.
+
+``guided_model_fn(model, cfg_scale, null_label)`` returns ``fn(x, t, y)`` that runs the
+conditional rows and the null-label rows in one forward pass and combines
+ε̂ = ε_u + s (ε_c − ε_u). The variance channels (if any) are the conditional rows'.
+
+``channels``:
+- ``"all"`` (default): every ε channel is guided — the standard form.
+- ``"official"``: only the first 3 channels, as the official DiT ``forward_with_cfg`` does
+  ("for exact reproducibility"); needed to match the published FID 2.27 at s = 1.5. The other
+  ε channels keep the conditional prediction. Record the mode wherever samples are written.
+
+``interval=(lo, hi)``: guide only rows whose original timestep t satisfies lo ≤ t ≤ hi; the
+other rows run conditional-only (no null rows in the batch, so those steps cost half).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import torch
+
+from dit.errors import UserError
+
+GUIDANCE_CHANNELS = ("all", "official")
+
+
+def guided_model_fn(
+    model: Callable,
+    cfg_scale: float,
+    null_label: Optional[int],
+    channels: str = "all",
+    interval: Optional[Tuple[int, int]] = None,
+) -> Callable:
+    """``fn(x, t, y=None)`` → (N, C or 2C, ...): ``model(x, t, y)`` with guidance scale s.
+
+    ``model(x, t, y)`` returns (N, C, ...) or (N, 2C, ...) with C = x.shape[1]. With
+    ``null_label=None`` (an unconditional model) or s = 1 the model runs once, unguided.
+    """
+    if channels not in GUIDANCE_CHANNELS:
+        raise UserError(f"unknown guidance channels {channels!r}; choose one of {list(GUIDANCE_CHANNELS)}")
+    if cfg_scale < 0:
+        raise UserError(f"cfg scale must be >= 0, got {cfg_scale}")
+    if interval is not None and interval[0] > interval[1]:
+        raise UserError(f"guidance interval {interval} is empty; give (low, high) with low <= high")
+    if null_label is None or cfg_scale == 1.0:
+        # s = 1 is exactly the conditional model: ε_u + 1·(ε_c − ε_u) = ε_c, at half the cost.
+        return lambda x, t, y=None: model(x, t, y)
+
+    def fn(x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        N, C = x.shape[0], x.shape[1]
+        if y is None:
+            y = torch.full((N,), null_label, dtype=torch.long, device=x.device)
+        guide = torch.ones(N, dtype=torch.bool, device=x.device)  # (N,) rows to guide
+        if interval is not None:
+            guide = (t >= interval[0]) & (t <= interval[1])
+        idx = guide.nonzero(as_tuple=True)[0]  # (M,)
+        if idx.numel() == 0:
+            return model(x, t, y)
+        null = torch.full((idx.numel(),), null_label, dtype=y.dtype, device=y.device)
+        out = model(torch.cat([x, x[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null]))  # (N+M, C|2C, ...)
+        cond, uncond = out[:N], out[N:]  # (N, ...), (M, ...)
+        k = C if channels == "all" else min(3, C)  # guided ε channels
+        eps_c = cond[idx, :k]  # (M, k, ...)
+        guided = uncond[:, :k] + cfg_scale * (eps_c - uncond[:, :k])
+        result = cond.clone()
+        result[idx, :k] = guided
+        return result
+
+    return fn
