@@ -114,3 +114,37 @@ class TrainConfig(_DictMixin):
     # Hooks run with the EMA model every K steps (0 = off); see dit.train.trainer.Callback
     sample_every: int = 0
     eval_every: int = 0
+
+
+@dataclass
+class EvalConfig(_DictMixin):
+    """What `dit eval` needs: the two image sets and the feature network (ADM's metrics)."""
+
+    samples: str = ""
+    reference: str = ""
+    # "inception" (the FID Inception-v3, weights from ``inception`` or the cache folder) or
+    # "classifier:PATH" (a network made by `dit train-classifier`)
+    features: str = "inception"
+    inception: Optional[str] = None
+    batch_size: int = 64
+    device: Optional[str] = None
+    cache: bool = True
+    # k of the k-NN manifolds and the number of Inception Score splits (ADM: 3 and 10)
+    nearest_k: int = 3
+    is_splits: int = 10
+
+
+@dataclass
+class ClassifierTrainConfig(_DictMixin):
+    """What `dit train-classifier` needs: labelled images in, a small CNN out (safetensors + JSON)."""
+
+    data_path: str = ""
+    out: str = "classifier.safetensors"
+    image_size: Optional[int] = None  # None: the data's own size
+    width: int = 32
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: Optional[str] = None

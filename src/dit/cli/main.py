@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, str] = {
     "flops": "dit.cli.flops",
     "extract-latents": "dit.cli.extract_latents",
     "train": "dit.cli.train",
+    "eval": "dit.cli.eval",
+    "train-classifier": "dit.cli.train_classifier",
 }
 
 

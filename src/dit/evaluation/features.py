@@ -1,0 +1,92 @@
+"""One interface for the networks whose features the metrics compare.
+
+A :class:`FeatureExtractor` maps uint8 images (N, H, W, 3) to three float arrays:
+``pool`` (N, Dp) for FID and precision/recall, ``spatial`` (N, Ds) for sFID and ``logits``
+(N, K) for the Inception Score and class accuracy. Implementations: the FID Inception-v3
+(:func:`inception_extractor`) and the small digit classifier (:func:`classifier_extractor`).
+``make_extractor`` turns the command line's ``--features`` choice into one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from dit.errors import UserError
+
+FEATURE_KEYS = ("pool", "spatial", "logits")
+
+
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """First ``length`` hex digits of the SHA-256 of a file (identifies weights and references)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+class FeatureExtractor:
+    """A network in eval mode whose ``forward(uint8 (B, H, W, 3))`` returns the three features.
+
+    ``name`` identifies the network and its weights (it keys cached reference statistics).
+    """
+
+    def __init__(self, net: nn.Module, name: str, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.name = name
+
+    @torch.no_grad()
+    def features(self, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> dict[str, np.ndarray]:
+        """uint8 images (N, H, W, 3) → dict(pool (N, Dp), spatial (N, Ds), logits (N, K)) float32."""
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise UserError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be positive, got {batch_size}")
+        out: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
+        starts = range(0, len(images), batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc=f"features ({self.name})", unit="batch")
+        for s in starts:
+            batch = torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size])).to(self.device)
+            feats = self.net(batch)
+            for k in FEATURE_KEYS:
+                out[k].append(feats[k].float().cpu().numpy())
+        return {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in out.items()}
+
+
+def inception_extractor(path: Optional[str] = None, device: str = "cpu") -> FeatureExtractor:
+    """The FID Inception-v3 from a local weights file (see :mod:`dit.evaluation.inception`)."""
+    from dit.evaluation.inception import find_weights, load_inception
+
+    weights = find_weights(path)
+    return FeatureExtractor(load_inception(weights), f"inception-{file_digest(weights)}", device)
+
+
+def classifier_extractor(path: str, device: str = "cpu") -> FeatureExtractor:
+    """A classifier trained by ``dit train-classifier`` (safetensors + JSON config)."""
+    from dit.evaluation.classifier import load_classifier
+
+    net = load_classifier(path)
+    return FeatureExtractor(net, f"classifier-{file_digest(path)}", device)
+
+
+def make_extractor(spec: str = "inception", inception_path: Optional[str] = None, device: str = "cpu") -> FeatureExtractor:
+    """``"inception"`` or ``"classifier:PATH"`` → the extractor."""
+    kind, _, arg = spec.partition(":")
+    if kind == "inception" and not arg:
+        return inception_extractor(inception_path, device)
+    if kind == "classifier" and arg:
+        if not Path(arg).is_file():
+            raise UserError(f"classifier file {arg} not found; train one with `dit train-classifier --out {arg}`")
+        return classifier_extractor(arg, device)
+    raise UserError(f"--features must be 'inception' or 'classifier:PATH', got {spec!r}")

@@ -1,0 +1,197 @@
+"""Files of the evaluation: image sets, cached reference features and protocol cards.
+
+* Image sets are an ``.npz`` (``arr_0`` (N, H, W, 3) uint8, optional ``arr_1`` (N,) labels, the
+  format of ``dit sample`` and of ADM's reference batches) or a folder of images: flat (no
+  labels) or one sub-folder per class (labels = index of the sorted sub-folder names).
+* Reference features are cached in an ``.npz`` keyed by the reference's content hash and the
+  extractor's name, beside the reference when that folder is writable, else in the cache folder.
+* A protocol card is the JSON the sampler writes beside its samples; ``dit eval`` copies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from dit.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_CACHE_VERSION = "v1"
+
+
+@dataclass
+class ImageSet:
+    """uint8 images (N, H, W, 3) and, when the file carries them, int64 labels (N,)."""
+
+    images: np.ndarray
+    labels: Optional[np.ndarray] = None
+
+
+def _as_rgb_uint8(arr: np.ndarray, source: str) -> np.ndarray:
+    """Validate an image array; grey (N, H, W) or (N, H, W, 1) is repeated to 3 channels."""
+    if arr.dtype != np.uint8:
+        raise UserError(f"{source}: images must be uint8 in [0, 255], got {arr.dtype}; convert with (x * 255).round().astype(np.uint8)")
+    if arr.ndim == 3:
+        arr = arr[..., None]  # (N, H, W, 1)
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3) or len(arr) == 0:
+        raise UserError(f"{source}: images must have shape (N, H, W, 3) with N > 0, got {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)  # (N, H, W, 3)
+    return arr
+
+
+def _as_labels(arr: np.ndarray, n: int, source: str) -> np.ndarray:
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise UserError(f"{source}: labels arr_1 must be integers of shape ({n},), got {arr.dtype} {arr.shape}")
+    return arr.astype(np.int64)
+
+
+def _load_npz(path: Path) -> ImageSet:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "arr_0" not in f.files:
+                raise UserError(f"{path}: no arr_0 in the .npz (keys {f.files}); expected arr_0 images and optional arr_1 labels")
+            images = _as_rgb_uint8(f["arr_0"], str(path))
+            labels = _as_labels(f["arr_1"], len(images), str(path)) if "arr_1" in f.files else None
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path} as .npz: {e}") from None
+    return ImageSet(images, labels)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    except OSError as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _load_folder(path: Path) -> ImageSet:
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and _image_files(p))
+    files = _image_files(path)
+    if files and classes:
+        raise UserError(f"{path}: mixes images and class sub-folders; use one layout")
+    if classes:
+        per_class = [_image_files(c) for c in classes]
+        files = [f for fs in per_class for f in fs]
+        labels = np.concatenate([np.full(len(fs), i, np.int64) for i, fs in enumerate(per_class)])
+    elif files:
+        labels = None
+    else:
+        raise UserError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder or its class sub-folders")
+    arrays = [_read_image(f) for f in files]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise UserError(f"{path}: images differ in size {sorted(shapes)[:3]}; resize them to one size first")
+    return ImageSet(np.stack(arrays), labels)  # (N, H, W, 3)
+
+
+def load_images(path: str | os.PathLike) -> ImageSet:
+    """Images (and labels if present) from an ``.npz`` or a folder; bad input raises UserError."""
+    p = Path(path)
+    if p.is_dir():
+        return _load_folder(p)
+    if p.is_file() and p.suffix == ".npz":
+        return _load_npz(p)
+    if not p.exists():
+        raise UserError(f"{p} does not exist; pass an .npz of arr_0 images or a folder of images")
+    raise UserError(f"{p}: expected an .npz (arr_0 (N, H, W, 3) uint8) or a folder of images")
+
+
+def content_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """SHA-256 of a file, or of a folder's image files (relative names and bytes, sorted)."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    h = hashlib.sha256()
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def cache_dir() -> Path:
+    """The folder for weights and cached statistics: ``$DIT_CACHE`` or ``~/.cache/dit``."""
+    return Path(os.environ.get("DIT_CACHE") or Path.home() / ".cache" / "dit")
+
+
+def stats_cache_paths(reference: str | os.PathLike, extractor_name: str) -> list[Path]:
+    """Where cached reference features may live, in order: beside the reference, the cache folder."""
+    ref = Path(reference).resolve()
+    name = f"{ref.name}.{content_digest(ref)}.{extractor_name}.{_CACHE_VERSION}.features.npz"
+    return [ref.parent / name, cache_dir() / "stats" / name]
+
+
+def load_cached_features(reference: str | os.PathLike, extractor_name: str) -> Optional[dict[str, np.ndarray]]:
+    """The cached reference arrays if a cache file exists and reads, else None."""
+    for p in stats_cache_paths(reference, extractor_name):
+        if p.is_file():
+            try:
+                with np.load(p, allow_pickle=False) as f:
+                    return {k: f[k] for k in f.files}
+            except (OSError, ValueError):
+                continue  # unreadable cache: recompute
+    return None
+
+
+def save_cached_features(reference: str | os.PathLike, extractor_name: str, arrays: dict[str, np.ndarray]) -> Optional[Path]:
+    """Write the cache atomically at the first writable location; None if none is writable."""
+    from dit.runtime.checkpoint import atomic_write
+
+    for p in stats_cache_paths(reference, extractor_name):
+        try:
+            return atomic_write(p, lambda f: np.savez(f, **arrays))
+        except UserError:
+            continue
+    return None
+
+
+def protocol_card_path(samples: str | os.PathLike) -> Optional[Path]:
+    """The sampler's protocol card for ``samples``, if one exists.
+
+    Looked up as ``<samples>.protocol.json`` (what ``dit sample`` writes), then
+    ``<samples without suffix>.protocol.json``, ``<samples>.json`` and, for a folder,
+    ``<folder>/protocol.json``.
+    """
+    p = Path(samples)
+    candidates = [
+        p.with_name(p.name + ".protocol.json"),
+        p.with_suffix(".protocol.json"),
+        p.with_name(p.name + ".json"),
+        p / "protocol.json",
+    ]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def read_protocol_card(samples: str | os.PathLike) -> Optional[dict]:
+    """The protocol card's content (with its path under ``"path"``), or None if there is none."""
+    p = protocol_card_path(samples)
+    if p is None:
+        return None
+    try:
+        card = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"protocol card {p} is not valid JSON: {e}") from None
+    return {"path": str(p), **card} if isinstance(card, dict) else {"path": str(p), "card": card}
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    from dit.runtime.checkpoint import atomic_write
+
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
