@@ -148,3 +148,42 @@ class ClassifierTrainConfig(_DictMixin):
     val_fraction: float = 0.1
     seed: int = 0
     device: Optional[str] = None
+
+
+@dataclass
+class SampleConfig(_DictMixin):
+    """What `dit sample` (and in-training sampling) needs: weights, how to sample, where to write.
+
+    ``model``/``image_size``/``num_classes`` describe official ``.pt`` files (our checkpoints and
+    safetensors exports carry their config); ``depth``/``hidden_size``/``num_heads``/``patch_size``
+    describe a custom size instead of ``model``. ``vae=None`` uses the VAE recorded in the
+    checkpoint (official files: ``"mse"``, the official sample.py default). ``num_samples=None``
+    draws one sample per entry of ``class_labels`` (or 16 when none are given).
+    """
+
+    ckpt: str = ""
+    out: str = "samples.png"
+    # Model (official .pt files; ignored when the checkpoint describes itself, except to check it)
+    model: Optional[str] = None
+    image_size: Optional[int] = None
+    num_classes: Optional[int] = None
+    depth: Optional[int] = None
+    hidden_size: Optional[int] = None
+    num_heads: Optional[int] = None
+    patch_size: Optional[int] = None
+    weights: str = "ema"
+    vae: Optional[str] = None
+    # What to draw and how
+    num_samples: Optional[int] = None
+    class_labels: Optional[Tuple[int, ...]] = None
+    sampler: str = "ddpm"
+    num_sampling_steps: int = 250
+    cfg_scale: float = 1.5
+    guidance_channels: str = "all"
+    guidance_interval: Optional[Tuple[int, int]] = None
+    eta: float = 0.0
+    seed: int = 0
+    precision: str = "fp32"
+    batch_size: int = 32
+    device: Optional[str] = None
+    progress: bool = True

@@ -1,0 +1,82 @@
+"""The protocol card: everything that determined a sample file, written beside it as JSON.
+
+Reproducing FID fails most often because the protocol is unknown (guidance scale and channels,
+10K vs 50K samples, sampler and steps, precision, decoder). ``dit sample`` writes
+``<out>.protocol.json`` next to every sample file and ``dit eval`` copies it into its result
+(:func:`dit.evaluation.io.read_protocol_card` reads this very name).
+
+The card has two parts: ``settings`` (what fixes the pixels: checkpoint hash, model, diffusion,
+sampler, guidance, precision, VAE, labels, seed, number of samples, batch size) and provenance
+(git revision, dit version, time, world size, device). A resumed run must match the ``settings``
+of the shards it continues (:func:`settings_mismatch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+CARD_SUFFIX = ".protocol.json"
+CARD_FORMAT = "dit-protocol/1"
+PIXEL_CONVERSION = "uint8 = floor(clamp(127.5 * x + 128, 0, 255)) of decoder output x in [-1, 1] (official DiT)"
+
+
+def card_path(samples: str | os.PathLike) -> Path:
+    """``<samples>.protocol.json`` (e.g. ``out.npz`` → ``out.npz.protocol.json``)."""
+    p = Path(samples)
+    return p.with_name(p.name + CARD_SUFFIX)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Full SHA-256 hex digest of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def provenance(world_size: int = 1, device: str = "cpu") -> dict[str, Any]:
+    """Where and when: git revision of the source, dit and torch versions, UTC time, processes, device."""
+    import torch
+
+    from dit import __version__
+    from dit.train.trainer import git_revision  # the one git lookup of the package
+
+    return {
+        "git": git_revision(),
+        "dit_version": __version__,
+        "torch_version": torch.__version__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "world_size": int(world_size),
+        "device": str(device),
+    }
+
+
+def make_card(settings: dict[str, Any], output: str | os.PathLike, extra: Optional[dict[str, Any]] = None) -> dict:
+    """The card dict: format tag, output file, ``settings`` and provenance (``extra``)."""
+    return {
+        "format": CARD_FORMAT,
+        "output": str(output),
+        "settings": settings,
+        "pixel_conversion": PIXEL_CONVERSION,
+        **(extra or {}),
+    }
+
+
+def write_card(samples: str | os.PathLike, card: dict) -> Path:
+    """Atomically write ``card`` as ``<samples>.protocol.json``."""
+    from dit.evaluation.io import write_json
+
+    return write_json(card_path(samples), card)
+
+
+def settings_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys of ``settings`` whose values differ (a JSON round trip is applied to both first)."""
+    import json
+
+    a, b = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
