@@ -34,7 +34,14 @@ def feature_statistics(features: np.ndarray) -> Statistics:
     features = np.asarray(features, dtype=np.float64)  # (N, D)
     if features.ndim != 2 or features.shape[0] < 2:
         raise ValueError(f"need features of shape (N >= 2, D), got {features.shape}")
-    return Statistics(mu=features.mean(axis=0), sigma=np.cov(features, rowvar=False))
+    return Statistics(mu=features.mean(axis=0), sigma=np.atleast_2d(np.cov(features, rowvar=False)))
+
+
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.sqrtm`` without its singular-matrix warning (the caller checks the result)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        return linalg.sqrtm(m)
 
 
 def frechet_distance(a: Statistics, b: Statistics, eps: float = 1e-6) -> float:
@@ -52,11 +59,11 @@ def frechet_distance(a: Statistics, b: Statistics, eps: float = 1e-6) -> float:
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError(f"statistics differ in shape: {mu1.shape} vs {mu2.shape}")
     diff = mu1 - mu2  # (D,)
-    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
+    covmean = _sqrtm(s1.dot(s2))
     if not np.isfinite(covmean).all():
         warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates")
         offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
+        covmean = _sqrtm((s1 + offset).dot(s2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             m = float(np.max(np.abs(covmean.imag)))
