@@ -106,7 +106,7 @@ class VAECodec(LatentCodec):
     def __init__(self, vae, id: str, source: str, device, dtype: torch.dtype) -> None:
         super().__init__()
         cfg = vae.config
-        self.vae = vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.vae = vae.to(device=device).eval().requires_grad_(False)  # dtype set at load (torch_dtype)
         self.id = id
         self.source = source
         self.scale_factor = float(cfg.scaling_factor)
@@ -120,7 +120,7 @@ class VAECodec(LatentCodec):
     def encode_moments(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = images.to(device=self.device, dtype=self.dtype)  # (N, 3, H, W)
         post = self.vae.encode(x).latent_dist
-        return post.mean.float(), post.std.float()  # (N, C, h, w) each
+        return post.mean.float().contiguous(), post.std.float().contiguous()  # (N, C, h, w) each
 
     @torch.no_grad()
     def decode(self, latents_scaled: torch.Tensor) -> torch.Tensor:
@@ -144,13 +144,14 @@ def _folder_fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _load_autoencoder(where: str, **kwargs):
+def _load_autoencoder(where: str, dtype: torch.dtype, **kwargs):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(where, **kwargs)
+    # low_cpu_mem_usage=False: without `accelerate` diffusers would warn and fall back to it anyway.
+    return AutoencoderKL.from_pretrained(where, torch_dtype=dtype, low_cpu_mem_usage=False, **kwargs)
 
 
-def _load_hub(hub_id: str):
+def _load_hub(hub_id: str, dtype: torch.dtype):
     """From the local Hugging Face cache first; online only when HF_HUB_OFFLINE is not set."""
     errors = []
     attempts = [dict(local_files_only=True)]
@@ -158,7 +159,7 @@ def _load_hub(hub_id: str):
         attempts.append({})
     for kwargs in attempts:
         try:
-            return _load_autoencoder(hub_id, **kwargs)
+            return _load_autoencoder(hub_id, dtype, **kwargs)
         except Exception as e:  # diffusers/huggingface_hub raise many types for offline/missing
             errors.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     raise UserError(
@@ -176,7 +177,7 @@ def load_codec(spec: str, device: Union[str, torch.device] = "cpu", dtype: torch
         return PixelCodec()
     if spec in HUB_IDS:
         hub_id = HUB_IDS[spec]
-        return VAECodec(_load_hub(hub_id), id=hub_id, source=hub_id, device=device, dtype=dtype)
+        return VAECodec(_load_hub(hub_id, dtype), id=hub_id, source=hub_id, device=device, dtype=dtype)
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         raise UserError(
@@ -188,7 +189,7 @@ def load_codec(spec: str, device: Union[str, torch.device] = "cpu", dtype: torch
             f"VAE folder {folder} has no config.json; save the VAE with AutoencoderKL.save_pretrained(folder)"
         )
     try:
-        vae = _load_autoencoder(str(folder))
+        vae = _load_autoencoder(str(folder), dtype)
     except Exception as e:
         raise UserError(f"could not load the VAE from {folder} ({type(e).__name__}: {e}); re-save it with "
                         f"AutoencoderKL.save_pretrained") from e
