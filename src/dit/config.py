@@ -155,8 +155,7 @@ class SampleConfig(_DictMixin):
     """What `dit sample` (and in-training sampling) needs: weights, how to sample, where to write.
 
     ``model``/``image_size``/``num_classes`` describe official ``.pt`` files (our checkpoints and
-    safetensors exports carry their config); ``depth``/``hidden_size``/``num_heads``/``patch_size``
-    describe a custom size instead of ``model``. ``vae=None`` uses the VAE recorded in the
+    safetensors exports carry their config, custom sizes included). ``vae=None`` uses the VAE recorded in the
     checkpoint (official files: ``"mse"``, the official sample.py default). ``num_samples=None``
     draws one sample per entry of ``class_labels`` (or 16 when none are given).
     """
@@ -167,10 +166,6 @@ class SampleConfig(_DictMixin):
     model: Optional[str] = None
     image_size: Optional[int] = None
     num_classes: Optional[int] = None
-    depth: Optional[int] = None
-    hidden_size: Optional[int] = None
-    num_heads: Optional[int] = None
-    patch_size: Optional[int] = None
     weights: str = "ema"
     vae: Optional[str] = None
     # What to draw and how

@@ -1,0 +1,88 @@
+"""`dit sample`: parse flags → SampleConfig → dit.evaluation.generate.generate_to_file."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "draw samples from a checkpoint into a PNG grid or an .npz (one process, or one rank per GPU under torchrun)"
+DESCRIPTION = (
+    "Draw images from a dit checkpoint (EMA weights by default), its .safetensors export, or an official DiT .pt "
+    "(then say which model: --model DiT-XL/2 --image-size 256; a non-official size needs a file that carries its "
+    "config, e.g. `dit convert` output). --out FILE.png writes a grid (one row per class when classes are balanced); "
+    "--out FILE.npz writes arr_0 (N, H, W, 3) uint8 and arr_1 (N,) labels for `dit eval`. A protocol card "
+    "FILE.protocol.json records everything that fixed the pixels. Sample i depends only on the settings, the seed "
+    "and i, so the file is the same for any number of processes: torchrun --nproc_per_node 8 -m dit.cli.main sample "
+    "... splits the work; an interrupted run picks up the shards already written in FILE.shards/ when rerun."
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # No choices= read from dit.diffusion (it imports torch, and `dit --help` must stay fast):
+    # the sampler name is checked by dit.evaluation.generate, which lists the registry's names.
+    w = p.add_argument_group("weights")
+    w.add_argument("--ckpt", required=True, help="a dit checkpoint (.pt), its .safetensors export, or an official DiT .pt")
+    w.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of a training checkpoint")
+    w.add_argument("--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)")
+    w.add_argument("--image-size", type=_positive_int, default=None, help="official files only: image side in pixels (256, 512)")
+    w.add_argument("--num-classes", type=_positive_int, default=None, help="official files only: number of classes (default 1000)")
+    w.add_argument("--vae", default=None, help="decoder: ema, mse, none (pixel space) or an AutoencoderKL folder "
+                   "(default: the one recorded in the checkpoint; mse for official files, as the official sample.py)")
+
+    s = p.add_argument_group("what to draw")
+    s.add_argument("--num-samples", type=_positive_int, default=None,
+                   help="number of images (default: one per --class-labels entry, else 16)")
+    s.add_argument("--class-labels", type=int, nargs="+", default=None,
+                   help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)")
+    s.add_argument("--sampler", default="ddpm",
+                   help="ddpm (ancestral, the paper's), ddim, dpm++2m, dpm++2m-karras, ... (an unknown name lists all)")
+    s.add_argument("--num-sampling-steps", type=_positive_int, default=250, help="sampler steps (the paper's FID: 250 DDPM)")
+    s.add_argument("--cfg-scale", type=_non_negative_float, default=1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
+    s.add_argument("--guidance-channels", choices=["all", "official"], default="all",
+                   help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)")
+    s.add_argument("--guidance-interval", type=int, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="guide only at timesteps LO <= t <= HI (of 0..999); other steps run conditional only")
+    s.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM η (0 = deterministic)")
+    s.add_argument("--seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone")
+
+    o = p.add_argument_group("output and speed")
+    o.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (arr_0 images, arr_1 labels)")
+    o.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass per process (keep it when resuming)")
+    o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of the DiT (the VAE decodes in fp32)")
+    o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    o.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")
+    o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dit.config import SampleConfig
+    from dit.evaluation.generate import generate_to_file
+
+    cfg = SampleConfig(
+        ckpt=args.ckpt, out=args.out, model=args.model, image_size=args.image_size, num_classes=args.num_classes,
+        weights=args.weights, vae=args.vae, num_samples=args.num_samples,
+        class_labels=tuple(args.class_labels) if args.class_labels else None, sampler=args.sampler,
+        num_sampling_steps=args.num_sampling_steps, cfg_scale=args.cfg_scale, guidance_channels=args.guidance_channels,
+        guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None, eta=args.eta,
+        seed=args.seed, precision=args.precision, batch_size=args.batch_size, device=args.device,
+        progress=args.progress,
+    )
+    out = generate_to_file(cfg, keep_shards=args.keep_shards)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {out} and {out}.protocol.json")
+    return 0
