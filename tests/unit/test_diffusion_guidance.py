@@ -49,6 +49,8 @@ def test_official_mode_guides_only_channels_0_to_2():
     torch.testing.assert_close(out[:, :3], uncond[:, :3] + 4.0 * (cond[:, :3] - uncond[:, :3]))
     torch.testing.assert_close(out[:, 3:], cond[:, 3:], rtol=0, atol=0)
     assert not torch.allclose(out[:, 3], guided_model_fn(model, 4.0, NULL)(x, t, y)[:, 3])
+    assert guided_model_fn(model, 4.0, NULL, channels="official").guidance == {
+        "cfg_scale": 4.0, "channels": "official", "interval": None, "guided": True}
 
 
 def test_scale_one_equals_the_conditional_model_and_costs_one_pass():

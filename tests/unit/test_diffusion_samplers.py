@@ -16,7 +16,7 @@ def toy_model(x, t, y=None):
     return torch.cat([0.5 * torch.tanh(x) + tt, torch.tanh(x + tt)], dim=1)  # (N, 2C, H, W)
 
 
-def _run(sampler, gens, n_rows=None, **kw):
+def _run(sampler, gens, **kw):
     shape = (len(gens),) + SHAPE[1:] if isinstance(gens, list) else SHAPE
     return sample(create_diffusion(""), toy_model, shape, sampler=sampler, num_steps=8, generator=gens, **kw)
 
@@ -101,3 +101,27 @@ def test_dpm_solver_uses_only_the_eps_channels_and_num_steps_calls():
 
     out = sample(create_diffusion(""), model, SHAPE, "dpm++2m", num_steps=12, noise=torch.randn(SHAPE))
     assert len(calls) == 12 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++2m", "ddpm"])
+@pytest.mark.parametrize("prediction_type", ["xstart", "v"])
+def test_x0_and_v_models_sample_like_the_equivalent_eps_model(sampler, prediction_type):
+    """An x_0- or v-model that encodes the same prediction as an ε-model gives the same samples."""
+    ac = create_diffusion("").alphas_cumprod.float()
+
+    def eps_model(x, t):
+        return toy_model(x, t)[:, :2]
+
+    def other_model(x, t):
+        a, b = (ac[t].sqrt().view(-1, 1, 1, 1), (1 - ac[t]).sqrt().view(-1, 1, 1, 1))
+        eps = eps_model(x, t)
+        x0 = (x - b * eps) / a
+        return x0 if prediction_type == "xstart" else a * eps - b * x0
+
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
+    kw = dict(sampler=sampler, num_steps=6, noise=x_T)
+    ref = sample(create_diffusion("", learn_sigma=False), eps_model, SHAPE,
+                 generator=torch.Generator().manual_seed(4), **kw)
+    got = sample(create_diffusion("", learn_sigma=False, prediction_type=prediction_type), other_model, SHAPE,
+                 generator=torch.Generator().manual_seed(4), **kw)
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -75,7 +75,8 @@ def draw_noise(shape: Sequence[int], generator: Generator, device=None, dtype=to
     return randn_rows(shape, list(generator), device=device, dtype=dtype)
 
 
-def _progress(iterable, enabled: bool, desc: str):
+def progress_bar(iterable, enabled: bool, desc: str):
+    """``iterable`` wrapped in a tqdm bar when ``enabled`` (tqdm imported only then)."""
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
@@ -323,7 +324,7 @@ class GaussianDiffusion:
                                   generator: Generator = None) -> Iterator[dict]:
         """Yields {"sample", "pred_xstart"} after every DDPM step."""
         img = self._initial(shape, noise, device, generator)
-        for i in _progress(list(range(self.num_timesteps))[::-1], progress, "ddpm"):
+        for i in progress_bar(list(range(self.num_timesteps))[::-1], progress, "ddpm"):
             t = torch.full((shape[0],), i, dtype=torch.long, device=img.device)
             with torch.no_grad():
                 out = self.p_sample(model, img, t, clip_denoised, denoised_fn, model_kwargs, generator)
@@ -359,7 +360,7 @@ class GaussianDiffusion:
                                      generator: Generator = None) -> Iterator[dict]:
         """Yields {"sample", "pred_xstart"} after every DDIM step."""
         img = self._initial(shape, noise, device, generator)
-        for i in _progress(list(range(self.num_timesteps))[::-1], progress, "ddim"):
+        for i in progress_bar(list(range(self.num_timesteps))[::-1], progress, "ddim"):
             t = torch.full((shape[0],), i, dtype=torch.long, device=img.device)
             with torch.no_grad():
                 out = self.ddim_sample(model, img, t, clip_denoised, denoised_fn, model_kwargs, eta, generator)

@@ -36,6 +36,8 @@ def guided_model_fn(
 
     ``model(x, t, y)`` returns (N, C, ...) or (N, 2C, ...) with C = x.shape[1]. With
     ``null_label=None`` (an unconditional model) or s = 1 the model runs once, unguided.
+    The returned function has a ``guidance`` dict (scale, channels, interval, guided) for
+    recording the protocol wherever samples are written.
     """
     if channels not in GUIDANCE_CHANNELS:
         raise UserError(f"unknown guidance channels {channels!r}; choose one of {list(GUIDANCE_CHANNELS)}")
@@ -43,9 +45,15 @@ def guided_model_fn(
         raise UserError(f"cfg scale must be >= 0, got {cfg_scale}")
     if interval is not None and interval[0] > interval[1]:
         raise UserError(f"guidance interval {interval} is empty; give (low, high) with low <= high")
+    settings = {"cfg_scale": float(cfg_scale), "channels": channels,
+                "interval": None if interval is None else [int(interval[0]), int(interval[1])]}
     if null_label is None or cfg_scale == 1.0:
         # s = 1 is exactly the conditional model: ε_u + 1·(ε_c − ε_u) = ε_c, at half the cost.
-        return lambda x, t, y=None: model(x, t, y)
+        def unguided(x, t, y=None):
+            return model(x, t, y)
+
+        unguided.guidance = dict(settings, guided=False)
+        return unguided
 
     def fn(x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         N, C = x.shape[0], x.shape[1]
@@ -67,4 +75,5 @@ def guided_model_fn(
         result[idx, :k] = guided
         return result
 
+    fn.guidance = dict(settings, guided=True)  # what writers record next to the samples
     return fn

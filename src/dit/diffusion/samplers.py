@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from dit.diffusion.gaussian import GaussianDiffusion, Generator, ModelMeanType, _progress, draw_noise
+from dit.diffusion.gaussian import GaussianDiffusion, Generator, ModelMeanType, draw_noise, progress_bar
 from dit.diffusion.respace import SpacedDiffusion
 from dit.diffusion.schedules import space_timesteps
 from dit.errors import UserError
@@ -142,7 +142,7 @@ def dpm_solver_pp_2m(diffusion, model_fn, x, num_steps=20, generator=None, model
     model_kwargs = model_kwargs or {}
     mean_type = d.model_mean_type
     prev_d, prev_h = None, None
-    for i in _progress(range(len(ts)), progress, "dpm++2m"):
+    for i in progress_bar(range(len(ts)), progress, "dpm++2m"):
         t = torch.full((x.shape[0],), int(ts[i]), dtype=torch.long, device=x.device)
         with torch.no_grad():
             out = model_fn(x, t, **model_kwargs)[:, :C]  # ε (or x_0 / v) channels only
