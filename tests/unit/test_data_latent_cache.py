@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from dit.data import build_source
 from dit.data import latent_cache as lc
 from dit.data.image_folder import ImageFolder
 from dit.data.latent_cache import HEADER_NAME, LatentCacheDataset, extract_latents, read_header
@@ -104,6 +105,7 @@ def test_bad_images_are_skipped_and_listed(world, tmp_path):
     assert header["num_items"] == 5 and list(header["bad_images"]) == [str(data / "b" / "1.png")]
     ds = LatentCacheDataset(tmp_path / "c")
     assert [ds[i][1] for i in range(5)] == [0, 0, 0, 1, 1]
+    assert build_source(tmp_path / "c", SIZE, codec).bad_images == header["bad_images"]  # for the run log
     with safe_open(str(tmp_path / "c" / "shard_00001.safetensors"), "pt") as f:
         assert f.get_tensor("indices").tolist() == [5]  # position 4 (b/1.png) is missing
     with pytest.raises(UserError, match=r"b/1\.png"):
@@ -130,3 +132,14 @@ def test_header_format_checked(tmp_path):
     (tmp_path / HEADER_NAME).write_text("{truncated")
     with pytest.raises(UserError, match="cannot read latent-cache header"):
         read_header(tmp_path)
+
+
+def test_dataloader_workers_reopen_shards(world, tmp_path):
+    _extract(world, tmp_path / "c")
+    ds = LatentCacheDataset(tmp_path / "c")
+    ds[0]  # open a handle in this process: it must not be pickled to the workers
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2)
+    batches = list(loader)
+    items = torch.cat([b[0] for b in batches])
+    assert items.shape == (6, 2, 2, 4, 4, 4) and torch.cat([b[1] for b in batches]).tolist() == [0, 0, 0, 1, 1, 1]
+    assert all(torch.equal(items[i], ds[i][0]) for i in range(6))

@@ -291,13 +291,14 @@ class LatentCacheDataset(torch.utils.data.Dataset):
         for c in counts:
             self.starts.append(self.starts[-1] + c)
         self._handles: dict[int, object] = {}
+        self._labels: dict[int, list] = {}
 
     def __len__(self) -> int:
         return self.starts[-1]
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_handles"] = {}
+        state["_handles"], state["_labels"] = {}, {}
         return state
 
     def _handle(self, k: int):
@@ -305,6 +306,7 @@ class LatentCacheDataset(torch.utils.data.Dataset):
 
         if k not in self._handles:
             self._handles[k] = safe_open(str(self.files[k]), framework="pt")
+            self._labels[k] = self._handles[k].get_tensor("labels").tolist()  # tiny: read once per shard
         return self._handles[k]
 
     def __getitem__(self, i: int):
@@ -314,5 +316,4 @@ class LatentCacheDataset(torch.utils.data.Dataset):
         j = i - self.starts[k]
         f = self._handle(k)
         moments = f.get_slice("moments")[j : j + 1][0]  # (2, 2, C, h, w)
-        label = int(f.get_slice("labels")[j : j + 1][0])
-        return moments, label
+        return moments, self._labels[k][j]
