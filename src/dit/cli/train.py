@@ -107,5 +107,6 @@ def run(args: argparse.Namespace) -> int:
         max_bad_steps=args.max_bad_steps, sample_every=args.sample_every, eval_every=args.eval_every,
     )
     result = train(cfg, model_cfg, diffusion_cfg)
-    print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint: {result.last_checkpoint}")
+    if result.is_main:
+        print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint: {result.last_checkpoint}")
     return 0

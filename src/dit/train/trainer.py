@@ -242,6 +242,7 @@ class TrainResult:
     stop_reason: str
     last_checkpoint: Optional[Path]
     skipped_steps: int
+    is_main: bool = True
 
 
 def build_components(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, device):
@@ -303,10 +304,11 @@ class Trainer:
                 f"{cfg.global_batch_size}; lower the batch size"
             )
         self.model = model.to(self.device)
-        self.ema = EMA(self.model, decay=cfg.ema_decay, warmup=cfg.ema_warmup)  # starts as a copy (official)
         self.train_model = parallelize(
             self.model, info, grad_checkpointing=cfg.grad_checkpointing, fsdp=cfg.fsdp, compile=cfg.compile
         )
+        # After sharding, so under FSDP each rank averages its own shards. Starts as a copy (official).
+        self.ema = EMA(self.model, decay=cfg.ema_decay, warmup=cfg.ema_warmup)
         self.params = [p for p in self.train_model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(
             self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), foreach=True
@@ -350,20 +352,24 @@ class Trainer:
         }
 
     def _full_state(self) -> tuple[dict, dict, dict]:
-        """Model, EMA and optimiser state dicts as plain full tensors (collective under FSDP)."""
-        if self.cfg.fsdp:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                get_model_state_dict,
-                get_optimizer_state_dict,
-            )
+        """Model, EMA and optimiser state dicts as plain full tensors (collective under FSDP).
 
+        The optimiser state is keyed by parameter name (not position), so a checkpoint moves
+        between one process, DDP and FSDP.
+        """
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        if self.cfg.fsdp:
             opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
             model_sd = get_model_state_dict(self.model, options=opts)
             opt_sd = get_optimizer_state_dict(self.model, self.opt, options=opts)
             ema_sd = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).cpu() for k, v in self.ema.state_dict().items()}
             return model_sd, ema_sd, opt_sd
-        return self.model.state_dict(), self.ema.state_dict(), self.opt.state_dict()
+        return self.model.state_dict(), self.ema.state_dict(), get_optimizer_state_dict(self.model, self.opt)
 
     def save(self) -> Path:
         """Write checkpoint ``<step>.pt`` and the EMA safetensors beside it (rank 0), prune old ones."""
@@ -417,20 +423,20 @@ class Trainer:
                 f"{path} was trained with --global-batch-size {saved['train'].get('global_batch_size')}; "
                 "resume with the same value (the data position depends on it)"
             )
-        if self.cfg.fsdp:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_model_state_dict,
-                set_optimizer_state_dict,
-            )
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
 
+        if self.cfg.fsdp:
             opts = StateDictOptions(full_state_dict=True)
             set_model_state_dict(self.model, state["model"], options=opts)
             set_optimizer_state_dict(self.model, self.opt, state["opt"], options=opts)
             self._load_ema_sharded(state["ema"])
         else:
             self.model.load_state_dict(state["model"], strict=True)
-            self.opt.load_state_dict(state["opt"])
+            set_optimizer_state_dict(self.model, self.opt, state["opt"])
             self.ema.load_state_dict(state["ema"])
         self.ema.num_updates = int(state.get("ema_updates", 0))
         if self.scaler is not None and state.get("scaler"):
@@ -497,6 +503,8 @@ class Trainer:
             self.scaler.unscale_(self.opt)
         max_norm = cfg.grad_clip if cfg.grad_clip else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor over the shards
+            grad_norm = grad_norm.full_tensor()
         # The one host sync of a step: gradients are all-reduced, so every rank agrees.
         finite = bool(torch.isfinite(grad_norm).item())
         if self.scaler is not None:
@@ -604,7 +612,7 @@ class Trainer:
             self.save()
         self.logger.info(f"stopped at step {self.step} ({reason}); last checkpoint {self.last_checkpoint}")
         self.logger.close()
-        return TrainResult(self.step, self.epoch, reason, self.last_checkpoint, self.skipped_total)
+        return TrainResult(self.step, self.epoch, reason, self.last_checkpoint, self.skipped_total, self.info.is_main)
 
     def _diverged(self) -> None:
         self.logger.info(f"{self.bad_in_a_row} non-finite steps in a row at step {self.step}")
