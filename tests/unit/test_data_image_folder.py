@@ -154,3 +154,28 @@ def test_bad_images_scan_and_fail(tmp_path):
         ImageFolder(root, 8, on_bad_image="fail")[1]
     with pytest.raises(UserError, match=r"a/1\.png"):
         ImageFolder(root, 8, on_bad_image="fail").scan()
+
+
+@settings(max_examples=30, deadline=None)
+@given(payload=st.binary(max_size=300), cut=st.integers(0, 400), ext=st.sampled_from([".png", ".jpg", ".gif", ".webp"]))
+def test_any_file_content_is_an_image_or_a_user_error(tmp_path_factory, payload, cut, ext):
+    """Random bytes, or a real image cut anywhere: skip never raises, fail raises only UserError."""
+    import io
+
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "a").mkdir()
+    buf = io.BytesIO()
+    random_image(np.random.default_rng(cut), 9, 7).save(buf, format={".jpg": "JPEG"}.get(ext, ext[1:].upper()))
+    (root / "a" / f"real{ext}").write_bytes(buf.getvalue()[:cut] if cut < 400 else buf.getvalue())
+    (root / "a" / f"junk{ext}").write_bytes(payload)
+    ds = ImageFolder(root, 4, on_bad_image="skip")
+    try:
+        x, y = ds[0]
+        assert x.shape == (3, 4, 4) and y == 0 and torch.isfinite(x).all()
+    except UserError as e:  # every file unreadable
+        assert "no readable image" in str(e)
+    for i in range(2):
+        try:
+            ImageFolder(root, 4, on_bad_image="fail")[i]
+        except UserError as e:
+            assert "cannot read image" in str(e)
