@@ -182,3 +182,24 @@ class SampleConfig(_DictMixin):
     batch_size: int = 32
     device: Optional[str] = None
     progress: bool = True
+
+
+@dataclass
+class TrainSamplingConfig(_DictMixin):
+    """The sampling and evaluation hooks of `dit train` (``--sample-every``/``--eval-every``).
+
+    Grids use ``sample_steps`` DDPM steps at ``sample_cfg_scale`` (4.0, the official sample.py
+    default for pictures); evaluation draws ``eval_samples`` class-balanced samples at
+    ``eval_cfg_scale`` (1.0: unguided) and compares them with ``eval_ref`` (an ``.npz`` or image
+    folder; default: the training images, centre-cropped) through ``eval_features``
+    (``inception`` or ``classifier:PATH``).
+    """
+
+    sample_steps: int = 250
+    sample_cfg_scale: float = 4.0
+    eval_samples: int = 1000
+    eval_ref: Optional[str] = None
+    eval_features: str = "inception"
+    eval_cfg_scale: float = 1.0
+    eval_batch_size: int = 64
+    inception: Optional[str] = None

@@ -62,6 +62,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--resume", default=None, help="'auto' (latest checkpoint in the run folder, if any) or a checkpoint path")
     r.add_argument("--sample-every", type=int, default=0, help="write an EMA sample grid every K steps (0 = never)")
     r.add_argument("--eval-every", type=int, default=0, help="evaluate the EMA model every K steps (0 = never)")
+    # In-training sampling/evaluation settings (dit.config.TrainSamplingConfig, used by dit.evaluation.hooks)
+    r.add_argument("--sample-steps", type=_positive_int, default=250, help="DDPM steps of the grid and eval samples")
+    r.add_argument("--sample-cfg-scale", type=float, default=4.0, help="guidance scale of the sample grids")
+    r.add_argument("--eval-samples", type=_positive_int, default=1000, help="class-balanced samples per evaluation")
+    r.add_argument("--eval-ref", default=None, help="reference images (.npz or folder; default: the training images)")
+    r.add_argument("--eval-features", default="inception", help="inception (FID weights file needed) or classifier:PATH")
+    r.add_argument("--eval-cfg-scale", type=float, default=1.0, help="guidance scale of the eval samples (1 = none)")
+    r.add_argument("--inception", default=None, help="FID Inception weights file for --eval-features inception (default: cache folder)")
 
     o = p.add_argument_group("optimisation and numerics")
     o.add_argument("--lr", type=_positive_float, default=1e-4, help="AdamW learning rate")
@@ -106,7 +114,15 @@ def run(args: argparse.Namespace) -> int:
         grad_checkpointing=args.grad_checkpointing, compile=args.compile, fsdp=args.fsdp, device=args.device,
         max_bad_steps=args.max_bad_steps, sample_every=args.sample_every, eval_every=args.eval_every,
     )
-    result = train(cfg, model_cfg, diffusion_cfg)
+    from dit.config import TrainSamplingConfig
+    from dit.evaluation.hooks import training_callbacks
+
+    sampling = TrainSamplingConfig(
+        sample_steps=args.sample_steps, sample_cfg_scale=args.sample_cfg_scale, eval_samples=args.eval_samples,
+        eval_ref=args.eval_ref, eval_features=args.eval_features, eval_cfg_scale=args.eval_cfg_scale,
+        inception=args.inception,
+    )
+    result = train(cfg, model_cfg, diffusion_cfg, callbacks=training_callbacks(cfg, sampling))
     if result.is_main:
         print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint: {result.last_checkpoint}")
     return 0

@@ -1,0 +1,182 @@
+"""`dit train`'s ``--sample-every`` and ``--eval-every`` hooks, on the one generation path.
+
+Both run on every rank with the trainer's EMA model: ranks split the samples exactly as
+``dit sample`` does (chunks of global indices, per-index noise), rank 0 gathers them.
+
+* Grid (every ``sample_every`` steps): up to 8 classes × 4 samples (16 for unconditional models)
+  → ``<run>/samples/<step>.png`` with its protocol card beside it.
+* Metrics (every ``eval_every`` steps): ``eval_samples`` class-balanced samples → FID, sFID, IS,
+  precision, recall (+ class accuracy with a classifier) against the reference, via
+  :func:`dit.evaluation.evaluate.compute_metrics` (what ``dit eval`` computes). Logged on the
+  console and ``log.txt``, as ``eval/<metric>`` scalars in the run's TensorBoard folder (beside
+  the loss) and as rows of ``<run>/eval_metrics.csv``; the full result goes to
+  ``<run>/eval/<step>.json``. Without ``eval_ref`` the reference is the training images
+  (centre-cropped as in training), written once to ``<run>/eval/reference.npz``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from dit.config import SampleConfig, TrainConfig, TrainSamplingConfig
+from dit.errors import UserError
+from dit.evaluation import generate as gen
+from dit.evaluation import protocol
+from dit.evaluation.writers import write_npz, write_samples
+
+GRID_CLASSES = 8
+GRID_PER_CLASS = 4
+GRID_UNCONDITIONAL = 16
+MAX_REFERENCE = 50_000
+SCALARS = ("fid", "sfid", "inception_score", "precision", "recall", "class_accuracy")
+
+
+def _sampler(trainer, ema_model, steps: int, cfg_scale: float, seed: int) -> gen.ImageSampler:
+    """The trainer's EMA model, diffusion and codec as an :class:`ImageSampler` (DDPM, fp32)."""
+    scale = cfg_scale if trainer.source.num_classes and trainer.model_cfg.class_dropout_prob > 0 else 1.0
+    cfg = SampleConfig(sampler="ddpm", num_sampling_steps=steps, cfg_scale=scale, seed=seed, progress=False)
+    return gen.ImageSampler(ema_model, trainer.diffusion, trainer.source.codec, cfg, trainer.device)
+
+
+def _card(trainer, sampler: gen.ImageSampler, step: int, n: int, class_labels, out: Path) -> dict:
+    settings = {
+        "checkpoint": {"run": str(trainer.run_dir), "step": int(step), "weights": "ema (in memory)"},
+        "model": trainer.model_cfg.to_dict(),
+        "diffusion": trainer.diffusion_cfg.to_dict(),
+        **sampler.settings(),
+        "num_samples": int(n),
+        "class_labels": gen.label_mode(sampler.num_classes, class_labels),
+    }
+    return protocol.make_card(settings, out, protocol.provenance(trainer.info.world_size, str(trainer.device)))
+
+
+class SampleGridHook:
+    """``fn(step, ema_model, trainer)``: a PNG grid of the EMA model in ``<run>/samples/``."""
+
+    def __init__(self, scfg: TrainSamplingConfig, seed: int):
+        self.scfg, self.seed = scfg, seed
+
+    def __call__(self, step: int, ema_model, trainer) -> None:
+        sampler = _sampler(trainer, ema_model, self.scfg.sample_steps, self.scfg.sample_cfg_scale, self.seed)
+        if sampler.num_classes:
+            class_labels = tuple(range(min(GRID_CLASSES, sampler.num_classes)))
+            n = len(class_labels) * GRID_PER_CLASS
+        else:
+            class_labels, n = None, GRID_UNCONDITIONAL
+        labels = gen.sample_labels(n, sampler.num_classes, class_labels)
+        images = gen.generate_images(sampler, labels, n, batch_size=n, info=trainer.info)
+        if trainer.info.is_main:
+            out = Path(trainer.run_dir) / "samples" / f"{step:07d}.png"
+            write_samples(out, images, labels)
+            protocol.write_card(out, _card(trainer, sampler, step, n, class_labels, out))
+            trainer.logger.info(f"step {step:07d} wrote sample grid {out}")
+
+
+class EvalHook:
+    """``fn(step, ema_model, trainer)``: ADM's metrics of EMA samples, logged beside the loss."""
+
+    def __init__(self, scfg: TrainSamplingConfig, seed: int):
+        self.scfg, self.seed = scfg, seed
+        self._extractor = None
+        self._tb = None
+
+    def _reference(self, trainer) -> str:
+        if self.scfg.eval_ref:
+            return self.scfg.eval_ref
+        return str(training_reference(trainer))
+
+    def __call__(self, step: int, ema_model, trainer) -> None:
+        from dit.evaluation.evaluate import compute_metrics, reference_features
+
+        s = self.scfg
+        sampler = _sampler(trainer, ema_model, s.sample_steps, s.eval_cfg_scale, self.seed)
+        labels = gen.sample_labels(s.eval_samples, sampler.num_classes)
+        images = gen.generate_images(sampler, labels, s.eval_samples, s.eval_batch_size, trainer.info)
+        if not trainer.info.is_main:
+            return
+        if self._extractor is None:
+            from dit.evaluation.features import make_extractor
+
+            self._extractor = make_extractor(s.eval_features, s.inception, str(trainer.device))
+        ref = reference_features(self._reference(trainer), self._extractor, s.eval_batch_size)
+        feats = self._extractor.features(images, s.eval_batch_size)
+        with_labels = s.eval_features.startswith("classifier:") and labels is not None
+        result = compute_metrics(feats, ref, labels if with_labels else None)
+        result.update(step=int(step), features=self._extractor.name, reference=self._reference(trainer))
+        out = Path(trainer.run_dir) / "eval" / f"{step:07d}.json"
+        result["protocol"] = _card(trainer, sampler, step, s.eval_samples, None, out)
+        from dit.evaluation.io import write_json
+
+        write_json(out, result)
+        scalars = {k: float(result[k]) for k in SCALARS if k in result}
+        self._log(trainer, step, scalars)
+
+    def _log(self, trainer, step: int, scalars: dict[str, float]) -> None:
+        run = Path(trainer.run_dir)
+        path = run / "eval_metrics.csv"
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["step", *SCALARS], extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({"step": int(step), **scalars})
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run / "tb"), filename_suffix=".eval")
+        for k, v in scalars.items():
+            self._tb.add_scalar(f"eval/{k}", v, int(step))
+        self._tb.flush()
+        trainer.logger.info(f"step {int(step):07d} eval " + " ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+
+
+def training_reference(trainer) -> Path:
+    """``<run>/eval/reference.npz``: the training images as uint8, written once by rank 0."""
+    out = Path(trainer.run_dir) / "eval" / "reference.npz"
+    if out.is_file():
+        return out
+    source = trainer.source
+    if source.kind != "images":
+        raise UserError("--eval-every on a latent cache needs --eval-ref (an .npz or folder of reference images)")
+    ds = source.dataset
+    picks = np.linspace(0, len(ds) - 1, num=min(len(ds), MAX_REFERENCE)).round().astype(int)
+    images, labels = [], []
+    for i in picks:
+        x, y = ds[int(i)]  # (3, S, S) in [-1, 1]
+        images.append(((x.float() + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy())  # (S, S, 3)
+        labels.append(int(y))
+    write_npz(out, np.stack(images), None if source.unconditional else np.asarray(labels))
+    return out
+
+
+def training_callbacks(cfg: TrainConfig, scfg: Optional[TrainSamplingConfig] = None) -> list:
+    """The hooks ``cfg.sample_every``/``cfg.eval_every`` ask for (the trainer's ``Callback`` list)."""
+    from dit.train.trainer import Callback
+
+    scfg = scfg or TrainSamplingConfig()
+    if scfg.sample_steps < 1 or scfg.eval_samples < 1 or scfg.eval_batch_size < 1:
+        raise UserError("--sample-steps, --eval-samples and --eval-batch-size must be positive")
+    if cfg.eval_every > 0:  # fail before training, not at the first evaluation
+        if scfg.eval_ref and not Path(scfg.eval_ref).exists():
+            raise UserError(f"--eval-ref {scfg.eval_ref} does not exist; pass an .npz of reference images or a folder")
+        kind, _, arg = scfg.eval_features.partition(":")
+        if kind == "inception" and not arg:
+            from dit.evaluation.inception import find_weights
+
+            find_weights(scfg.inception)
+        elif kind == "classifier" and arg:
+            if not Path(arg).is_file():
+                raise UserError(f"classifier file {arg} not found; train one with `dit train-classifier --out {arg}`")
+        else:
+            raise UserError(f"--eval-features must be 'inception' or 'classifier:PATH', got {scfg.eval_features!r}")
+    hooks = []
+    if cfg.sample_every > 0:
+        hooks.append(Callback(cfg.sample_every, SampleGridHook(scfg, cfg.seed), "sample-grid"))
+    if cfg.eval_every > 0:
+        hooks.append(Callback(cfg.eval_every, EvalHook(dataclasses.replace(scfg), cfg.seed), "eval"))
+    return hooks
