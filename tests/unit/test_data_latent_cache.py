@@ -143,3 +143,14 @@ def test_dataloader_workers_reopen_shards(world, tmp_path):
     items = torch.cat([b[0] for b in batches])
     assert items.shape == (6, 2, 2, 4, 4, 4) and torch.cat([b[1] for b in batches]).tolist() == [0, 0, 0, 1, 1, 1]
     assert all(torch.equal(items[i], ds[i][0]) for i in range(6))
+
+
+def test_resume_refuses_a_changed_folder(world, tmp_path):
+    import shutil
+
+    tmp, codec, data = world
+    copy = shutil.copytree(data, tmp_path / "data")
+    extract_latents(copy, codec, SIZE, tmp_path / "c", shard_size=4, log=lambda *_: None)
+    shutil.copy(copy / "a" / "0.png", copy / "a" / "00.png")  # shifts every later position
+    with pytest.raises(UserError, match="shard_00000.*folder.*new --out"):
+        extract_latents(copy, codec, SIZE, tmp_path / "c", shard_size=4, log=lambda *_: None)
