@@ -79,6 +79,7 @@ def test_kl_loss_type_is_the_rescaled_bound():
     torch.testing.assert_close(kl["loss"], mse["vb"] * 1000)
 
 
+@pytest.mark.slow  # 1000 model calls
 def test_calc_bpd_loop_matches_analytic_nll():
     d = create_diffusion("")
     oracle = GaussianOracle(MU, SIGMA, list(range(1000)))
@@ -107,7 +108,7 @@ def _check_data_stats(x: torch.Tensor, mean: float, var: float):
 DATA_SHAPE = (4096, 1, 4, 4)
 
 
-@pytest.mark.parametrize("respacing", ["", "250"])
+@pytest.mark.parametrize("respacing", [pytest.param("", marks=pytest.mark.slow), "250"])
 def test_ddpm_reproduces_data_distribution(respacing):
     d = create_diffusion(respacing)
     oracle = GaussianOracle(MU, SIGMA, sorted(space_timesteps(1000, respacing)))

@@ -56,7 +56,7 @@ def test_ddpm_learned_range_matches_diffusers(respacing):
         torch.testing.assert_close(ours[i], ref[i], atol=ATOL, rtol=1e-4)
 
 
-@pytest.mark.parametrize("steps,eta", [(50, 0.0), (25, 1.0), (1000, 0.0)])
+@pytest.mark.parametrize("steps,eta", [(50, 0.0), (25, 1.0), pytest.param(1000, 0.0, marks=pytest.mark.slow)])
 def test_ddim_matches_diffusers(steps, eta):
     sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
                           set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
