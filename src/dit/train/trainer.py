@@ -595,7 +595,7 @@ class Trainer:
                     if self.step % cfg.log_every == 0:
                         self._log(sums, window_steps - 0, time.monotonic() - window_start, bar)
                         sums, window_start, window_steps = {}, time.monotonic(), 0
-                    if self.step % cfg.ckpt_every == 0:
+                    if self.step % cfg.ckpt_every == 0 and self.bad_in_a_row == 0:  # none mid-streak
                         self.save()
                         saved_at = self.step
                     for cb in self.callbacks:
