@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "flops": "dit.cli.flops",
     "extract-latents": "dit.cli.extract_latents",
     "train": "dit.cli.train",
+    "convert": "dit.cli.convert",
     "sample": "dit.cli.sample",
     "eval": "dit.cli.eval",
     "train-classifier": "dit.cli.train_classifier",

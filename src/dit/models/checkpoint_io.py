@@ -139,10 +139,10 @@ def sidecar_path(path: Path) -> Path:
 
 def _read_diffusers(path: Path) -> RawWeights:
     root = path
-    if (path / "model_index.json").is_file():
+    if not (path / "config.json").is_file():
         root = path / "transformer"
         if not (root / "config.json").is_file():
-            raise UserError(f"{path} is a diffusers pipeline without a transformer/config.json; not a DiT pipeline")
+            raise UserError(f"{path} is a diffusers folder without transformer/config.json; not a DiT pipeline")
     try:
         dcfg = json.loads((root / "config.json").read_text())
     except (OSError, ValueError) as e:
@@ -161,7 +161,7 @@ def _read_diffusers(path: Path) -> RawWeights:
     cfg = config_from_diffusers(dcfg)
     sd = diffusers_to_official(dsd, sample_size=int(dcfg.get("sample_size", 32)))
     meta: Dict[str, Any] = {"diffusers_config": dcfg}
-    if root != path:
+    if (path / "model_index.json").is_file():
         try:
             meta["id2label"] = json.loads((path / "model_index.json").read_text()).get("id2label")
         except (OSError, ValueError):
@@ -173,9 +173,9 @@ def detect_format(path: str | Path) -> str:
     """``diffusers`` (a folder), ``safetensors`` or ``pickle`` (``.pt``/``.pth``/``.bin``/other) from the path."""
     p = Path(path)
     if p.is_dir():
-        if (p / "model_index.json").is_file() or (p / "config.json").is_file():
+        if any((p / n).is_file() for n in ("model_index.json", "config.json", "transformer/config.json")):
             return "diffusers"
-        raise UserError(f"{p} is a folder without model_index.json or config.json; pass a checkpoint file or a diffusers folder")
+        raise UserError(f"{p} is a folder without model_index.json or (transformer/)config.json; pass a checkpoint file or a diffusers folder")
     if not p.is_file():
         raise UserError(f"{p} does not exist; pass a checkpoint file (.pt, .safetensors) or a diffusers folder")
     with open(p, "rb") as f:
@@ -216,6 +216,8 @@ def read_weights(path: str | Path, weights: str = "ema") -> RawWeights:
         meta = {k: conf[k] for k in ("diffusion", "data", "train") if k in conf}
         meta.update({k: obj[k] for k in ("step", "version") if k in obj})
         fmt = "dit-train" if "opt" in obj else "dit-weights"
+        if fmt == "dit-weights" and isinstance(obj.get("weights"), str):
+            chosen = obj["weights"]  # what the converted weights were (ema, model or unknown)
         return RawWeights(sd, fmt, chosen, _config_from_dict(conf.get("model"), str(p)), meta)
     if "model" in obj or "ema" in obj:  # official train.py: model, ema, opt, args
         sd, chosen = _pick(obj, weights, p)

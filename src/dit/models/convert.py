@@ -78,7 +78,7 @@ def official_to_diffusers(sd: StateDict) -> StateDict:
     grid = math.isqrt(pe.shape[1])
     if grid * grid != pe.shape[1]:
         raise UserError("diffusers' DiT handles square inputs only; this model has a rectangular token grid")
-    if not torch.allclose(pe.float(), _pos_embed(pe.shape[2], grid), atol=1e-6, rtol=0):
+    if not torch.allclose(pe.float(), _pos_embed(pe.shape[2], grid).to(pe.dtype).float(), atol=1e-6, rtol=0):
         raise UserError("pos_embed is not the fixed sin-cos table; diffusers recomputes it, so these weights cannot be exported")
 
     out: StateDict = {
@@ -132,7 +132,7 @@ def diffusers_to_official(sd: StateDict, sample_size: Optional[int] = None) -> S
     out: StateDict = {
         "x_embedder.proj.weight": w,
         "x_embedder.proj.bias": sd["pos_embed.proj.bias"],
-        "pos_embed": _pos_embed(hidden, sample_size // patch),
+        "pos_embed": _pos_embed(hidden, sample_size // patch).to(w.dtype),  # stored in the weights' dtype
         "y_embedder.embedding_table.weight": sd["transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight"],
     }
     for ok, dk in emb.items():
@@ -184,10 +184,10 @@ def config_to_diffusers(cfg: ModelConfig) -> dict:
         raise UserError(f"only the adaLN-Zero design maps to diffusers; this model uses {cfg.block!r}")
     if not isinstance(cfg.input_size, int) and cfg.input_size[0] != cfg.input_size[1]:
         raise UserError(f"diffusers' DiT handles square inputs only; this model's input is {cfg.input_size}")
-    if cfg.num_classes <= 0 or cfg.class_dropout_prob <= 0:
-        raise UserError(
-            "diffusers' DiT needs a class-conditional model with a null class (num_classes > 0, class_dropout_prob > 0)"
-        )
+    if cfg.num_classes <= 0:
+        raise UserError("diffusers' DiT is class-conditional only; an unconditional model cannot be exported to diffusers")
+    if cfg.class_dropout_prob <= 0:
+        raise UserError("diffusers' DiT needs a null class (class_dropout_prob > 0); this model was built without one")
     side = cfg.input_size if isinstance(cfg.input_size, int) else cfg.input_size[0]
     return {
         "num_attention_heads": cfg.num_heads,
