@@ -87,6 +87,24 @@ def test_safetensors_export_gives_the_same_file_as_the_checkpoint(ckpt, tmp_path
     assert card_of(b)["settings"]["class_labels"] == {"mode": "given", "labels": [2, 1, 2]}
 
 
+def test_latent_checkpoint_decodes_with_the_vae_it_was_trained_with(tmp_path):
+    from tests.unit.data_helpers import TINY_SCALE, save_tiny_vae
+
+    from .train_utils import make_image_folder, train_args
+
+    vae = save_tiny_vae(tmp_path / "vae")  # downsampling 2: 8×8 images ↔ 4×4×4 latents
+    run = tmp_path / "run"
+    assert main(train_args(make_image_folder(tmp_path / "data"), run, "--vae", str(vae), "--max-steps", "1")) == 0
+    ckpt = sorted((run / "checkpoints").glob("*.pt"))[-1]
+    out = tmp_path / "lat.npz"
+    assert main(sample_argv(ckpt, out, "--num-samples", "3")) == 0  # no --vae: the recorded one
+    images, _ = read_npz(out)
+    assert images.shape == (3, 8, 8, 3)
+    s = card_of(out)["settings"]
+    assert s["vae"]["id"] == load_codec(str(vae)).id and s["vae"]["scale_factor"] == TINY_SCALE
+    assert s["latent_shape"] == [4, 4, 4] and s["clip_denoised"] is False
+
+
 def test_batch_size_changes_at_most_rounding(ckpt, tmp_path):
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     assert main(sample_argv(ckpt, a, "--num-samples", "6", "--batch-size", "1")) == 0

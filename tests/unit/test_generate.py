@@ -112,13 +112,14 @@ def test_guidance_interval_outside_all_steps_equals_no_guidance():
     assert (a - c).abs().max() > 1e-3
 
 
-def test_bf16_autocast_is_applied_and_close_to_fp32():
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_is_applied_and_close_to_fp32(precision):
     lab = np.array([0, 1])
     fp32 = make_sampler(sampler="ddim").latents([0, 1], lab)
-    bf16 = make_sampler(sampler="ddim", precision="bf16").latents([0, 1], lab)
-    assert bf16.dtype == torch.float32
-    assert not torch.equal(fp32, bf16)  # bf16 matmuls really ran
-    assert (fp32 - bf16).abs().max() < 0.1
+    half = make_sampler(sampler="ddim", precision=precision).latents([0, 1], lab)
+    assert half.dtype == torch.float32
+    assert not torch.equal(fp32, half)  # reduced-precision matmuls really ran
+    assert (fp32 - half).abs().max() < 0.1
 
 
 def test_unconditional_model_and_refused_settings():
@@ -208,3 +209,18 @@ def test_card_path_is_what_dit_eval_reads(tmp_path):
     assert read["settings"] == {"seed": 3} and read["git"] and read["dit_version"]
     assert json.loads(protocol.card_path(out).read_text())["format"] == protocol.CARD_FORMAT
     assert protocol.settings_mismatch({"a": (1, 2), "b": 1}, {"a": [1, 2], "b": 2}) == ["b"]
+
+
+def test_checkpoint_hash_of_files_and_folders(tmp_path):
+    import hashlib
+
+    f = tmp_path / "w.pt"
+    f.write_bytes(b"abc" * 1000)
+    assert protocol.file_sha256(f) == hashlib.sha256(b"abc" * 1000).hexdigest()
+    folder = tmp_path / "pipe"
+    (folder / "transformer").mkdir(parents=True)
+    (folder / "transformer" / "config.json").write_text("{}")
+    (folder / "model_index.json").write_text("{}")
+    before = protocol.file_sha256(folder)
+    (folder / "transformer" / "config.json").write_text("{ }")
+    assert protocol.file_sha256(folder) != before

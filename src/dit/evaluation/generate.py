@@ -405,8 +405,8 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         labels = sample_labels(n, sampler.num_classes, cfg.class_labels)
         ckpt_hash = broadcast_object(protocol.file_sha256(cfg.ckpt) if info.is_main else None, info)
         settings = {
-            "checkpoint": {"path": str(Path(cfg.ckpt).resolve()), "sha256": ckpt_hash, "weights": cfg.weights,
-                           "format": loaded.checkpoint.get("format")},
+            "checkpoint": {"sha256": ckpt_hash, "weights": loaded.checkpoint.get("weights", cfg.weights),
+                           "format": loaded.checkpoint.get("format"), "step": loaded.checkpoint.get("step")},
             "model": loaded.model_config.to_dict(),
             "diffusion": loaded.diffusion_config.to_dict(),
             **sampler.settings(),
@@ -426,7 +426,8 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         if info.is_main:
             images = merge_shards(folder, chunks, sampler.image_shape)
             write_samples(out, images, labels)
-            extra = protocol.provenance(info.world_size, str(info.device))
+            extra = {"checkpoint_path": str(Path(cfg.ckpt).resolve()),
+                     **protocol.provenance(info.world_size, str(info.device))}
             extra["shards"] = {"total": len(chunks), "drawn_now": drawn, "resumed": len(chunks) - drawn}
             protocol.write_card(out, protocol.make_card(settings, out, extra))
             if not keep_shards:

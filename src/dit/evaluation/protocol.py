@@ -31,11 +31,17 @@ def card_path(samples: str | os.PathLike) -> Path:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Full SHA-256 hex digest of a file, read in 4 MiB chunks."""
+    """Full SHA-256 hex digest of a file, read in 4 MiB chunks; for a folder (a diffusers model),
+    of every file's relative name and bytes in sorted order."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
+    for file in files:
+        if p.is_dir():
+            h.update(str(file.relative_to(p)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
