@@ -57,8 +57,17 @@ class LossType(enum.Enum):
 
 
 def extract(arr: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """arr[t] shaped (N, 1, ..., 1) to broadcast against ``like``, in like's dtype and device."""
-    out = arr[t.to("cpu").long()].to(dtype=like.dtype).to(like.device)  # (N,)
+    """arr[t] shaped (N, 1, ..., 1) to broadcast against ``like``, in like's dtype and device.
+
+    The float64 table is cast on the CPU (some devices lack float64) and the copy is cached on
+    the table itself per device and dtype, so sampling on an accelerator indexes on the device
+    without a host sync per step, and the copies live exactly as long as the diffusion.
+    """
+    copies = arr.__dict__.setdefault("_dit_copies", {})
+    key = (like.device, like.dtype)
+    if key not in copies:
+        copies[key] = arr.to(dtype=like.dtype).to(like.device)
+    out = copies[key][t.to(like.device).long()]  # (N,)
     return out.view(-1, *([1] * (like.ndim - 1)))
 
 
@@ -118,6 +127,9 @@ class GaussianDiffusion:
             posterior_mean_coef1=betas * np.sqrt(ac_prev) / (1.0 - ac),
             posterior_mean_coef2=(1.0 - ac_prev) * np.sqrt(alphas) / (1.0 - ac),
             log_betas=np.log(betas),
+            log_one_minus_alphas_cumprod=np.log(1.0 - ac),
+            # fixed-large Σ = β_t, with β̃_1 at t = 0 (ADM: a better decoder variance)
+            fixed_large_log_variance=np.log(np.append(post_var[1], betas[1:])) if len(betas) > 1 else np.log(betas),
         )
         for name, arr in tables.items():
             setattr(self, name, torch.from_numpy(arr))  # float64 (T,)
@@ -131,7 +143,7 @@ class GaussianDiffusion:
         """Mean, variance and log-variance of q(x_t | x_0)."""
         mean = extract(self.sqrt_alphas_cumprod, t, x_start) * x_start
         variance = extract(1.0 - self.alphas_cumprod, t, x_start)
-        log_variance = extract(torch.log(1.0 - self.alphas_cumprod), t, x_start)
+        log_variance = extract(self.log_one_minus_alphas_cumprod, t, x_start)
         return mean, variance, log_variance
 
     def q_sample(self, x_start, t, noise=None):
@@ -202,8 +214,7 @@ class GaussianDiffusion:
             frac = (var_out + 1) / 2  # v ∈ [-1, 1] → f ∈ [0, 1]
             log_var = frac * max_log + (1 - frac) * min_log
         elif self.model_var_type == ModelVarType.FIXED_LARGE:
-            large = torch.cat([self.posterior_variance[1:2], self.betas[1:]])
-            log_var = extract(torch.log(large), t, x) * torch.ones_like(x)
+            log_var = extract(self.fixed_large_log_variance, t, x) * torch.ones_like(x)
         else:
             log_var = extract(self.posterior_log_variance_clipped, t, x) * torch.ones_like(x)
 
