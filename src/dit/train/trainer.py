@@ -98,24 +98,25 @@ def draw_step_randomness(
     flip: bool,
     device: torch.device,
 ) -> StepRandomness:
-    """Per-example draws keyed by (seed, slot, purpose), slot = step·B + global batch position."""
+    """Per-example draws keyed by (seed, slot, purpose), slot = step·B + global batch position.
+
+    Noise and posterior generators live on ``device`` (on CUDA the draws run there, not on the
+    host); the three small choices (t, label-drop coin, flip coin) come from one host stream per
+    example. The draws depend on the device type, never on the world size.
+    """
     local = global_batch // world
     slots = [step * global_batch + rank * local + j for j in range(local)]
-
-    def gens(purpose: int) -> list[torch.Generator]:
-        return rng.example_generators(seed, slots, purpose)
-
-    noise = rng.randn_rows((local, *latent_shape), gens(rng.NOISE))  # (n, C, h, w)
-    u_t = rng.rand_rows((local,), gens(rng.TIMESTEP), dtype=torch.float64)  # (n,)
-    t = (u_t * num_timesteps).long().clamp_(max=num_timesteps - 1)  # uniform over 0..T-1
-    drop = rng.rand_rows((local,), gens(rng.LABEL_DROP)) < drop_prob  # (n,)
-    flip_mask = (rng.rand_rows((local,), gens(rng.FLIP)) < 0.5) & flip  # (n,)
+    coins = rng.rand_rows((local, 3), rng.example_generators(seed, slots, rng.TIMESTEP), dtype=torch.float64)
+    t = (coins[:, 0] * num_timesteps).long().clamp_(max=num_timesteps - 1)  # (n,) uniform over 0..T-1
+    drop = coins[:, 1] < drop_prob  # (n,)
+    flip_mask = (coins[:, 2] < 0.5) & flip  # (n,)
+    noise = rng.randn_rows((local, *latent_shape), rng.example_generators(seed, slots, rng.NOISE, device))
     return StepRandomness(
-        noise=noise.to(device, non_blocking=True),
+        noise=noise,  # (n, C, h, w)
         t=t.to(device, non_blocking=True),
         drop_mask=drop.to(device, non_blocking=True),
         flip_mask=flip_mask.to(device, non_blocking=True),
-        posterior_gens=gens(rng.POSTERIOR),
+        posterior_gens=rng.example_generators(seed, slots, rng.POSTERIOR, device),
     )
 
 
