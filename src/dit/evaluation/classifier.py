@@ -28,8 +28,8 @@ from torch import nn
 
 from dit.errors import UserError
 
-SPATIAL_GRID = 4  # the spatial features: last conv map average-pooled to 4×4 ...
-SPATIAL_CHANNELS = 8  # ... first 8 channels → 128 dims
+GRID = 4  # the last conv map is average-pooled to 4×4; the head reads it flattened
+SPATIAL_CHANNELS = 8  # the spatial features: that grid's first 8 channels → 128 dims
 
 
 @dataclass
@@ -47,7 +47,11 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class SmallClassifier(nn.Module):
-    """Two conv stages (w, 2w channels; one 2× max pool) → global average → features → logits."""
+    """Two conv stages (w, 2w channels; one 2× max pool) → 4×4 average grid → features → logits.
+
+    The head sees a coarse 4×4 grid rather than a global average so that where a stroke is
+    (top or bottom of a digit) is not lost.
+    """
 
     def __init__(self, arch: ClassifierArch):
         super().__init__()
@@ -55,7 +59,7 @@ class SmallClassifier(nn.Module):
         w = arch.width
         self.stage1 = nn.Sequential(_conv(3, w), _conv(w, w))
         self.stage2 = nn.Sequential(_conv(w, 2 * w), _conv(2 * w, 2 * w))
-        self.features = nn.Sequential(nn.Linear(2 * w, arch.feature_dim), nn.ReLU())
+        self.features = nn.Sequential(nn.Linear(2 * w * GRID * GRID, arch.feature_dim), nn.ReLU())
         self.head = nn.Linear(arch.feature_dim, arch.num_classes)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -70,8 +74,9 @@ class SmallClassifier(nn.Module):
         """Preprocessed images (N, 3, S, S) → dict(pool (N, F), spatial (N, 128), logits (N, K))."""
         h = F.max_pool2d(self.stage1(x), 2)  # (N, w, S/2, S/2)
         h = self.stage2(h)  # (N, 2w, S/2, S/2)
-        spatial = F.adaptive_avg_pool2d(h[:, :SPATIAL_CHANNELS], SPATIAL_GRID)  # (N, 8, 4, 4)
-        pool = self.features(h.mean(dim=(2, 3)))  # (N, F)
+        grid = F.adaptive_avg_pool2d(h, GRID)  # (N, 2w, 4, 4)
+        spatial = grid[:, :SPATIAL_CHANNELS]  # (N, 8, 4, 4)
+        pool = self.features(grid.flatten(1))  # (N, F)
         return {"pool": pool, "spatial": spatial.permute(0, 2, 3, 1).flatten(1), "logits": self.head(pool)}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
