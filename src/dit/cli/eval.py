@@ -19,12 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", metavar="SAMPLES", help="generated images: .npz or folder of images")
     parser.add_argument("reference", metavar="REFERENCE", help="reference images: .npz or folder of images")
     parser.add_argument("--inception", metavar="PATH", default=None,
-                        help="FID Inception weights file (default: pt_inception-2015-12-05-6726825d.pth in the cache folder)")
+                        help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth in the cache folder")
     parser.add_argument("--features", default="inception",
                         help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)")
-    parser.add_argument("--out", metavar="JSON", default=None, help="result file (default: <SAMPLES>.eval.json)")
+    parser.add_argument("--out", metavar="JSON", default=None, help="result file; when unset, <SAMPLES>.eval.json")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass of the feature network")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
     parser.add_argument("--no-cache", action="store_true", help="recompute reference features instead of using/writing the cache")
     parser.add_argument("--nearest-k", type=int, default=3, help="k of the k-NN manifolds of precision/recall (ADM: 3)")
     parser.add_argument("--is-splits", type=int, default=10, help="number of Inception Score splits (ADM: 10 of 5000)")

@@ -15,14 +15,14 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", required=True, help="labelled images: .npz with arr_0/arr_1 or a class-folder tree")
     parser.add_argument("--out", required=True, help="output weights file, ending in .safetensors")
-    parser.add_argument("--image-size", type=int, default=None, help="side the classifier works at (default: the data's)")
+    parser.add_argument("--image-size", type=int, default=None, help="side the classifier works at; when unset, the data's")
     parser.add_argument("--width", type=int, default=32, help="channels of the first conv stage (the second has twice)")
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, default=64, help="images per optimisation step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay to 0)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of the data held out for accuracy")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
 
 
 def run(args: argparse.Namespace) -> int:
