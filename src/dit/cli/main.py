@@ -32,7 +32,15 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with status 2 and a one-line reason (its default), never a traceback."""
+    """argparse that exits with status 2 and a one-line reason, never a traceback.
+
+    argparse's own ``error`` prints the usage block first (many lines); a bad flag gets the same
+    ``error: ...`` line as every other user error here, naming where ``--help`` is.
+    """
+
+    def error(self, message: str):
+        reason = " ".join(str(message).split())  # one line, whatever argparse composed
+        self.exit(2, f"error: {reason}; see `{self.prog} --help`\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +74,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line even when a wrapped library message had several
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
