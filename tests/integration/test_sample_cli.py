@@ -172,9 +172,15 @@ def vae8(tmp_path_factory):
     return save_vae8(tmp_path_factory.mktemp("vae") / "vae8")
 
 
-def test_official_bare_state_dict_png_through_a_vae(vae8, tmp_path):
-    ckpt = tmp_path / "DiT-S-8-64x64.pt"
+@pytest.fixture(scope="module")
+def official_bare(tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("official") / "DiT-S-8-64x64.pt"
     official_dit_s8(ckpt, "bare")
+    return ckpt
+
+
+def test_official_bare_state_dict_png_through_a_vae(vae8, official_bare, tmp_path):
+    ckpt = official_bare
     out = tmp_path / "off.png"
     argv = sample_argv(ckpt, out, "--model", "DiT-S/8", "--image-size", "64", "--vae", str(vae8), "--class-labels",
                        "3", "7", "--num-samples", "4", "--num-sampling-steps", "2", "--cfg-scale", "4",
@@ -189,6 +195,7 @@ def test_official_bare_state_dict_png_through_a_vae(vae8, tmp_path):
     assert (s["guidance_channels"], s["cfg_scale"]) == ("official", 4.0)
 
 
+@pytest.mark.slow
 def test_official_train_dict_npz_uses_ema_and_matches_the_latent_path(vae8, tmp_path):
     ckpt = tmp_path / "0000100.pt"
     ema = official_dit_s8(ckpt, "train")
@@ -214,10 +221,8 @@ def test_official_train_dict_npz_uses_ema_and_matches_the_latent_path(vae8, tmp_
     assert card_of(out)["settings"]["checkpoint"]["weights"] == "ema"
 
 
-def test_official_file_that_does_not_fit_names_keys_and_flags(vae8, tmp_path, capsys):
-    ckpt = tmp_path / "DiT-S-8.pt"
-    official_dit_s8(ckpt, "bare")
-    assert main(sample_argv(ckpt, tmp_path / "x.png", "--model", "DiT-B/8", "--image-size", "64",
+def test_official_file_that_does_not_fit_names_keys_and_flags(vae8, official_bare, tmp_path, capsys):
+    assert main(sample_argv(official_bare, tmp_path / "x.png", "--model", "DiT-B/8", "--image-size", "64",
                             "--vae", str(vae8))) == 2
     err = capsys.readouterr().err
     assert "mis-shaped" in err and "--model DiT-S/8" in err
