@@ -226,3 +226,20 @@ def test_official_file_that_does_not_fit_names_keys_and_flags(vae8, official_bar
                             "--vae", str(vae8))) == 2
     err = capsys.readouterr().err
     assert "mis-shaped" in err and "--model DiT-S/8" in err
+
+
+def test_dit_eval_copies_the_card_of_dit_sample(ckpt, tmp_path):
+    from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
+
+    torch.manual_seed(0)
+    clf = save_classifier(SmallClassifier(ClassifierArch(num_classes=3, image_size=8, width=4, feature_dim=16)),
+                          tmp_path / "clf.safetensors")
+    samples, ref = tmp_path / "s.npz", tmp_path / "ref.npz"
+    assert main(sample_argv(ckpt, samples, "--num-samples", "6", "--seed", "1")) == 0
+    assert main(sample_argv(ckpt, ref, "--num-samples", "6", "--seed", "2")) == 0
+    result_path = tmp_path / "r.json"
+    assert main(["eval", str(samples), str(ref), "--features", f"classifier:{clf}", "--out", str(result_path)]) == 0
+    result = json.loads(result_path.read_text())
+    assert result["protocol"]["path"] == f"{samples}.protocol.json"
+    assert result["protocol"]["settings"] == card_of(samples)["settings"]
+    assert 0.0 <= result["class_accuracy"] <= 1.0  # labels arr_1 travelled with the samples
