@@ -20,7 +20,7 @@ from scipy import integrate, stats
 
 from dit.diffusion import create_diffusion, space_timesteps
 from dit.diffusion.samplers import sample, solver_timesteps
-from tests.reference.diffusion_oracle import GaussianOracle, linear_alphas_cumprod
+from tests.reference.diffusion_oracle import GaussianOracle, linear_alphas_cumprod, one_thread  # noqa: F401
 
 MU, SIGMA = 0.1, 0.25  # |x_0| > 0.999 has probability < 2e-4: the decoder's edge bins don't matter
 AC = linear_alphas_cumprod()
@@ -79,7 +79,6 @@ def test_kl_loss_type_is_the_rescaled_bound():
     torch.testing.assert_close(kl["loss"], mse["vb"] * 1000)
 
 
-@pytest.mark.slow  # 1000 model calls
 def test_calc_bpd_loop_matches_analytic_nll():
     d = create_diffusion("")
     oracle = GaussianOracle(MU, SIGMA, list(range(1000)))
@@ -108,7 +107,7 @@ def _check_data_stats(x: torch.Tensor, mean: float, var: float):
 DATA_SHAPE = (4096, 1, 4, 4)
 
 
-@pytest.mark.parametrize("respacing", [pytest.param("", marks=pytest.mark.slow), "250"])
+@pytest.mark.parametrize("respacing", ["", "250"])
 def test_ddpm_reproduces_data_distribution(respacing):
     d = create_diffusion(respacing)
     oracle = GaussianOracle(MU, SIGMA, sorted(space_timesteps(1000, respacing)))

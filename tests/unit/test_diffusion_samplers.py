@@ -7,6 +7,7 @@ from dit.diffusion import create_diffusion
 from dit.diffusion.samplers import SAMPLERS, STOCHASTIC, sample
 from dit.errors import UserError
 from dit.runtime.rng import example_generators
+from tests.reference.diffusion_oracle import one_thread  # noqa: F401  (autouse)
 
 SHAPE = (4, 2, 4, 4)
 
