@@ -174,8 +174,11 @@ class ImageSampler:
         }
 
     @torch.no_grad()
-    def latents(self, indices: Sequence[int], labels: Optional[Sequence[int]]) -> torch.Tensor:
-        """x_0 (B, C, h, w) float32 for global sample ``indices`` with class ``labels`` (or None)."""
+    def latents(self, indices: Sequence[int], labels: Optional[Sequence[int]], callback=None) -> torch.Tensor:
+        """x_0 (B, C, h, w) float32 for global sample ``indices`` with class ``labels`` (or None).
+
+        ``callback(step, t, x, pred_x0)`` is passed to the sampler (e.g. `dit demo`'s denoising strip).
+        """
         from dit.diffusion.guidance import guided_model_fn
         from dit.diffusion.samplers import sample
 
@@ -196,7 +199,7 @@ class ImageSampler:
         return sample(
             self.diffusion, fn, (b, *self.latent_shape), sampler=c.sampler, num_steps=c.num_sampling_steps,
             noise=noise.to(self.device), generator=step_gens, model_kwargs=kwargs, clip_denoised=self.clip_denoised,
-            eta=c.eta, device=self.device,
+            eta=c.eta, device=self.device, callback=callback,
         )  # (B, C, h, w)
 
     @torch.no_grad()
