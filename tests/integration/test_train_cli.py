@@ -68,6 +68,8 @@ def test_stop_and_resume_auto_equals_straight_run(data, tmp_path):
     a, b = final_state(straight), final_state(split)
     assert a["step"] == b["step"] == 8 and a["epoch"] == b["epoch"] == 1
     assert assert_states_close(a, b, atol=0.0) == 0.0
+    rows = list(csv.DictReader(open(split / "metrics.csv")))  # the resumed run appends to the same log
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
 
 
 def test_refuses_a_folder_holding_another_run(data, tmp_path, capsys):
@@ -103,3 +105,29 @@ def test_bad_configuration_is_one_line_exit_2(data, tmp_path, capsys, flags, mes
     assert err.startswith("error: ") and "\n" not in err
     if message:
         assert message in err
+
+
+def test_epoch_budget_and_unconditional(data, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--epochs", "1", "--unconditional", "--log-every", "3")) == 0
+    state = final_state(run)
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (6, 1, 0)  # 24 images / batch 4
+    assert state["config"]["model"]["num_classes"] == 0
+    assert not any(k.startswith("y_embedder") for k in state["model"])
+
+
+def test_time_budget_stops_cleanly_with_a_checkpoint(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--max-minutes", "0.001", "--log-every", "1000")) == 0
+    assert "(max-minutes)" in capsys.readouterr().out
+    assert final_state(run)["step"] >= 0
+
+
+def test_logger_on_other_ranks_writes_nothing(tmp_path):
+    from dit.runtime.logging import RunLogger
+
+    log = RunLogger(tmp_path / "r1", enabled=False)
+    log.info("x")
+    log.log_metrics(1, {"loss": 1.0})
+    log.close()
+    assert not (tmp_path / "r1").exists()
