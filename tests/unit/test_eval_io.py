@@ -109,3 +109,27 @@ def test_class_accuracy_overall_and_per_class():
     assert acc == pytest.approx(4 / 6) and per == {"0": 1.0, "1": 0.5, "2": 1.0}
     with pytest.raises(UserError, match="classes"):
         class_accuracy(logits, np.array([0, 1, 2, 3, 0, 0]))
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+@pytest.mark.parametrize("grey", [False, True])
+def test_streamed_npz_batches_equal_the_loaded_array(tmp_path, save, grey):
+    x = _imgs(n=10)
+    arr = x[..., 0] if grey else x
+    save(tmp_path / "s.npz", arr, np.arange(10))
+    n, batches, labels = io.image_batches(tmp_path / "s.npz", batch_size=4)
+    got = list(batches)
+    assert n == 10 and [len(b) for b in got] == [4, 4, 2] and list(labels) == list(range(10))
+    np.testing.assert_array_equal(np.concatenate(got), io.load_images(tmp_path / "s.npz").images)
+
+
+def test_streaming_falls_back_to_validating_loader(tmp_path):
+    np.savez(tmp_path / "f.npz", np.zeros((2, 4, 4, 3), np.float32))
+    with pytest.raises(UserError, match="uint8"):
+        io.image_batches(tmp_path / "f.npz", 4)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, im in enumerate(_imgs(n=3)):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    n, batches, labels = io.image_batches(folder, 2)
+    assert n == 3 and labels is None and [len(b) for b in batches] == [2, 1]

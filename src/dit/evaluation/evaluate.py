@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,12 +21,7 @@ import numpy as np
 from dit.errors import UserError
 from dit.evaluation import metrics
 from dit.evaluation.features import FeatureExtractor, make_extractor
-from dit.evaluation.io import (
-    load_cached_features,
-    load_images,
-    read_protocol_card,
-    save_cached_features,
-)
+from dit.evaluation.io import image_batches, load_cached_features, read_protocol_card, save_cached_features
 
 
 def reference_arrays(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -46,8 +42,8 @@ def reference_features(
         cached = load_cached_features(reference, extractor.name)
         if cached is not None:
             return cached
-    ref = load_images(reference)
-    arrays = reference_arrays(extractor.features(ref.images, batch_size, progress))
+    n, batches, _ = image_batches(reference, batch_size)
+    arrays = reference_arrays(extractor.features_from_batches(batches, -(-n // batch_size), progress))
     if cache:
         save_cached_features(reference, extractor.name, arrays)
     return arrays
@@ -105,18 +101,21 @@ def evaluate(cfg, progress: bool = False) -> dict:
     t0 = time.time()
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     extractor = make_extractor(cfg.features, cfg.inception, device)
-    samples = load_images(cfg.samples)
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size must be positive, got {cfg.batch_size}")
+    n, batches, labels = image_batches(cfg.samples, cfg.batch_size)  # validates before the long part
     ref = reference_features(cfg.reference, extractor, cfg.batch_size, cfg.cache, progress)
-    feats = extractor.features(samples.images, cfg.batch_size, progress)
+    first = next(batches)
+    feats = extractor.features_from_batches(itertools.chain([first], batches), -(-n // cfg.batch_size), progress)
     if feats["pool"].shape[1] != ref["pool"].shape[1]:
         raise UserError("sample and reference features differ in size; was the cache made by another extractor?")
-    with_labels = cfg.features.startswith("classifier:") and samples.labels is not None
-    result = compute_metrics(feats, ref, samples.labels if with_labels else None, cfg.nearest_k, cfg.is_splits)
+    with_labels = cfg.features.startswith("classifier:") and labels is not None
+    result = compute_metrics(feats, ref, labels if with_labels else None, cfg.nearest_k, cfg.is_splits)
     result.update(
         samples=str(Path(cfg.samples)),
         reference=str(Path(cfg.reference)),
         features=extractor.name,
-        image_size=list(samples.images.shape[1:3]),
+        image_size=list(first.shape[1:3]),
         seconds=round(time.time() - t0, 2),
         protocol=read_protocol_card(cfg.samples),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -43,25 +43,32 @@ class FeatureExtractor:
         self.net = net.to(self.device).eval()
         self.name = name
 
-    @torch.no_grad()
     def features(self, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> dict[str, np.ndarray]:
         """uint8 images (N, H, W, 3) → dict(pool (N, Dp), spatial (N, Ds), logits (N, K)) float32."""
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise UserError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
         if batch_size < 1:
             raise UserError(f"--batch-size must be positive, got {batch_size}")
+        batches = (images[s : s + batch_size] for s in range(0, len(images), batch_size))
+        return self.features_from_batches(batches, total=-(-len(images) // batch_size), progress=progress)
+
+    @torch.no_grad()
+    def features_from_batches(
+        self, batches: Iterable[np.ndarray], total: Optional[int] = None, progress: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Like :meth:`features` for an iterable of uint8 (B, H, W, 3) batches (streamed files)."""
         out: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
-        starts = range(0, len(images), batch_size)
         if progress:
             from tqdm import tqdm
 
-            starts = tqdm(starts, desc=f"features ({self.name})", unit="batch")
-        for s in starts:
-            batch = torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size])).to(self.device)
-            feats = self.net(batch)
+            batches = tqdm(batches, total=total, desc=f"features ({self.name})", unit="batch")
+        for images in batches:
+            if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+                raise UserError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+            feats = self.net(torch.from_numpy(np.ascontiguousarray(images)).to(self.device))
             for k in FEATURE_KEYS:
                 out[k].append(feats[k].float().cpu().numpy())
-        return {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in out.items()}
+        if not out["pool"]:
+            raise UserError("no images to extract features from")
+        return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def inception_extractor(path: Optional[str] = None, device: str = "cpu") -> FeatureExtractor:
