@@ -180,6 +180,34 @@ def test_safetensors_sidecar_is_used_without_metadata(tmp_path):
     assert info["config"]["learn_sigma"] is False and info["format"] == "safetensors"
 
 
+def test_hub_style_diffusers_pipeline_folder_loads(tmp_path):
+    """The layout of facebook/DiT-XL-2-256: model_index.json, transformer/ with the legacy class
+    name Transformer2DModel, a pickled .bin state dict and no norm_eps; id2label gives class names."""
+    cfg = CUSTOM["p2-sigma"]
+    sd = random_weights(cfg, seed=9)
+    (tmp_path / "hub" / "transformer").mkdir(parents=True)
+    dcfg = {k: v for k, v in config_to_diffusers(ModelConfig(**cfg.to_dict())).items() if k != "norm_eps"}
+    (tmp_path / "hub" / "transformer" / "config.json").write_text(json.dumps({"_class_name": "Transformer2DModel", **dcfg}))
+    torch.save(official_to_diffusers(sd), tmp_path / "hub" / "transformer" / "diffusion_pytorch_model.bin")
+    labels = {str(i): f"name {i}" for i in range(5)}
+    (tmp_path / "hub" / "model_index.json").write_text(json.dumps({"_class_name": "DiTPipeline", "id2label": labels}))
+    got, info = _loaded(tmp_path / "hub")
+    assert_same_tensors(sd, got)
+    assert info["format"] == "diffusers" and info["class_names"][3] == "name 3"
+    convert_checkpoint(tmp_path / "hub", tmp_path / "w.safetensors")
+    assert _loaded(tmp_path / "w.safetensors")[1]["class_names"][4] == "name 4"
+
+
+def test_class_names_must_match_the_class_count(tmp_path):
+    from tests.unit.convert_helpers import make_tiny_vae
+
+    src = _dit_file(tmp_path, CUSTOM["p2-sigma"], random_weights(CUSTOM["p2-sigma"]))
+    (tmp_path / "names.txt").write_text("a\nb\n")
+    vae = make_tiny_vae(tmp_path / "vae")
+    assert main(["convert", str(src), str(tmp_path / "hf"), "--vae", str(vae), "--class-names", str(tmp_path / "names.txt")]) == 2
+    assert not (tmp_path / "hf").exists()
+
+
 # ------------------------------------------------------------------ which weights
 def _differs(sd, delta):
     return {k: v + delta for k, v in sd.items()}

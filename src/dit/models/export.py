@@ -79,15 +79,19 @@ def describe(cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[s
     return {"model": cfg.to_dict(), "diffusion": diffusion, "data": data, "weights": raw.weights}
 
 
-def class_labels(cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[str]] = None) -> List[str]:
-    """Class names for ``id2label``: given, else the file's own, else "0".."N-1"."""
+def known_class_names(cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[str]] = None) -> Optional[List[str]]:
+    """Class names given, else the file's own (training data or a pipeline's id2label), else None."""
     names = class_names or (raw.meta.get("data") or {}).get("class_names")
     if not names and isinstance(raw.meta.get("id2label"), dict):
         names = [raw.meta["id2label"].get(str(i), str(i)) for i in range(cfg.num_classes)]
-    names = list(names or [str(i) for i in range(cfg.num_classes)])
-    if len(names) != cfg.num_classes:
+    if names and len(names) != cfg.num_classes:
         raise UserError(f"{len(names)} class names for a model of {cfg.num_classes} classes; give one name per class")
-    return names
+    return list(names) if names else None
+
+
+def class_labels(cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[str]] = None) -> List[str]:
+    """Class names for ``id2label``: :func:`known_class_names`, else "0".."N-1"."""
+    return known_class_names(cfg, raw, class_names) or [str(i) for i in range(cfg.num_classes)]
 
 
 # ------------------------------------------------------------------------------ writers
@@ -225,7 +229,7 @@ def convert_checkpoint(
     with torch.device("meta"):
         expected = {k: v.shape for k, v in build_model(cfg).state_dict().items()}
     check_fits(expected, raw.state_dict, str(src))
-    desc = describe(cfg, raw, class_names)
+    desc = describe(cfg, raw, known_class_names(cfg, raw, class_names))
     notes: List[str] = []
     if fmt == "official":
         write_official(raw.state_dict, dst)
