@@ -203,3 +203,47 @@ class TrainSamplingConfig(_DictMixin):
     eval_cfg_scale: float = 1.0
     eval_batch_size: int = 64
     inception: Optional[str] = None
+
+
+@dataclass
+class DemoConfig(_DictMixin):
+    """`dit demo`: the whole pipeline on scikit-learn's digits, as presets of the other commands' flags.
+
+    Every field is one flag of `dit demo`; ``dit.demo.pipeline.stage_commands`` turns them into the
+    `dit train-classifier`, `dit train`, `dit sample` and `dit eval` command lines it runs.
+    Defaults were tuned so that the run finishes in about 10 minutes on 2 CPU cores
+    (``benchmarks/demo.py`` measures it).
+    """
+
+    out: str = "dit-demo"
+    resume: bool = False
+    seed: int = 0
+    device: Optional[str] = None
+    # Data (sklearn.datasets.load_digits, 8×8 → image_size)
+    image_size: int = 16
+    held_out_fraction: float = 0.3
+    # Model: a small custom pixel-space DiT (adaLN-Zero, learned Σ)
+    depth: int = 4
+    hidden_size: int = 128
+    num_heads: int = 4
+    patch_size: int = 2
+    # Training (`dit train`)
+    batch_size: int = 128
+    max_steps: int = 1000
+    max_minutes: Optional[float] = 7.0
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    ema_decay: float = 0.999
+    precision: str = "fp32"
+    log_every: int = 20
+    # Classifier (`dit train-classifier`, on the held-out split)
+    classifier_epochs: int = 30
+    classifier_width: int = 32
+    # Sampling (`dit sample`) and evaluation (`dit eval`)
+    sampler: str = "dpm++2m"
+    sampling_steps: int = 20
+    cfg_scale: float = 2.0
+    num_samples: int = 500
+    grid_per_class: int = 10
+    strip_class: int = 3
+    strip_frames: int = 11

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "sample": "dit.cli.sample",
     "eval": "dit.cli.eval",
     "train-classifier": "dit.cli.train_classifier",
+    "demo": "dit.cli.demo",
 }
 
 

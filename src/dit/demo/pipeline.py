@@ -1,0 +1,415 @@
+"""`dit demo`'s library function: digits → classifier → DiT → samples → metrics, in one run folder.
+
+The demo is a preset of the other commands' flags, not a separate toy path: :func:`stage_commands`
+turns a :class:`dit.config.DemoConfig` into the argv of `dit train-classifier`, `dit train`,
+`dit sample` and `dit eval`, and :func:`run_demo` runs them through :func:`dit.cli.main.main`
+exactly as a user typing them would (the commands are saved in ``demo.json`` so they can be
+rerun one by one). Around them it only does what no command does: export the digits, pick a
+balanced real subset for the real-vs-real figure, cut the grid from the samples, draw the
+denoising strip and the loss curve, and gather ``metrics.json``.
+
+Run folder (``cfg.out``)::
+
+    data/{train,test}/<digit>/*.png   the exported digits (test = held out from the DiT)
+    classifier.safetensors (+ .json)  the evaluation classifier, trained on data/test
+    train/                            the `dit train` run (run.json, log.txt, metrics.csv, checkpoints/)
+    samples.npz (+ .protocol.json)    guided class-balanced samples (`dit sample`)
+    grid.png                          the first ``grid_per_class`` samples of each class, one row per class
+    denoising.png                     one sample from noise to digit (top: x_t, bottom: predicted x_0)
+    loss_curve.png                    loss and MSE against step
+    eval/                             `dit eval` results for the samples and for real digits
+    metrics.json, demo.json           the headline numbers; the config and the commands run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from dit.config import DemoConfig
+from dit.errors import UserError
+
+NUM_CLASSES = 10
+CHECKPOINT_PLACEHOLDER = "<last checkpoint>"
+HEADLINE = ("fid", "sfid", "inception_score", "precision", "recall", "class_accuracy")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file a demo run writes, relative to its root."""
+
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:
+        rel = _LAYOUT.get(name)
+        if rel is None:
+            raise AttributeError(name)
+        return self.root / rel
+
+
+_LAYOUT = {
+    "data": "data",
+    "train_data": "data/train",
+    "test_data": "data/test",
+    "classifier": "classifier.safetensors",
+    "run": "train",
+    "samples": "samples.npz",
+    "grid": "grid.png",
+    "strip": "denoising.png",
+    "loss_curve": "loss_curve.png",
+    "real": "eval/real_train.npz",
+    "eval_samples": "eval/samples.eval.json",
+    "eval_real": "eval/real.eval.json",
+    "metrics": "metrics.json",
+    "config": "demo.json",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The preset: DemoConfig → command lines of the other sub-commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _device(cfg: DemoConfig) -> list[str]:
+    return ["--device", cfg.device] if cfg.device else []
+
+
+def stage_commands(cfg: DemoConfig, checkpoint: str = CHECKPOINT_PLACEHOLDER) -> dict[str, list[str]]:
+    """The argv (without the leading ``dit``) of every sub-command the demo runs, in order."""
+    p = RunPaths(Path(cfg.out))
+    classifier = f"classifier:{p.classifier}"
+    return {
+        "train-classifier": [
+            "train-classifier", "--data-path", str(p.test_data), "--out", str(p.classifier),
+            "--image-size", str(cfg.image_size), "--width", str(cfg.classifier_width),
+            "--epochs", str(cfg.classifier_epochs), "--seed", str(cfg.seed), *_device(cfg),
+        ],
+        "train": [
+            "train", "--data-path", str(p.train_data), "--image-size", str(cfg.image_size), "--vae", "none",
+            "--no-flip",  # a mirrored digit is another glyph
+            "--depth", str(cfg.depth), "--hidden-size", str(cfg.hidden_size), "--num-heads", str(cfg.num_heads),
+            "--patch-size", str(cfg.patch_size), "--global-batch-size", str(cfg.batch_size),
+            "--results-dir", str(p.run), "--max-steps", str(cfg.max_steps),
+            *(["--max-minutes", str(cfg.max_minutes)] if cfg.max_minutes else []),
+            "--ckpt-every", str(cfg.max_steps), "--log-every", str(cfg.log_every), "--lr", str(cfg.lr),
+            "--warmup-steps", str(cfg.warmup_steps), "--ema-decay", str(cfg.ema_decay), "--ema-warmup",
+            "--precision", cfg.precision, "--num-workers", "0", "--seed", str(cfg.seed), *_device(cfg),
+        ],
+        "sample": [
+            "sample", "--ckpt", checkpoint, "--num-samples", str(cfg.num_samples), "--sampler", cfg.sampler,
+            "--num-sampling-steps", str(cfg.sampling_steps), "--cfg-scale", str(cfg.cfg_scale),
+            "--seed", str(cfg.seed), "--batch-size", "100", "--precision", cfg.precision,
+            "--out", str(p.samples), *_device(cfg),
+        ],
+        "eval-samples": [
+            "eval", str(p.samples), str(p.test_data), "--features", classifier, "--out", str(p.eval_samples),
+            *_device(cfg),
+        ],
+        "eval-real": [
+            "eval", str(p.real), str(p.test_data), "--features", classifier, "--out", str(p.eval_real),
+            *_device(cfg),
+        ],
+    }
+
+
+def format_command(argv: Sequence[str]) -> str:
+    return "dit " + " ".join(shlex.quote(a) for a in argv)
+
+
+def check_config(cfg: DemoConfig) -> None:
+    """Settings the stages would only reject late (after minutes of training) are refused up front."""
+    if cfg.image_size % cfg.patch_size:
+        raise UserError(f"--image-size {cfg.image_size} is not a multiple of --patch-size {cfg.patch_size}")
+    if cfg.hidden_size % cfg.num_heads:
+        raise UserError(f"--hidden-size {cfg.hidden_size} is not divisible by --num-heads {cfg.num_heads}")
+    if not 0 <= cfg.strip_class < NUM_CLASSES:
+        raise UserError(f"--strip-class must be a digit 0..9, got {cfg.strip_class}")
+    if cfg.num_samples < NUM_CLASSES * cfg.grid_per_class:
+        raise UserError(
+            f"--num-samples {cfg.num_samples} is fewer than the grid's {NUM_CLASSES} x --grid-per-class "
+            f"{cfg.grid_per_class}; raise it or lower --grid-per-class"
+        )
+    if cfg.num_samples <= 3:
+        raise UserError("--num-samples must be more than 3 (precision/recall use 3 nearest neighbours)")
+    if cfg.strip_frames < 2:
+        raise UserError(f"--strip-frames must be at least 2 (noise and digit), got {cfg.strip_frames}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces no sub-command does
+# ---------------------------------------------------------------------------------------------
+
+
+def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` indices, as equal a share per class as possible (seeded choice within each class)."""
+    classes = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in classes]
+    chosen: list[int] = []
+    while len(chosen) < n and any(pools):
+        for pool in pools:
+            if pool and len(chosen) < n:
+                chosen.append(int(pool.pop(0)))
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
+def write_real_subset(train_dir: Path, out: Path, n: int, seed: int) -> int:
+    """A class-balanced ``.npz`` of ``n`` real training digits (the real-vs-real FID's 'samples')."""
+    from dit.evaluation.io import load_images
+    from dit.evaluation.writers import write_npz
+
+    real = load_images(train_dir)
+    idx = balanced_subset(real.labels, n, seed)
+    write_npz(out, real.images[idx], real.labels[idx])
+    return len(idx)
+
+
+def write_grid(samples: Path, out: Path, per_class: int) -> np.ndarray:
+    """The first ``per_class`` samples of every class as a PNG grid, one row per class (dit sample's writer)."""
+    from dit.evaluation.io import load_images
+    from dit.evaluation.writers import write_samples
+
+    s = load_images(samples)
+    n = NUM_CLASSES * per_class  # balanced labels: sample i has class i mod 10
+    write_samples(out, s.images[:n], s.labels[:n])
+    return s.images[:n]
+
+
+def frame_indices(num_states: int, frames: int) -> list[int]:
+    """``frames`` evenly spaced state indices from 0 (noise) to ``num_states - 1`` (the sample)."""
+    return sorted(set(int(round(v)) for v in np.linspace(0, num_states - 1, min(frames, num_states))))
+
+
+def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x_t frames, predicted-x_0 frames), each uint8 (F, H, W, 3), of sample ``index`` of `dit sample`.
+
+    Same weights, sampler, guidance and seed as the samples file, so the last x_t frame is that
+    file's image ``index`` (up to float summation order: it is drawn here in a batch of one).
+    Column j shows the state after j steps (j = 0: the noise x_T) and the model's x_0 prediction
+    from that state.
+    """
+    import torch
+
+    from dit.config import SampleConfig
+    from dit.diffusion import create_diffusion
+    from dit.evaluation.generate import ImageSampler, load_for_sampling
+    from dit.evaluation.writers import to_uint8
+    from dit.runtime import rng
+
+    scfg = SampleConfig(ckpt=checkpoint, sampler=cfg.sampler, num_sampling_steps=cfg.sampling_steps,
+                        cfg_scale=cfg.cfg_scale, seed=cfg.seed, precision=cfg.precision, device=cfg.device)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loaded = load_for_sampling(scfg, device)
+    diffusion = create_diffusion(**dataclasses.replace(loaded.diffusion_config, timestep_respacing="").to_dict())
+    sampler = ImageSampler(loaded.model, diffusion, loaded.codec, scfg, device)
+    # x_T exactly as ImageSampler draws it (the generation path's per-index noise contract)
+    x_T = rng.randn_rows((1, *sampler.latent_shape), rng.example_generators(cfg.seed, [index], rng.SAMPLE_INIT))
+    states, preds = [x_T], []
+
+    def record(step: int, t: int, x: torch.Tensor, pred_x0: torch.Tensor) -> None:
+        states.append(x.detach().float().cpu())
+        preds.append(pred_x0.detach().float().cpu())
+
+    final = sampler.latents([index], [label], callback=record).float().cpu()  # (1, C, h, w)
+    preds.append(final)  # the last state is its own prediction
+    keep = frame_indices(len(states), cfg.strip_frames)
+
+    def pixels(xs: list) -> np.ndarray:
+        x = torch.cat([xs[k] for k in keep])  # (F, C, h, w)
+        return to_uint8(loaded.codec.decode(x.to(device)).cpu()).numpy()  # (F, H, W, 3)
+
+    return pixels(states), pixels(preds)
+
+
+def loss_curve(run_dir: Path, out: Path) -> None:
+    """``loss_curve.png`` from the training run's ``metrics.csv`` (loss = L_simple + L_vlb, and the MSE)."""
+    from dit.demo.plots import loss_curve_image, read_metrics_csv
+    from dit.evaluation.writers import write_png
+
+    m = read_metrics_csv(run_dir / "metrics.csv")
+    series = {k: m[k] for k in ("loss", "mse") if k in m}
+    write_png(out, loss_curve_image(m["step"], series, title="dit demo: training loss"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_command(argv: list[str]) -> None:
+    """One sub-command through the `dit` entry point (same parsing, same errors as the shell)."""
+    from dit.cli.main import main
+
+    code = main(argv)
+    if code != 0:
+        raise UserError(f"`{format_command(argv)}` failed (exit status {code}); see the error above")
+
+
+class _Stages:
+    """Numbered progress lines on stderr and the wall time of every stage."""
+
+    def __init__(self, total: int, say: Callable[[str], None]):
+        self.total, self.say, self.k = total, say, 0
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, what: str, fn: Callable[[], object]):
+        self.k += 1
+        self.say(f"[{self.k}/{self.total}] {what}")
+        t0 = time.monotonic()
+        out = fn()
+        self.seconds[name] = round(time.monotonic() - t0, 2)
+        return out
+
+
+def _check_out(paths: RunPaths, resume: bool) -> None:
+    if paths.root.exists() and any(paths.root.iterdir()) and not resume:
+        raise UserError(f"{paths.root} already holds a demo run; pass --resume to continue it or choose another --out")
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    from dit.evaluation.io import write_json
+
+    write_json(path, obj)
+
+
+def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+    """Run the whole demo for ``cfg``; returns the content of ``metrics.json``."""
+    from dit.data.digits import export_digits
+    from dit.runtime.checkpoint import latest_checkpoint
+
+    check_config(cfg)
+    paths = RunPaths(Path(cfg.out))
+    _check_out(paths, cfg.resume)
+    started = time.monotonic()
+    stages = _Stages(7, say)
+    commands = stage_commands(cfg)
+    record = {"config": cfg.to_dict(), "commands": {k: format_command(v) for k, v in commands.items()}}
+
+    export = stages.run("export", f"exporting scikit-learn's digits at {cfg.image_size}px to {paths.data}",
+                        lambda: export_digits(paths.data, cfg.image_size, cfg.held_out_fraction, cfg.seed))
+    record["data"] = dataclasses.asdict(export)
+    _write_json(paths.config, record)
+
+    def classifier() -> dict:
+        if not (cfg.resume and paths.classifier.is_file()):
+            _run_command(commands["train-classifier"])
+        return _classifier_accuracy(paths)
+
+    cls = stages.run("classifier", f"training the evaluation classifier on the {export.num_test} held-out digits",
+                     classifier)
+
+    def train() -> Path:
+        _run_command(commands["train"] + (["--resume", "auto"] if cfg.resume else []))
+        ckpt = latest_checkpoint(paths.run / "checkpoints")
+        if ckpt is None:
+            raise UserError(f"training wrote no checkpoint in {paths.run / 'checkpoints'}")
+        return ckpt
+
+    ckpt = stages.run("train", f"training a {cfg.depth}-block DiT (D={cfg.hidden_size}, patch {cfg.patch_size}) on "
+                               f"{export.num_train} digits", train)
+    commands = stage_commands(cfg, checkpoint=str(ckpt))
+    record["commands"] = {k: format_command(v) for k, v in commands.items()}
+    record["checkpoint"] = str(ckpt)
+    _write_json(paths.config, record)
+
+    def sample() -> None:
+        _run_command(commands["sample"])
+        write_grid(paths.samples, paths.grid, cfg.grid_per_class)
+
+    stages.run("sample", f"sampling {cfg.num_samples} digits ({cfg.sampler}, {cfg.sampling_steps} steps, "
+                         f"guidance {cfg.cfg_scale})", sample)
+
+    def strip() -> None:
+        from dit.demo.plots import strip_image
+        from dit.evaluation.writers import write_png
+
+        xt, x0 = denoising_frames(cfg, str(ckpt), index=cfg.strip_class, label=cfg.strip_class)
+        write_png(paths.strip, strip_image([xt, x0]))
+
+    stages.run("strip", f"drawing a digit {cfg.strip_class} from noise to {paths.strip}", strip)
+
+    def evaluate() -> tuple[dict, dict]:
+        write_real_subset(paths.train_data, paths.real, cfg.num_samples, cfg.seed)
+        _run_command(commands["eval-samples"])
+        _run_command(commands["eval-real"])
+        return json.loads(paths.eval_samples.read_text()), json.loads(paths.eval_real.read_text())
+
+    ev, real = stages.run("eval", "evaluating samples and real digits against the held-out digits", evaluate)
+    stages.run("plots", f"drawing the loss curve to {paths.loss_curve}", lambda: loss_curve(paths.run, paths.loss_curve))
+
+    metrics = _gather_metrics(cfg, paths, ckpt, cls, ev, real, stages.seconds, time.monotonic() - started)
+    _write_json(paths.metrics, metrics)
+    say(summary(metrics, paths))
+    return metrics
+
+
+def _classifier_accuracy(paths: RunPaths) -> dict:
+    """The classifier's accuracy on all training-split digits: real digits it never saw."""
+    from dit.evaluation.classifier import accuracy, load_classifier
+    from dit.evaluation.io import load_images
+
+    real = load_images(paths.train_data)
+    info = json.loads(paths.classifier.with_suffix(".json").read_text())
+    return {
+        "test_accuracy": accuracy(load_classifier(paths.classifier), real.images, real.labels),
+        "num_test": int(len(real.images)),
+        "val_accuracy": info.get("val_accuracy"),
+        "train_accuracy": info.get("train_accuracy"),
+    }
+
+
+def _final_losses(run_dir: Path) -> dict:
+    from dit.demo.plots import read_metrics_csv
+
+    m = read_metrics_csv(run_dir / "metrics.csv")
+    return {"steps": int(m["step"][-1]), **{k: float(m[k][-1]) for k in ("loss", "mse", "vb") if k in m}}
+
+
+def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
+    state = json.loads((paths.run / "run.json").read_text())
+    return {
+        "class_agreement": ev["class_accuracy"],
+        "per_class_agreement": ev["per_class_accuracy"],
+        "fid": ev["fid"],
+        "fid_real_vs_real": real["fid"],
+        "samples": {k: ev[k] for k in HEADLINE if k in ev},
+        "real_vs_real": {k: real[k] for k in HEADLINE if k in real},
+        "classifier": cls,
+        "train": {**_final_losses(paths.run), "checkpoint": str(ckpt), "precision": cfg.precision,
+                  "model": state["config"]["model"]},
+        "sampling": {"sampler": cfg.sampler, "steps": cfg.sampling_steps, "cfg_scale": cfg.cfg_scale,
+                     "num_samples": cfg.num_samples, "num_reference": ev["num_reference"]},
+        "seconds": {**seconds, "total": round(total, 2)},
+        "files": {k: str(getattr(paths, k)) for k in ("grid", "strip", "loss_curve", "samples", "classifier",
+                                                       "config", "run")},
+    }
+
+
+def summary(metrics: dict, paths: RunPaths) -> str:
+    """What the demo prints at the end: the numbers and where everything is."""
+    c = metrics["classifier"]
+    lines = [
+        "",
+        f"dit demo finished in {metrics['seconds']['total'] / 60:.1f} min ({metrics['train']['steps']} training steps)",
+        f"  class agreement of guided samples  {metrics['class_agreement']:.1%}  "
+        f"(classifier: {c['test_accuracy']:.1%} on {c['num_test']} real digits it never saw)",
+        f"  FID in classifier features         samples {metrics['fid']:.2f}   real vs real {metrics['fid_real_vs_real']:.2f}",
+        f"  grid (one row per class)           {paths.grid}",
+        f"  denoising strip                    {paths.strip}",
+        f"  loss curve                         {paths.loss_curve}",
+        f"  metrics                            {paths.metrics}",
+        f"  checkpoint                         {metrics['train']['checkpoint']}",
+        f"  config and commands                {paths.config}",
+    ]
+    if not all(math.isfinite(metrics[k]) for k in ("fid", "fid_real_vs_real", "class_agreement")):
+        lines.append("  warning: a metric is not finite; see eval/*.json")
+    return "\n".join(lines)
