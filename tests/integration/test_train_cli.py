@@ -19,20 +19,20 @@ def data(tmp_path_factory):
 
 def test_trains_end_to_end_and_loss_falls(data, tmp_path):
     run = tmp_path / "run"
-    argv = train_args(data, run, "--max-steps", "60", "--log-every", "10", "--ckpt-every", "30", "--lr", "2e-3", batch=8)
+    argv = train_args(data, run, "--max-steps", "40", "--log-every", "10", "--ckpt-every", "20", "--lr", "3e-3", batch=8)
     assert main(argv) == 0
     rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60]
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
     for key in ("loss", "mse", "vb", "steps_per_sec", "images_per_sec"):
         assert key in rows[0]
     first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
     # A zero-initialised output layer starts at mse ≈ 1 (ε has unit variance); training must cut it.
-    assert last < 0.6 * first, (first, last)
+    assert last < 0.5 * first, (first, last)  # measured: 0.88 → 0.15
     assert (run / "tb").is_dir() and any((run / "tb").iterdir())
     info = json.loads((run / "run.json").read_text())
-    assert info["config"]["train"]["max_steps"] == 60 and info["git"]
+    assert info["config"]["train"]["max_steps"] == 40 and info["git"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "0000030.ema.safetensors", "0000030.pt", "0000060.ema.safetensors", "0000060.pt"]
+        "0000020.ema.safetensors", "0000020.pt", "0000040.ema.safetensors", "0000040.pt"]
 
 
 def test_checkpoint_is_self_describing_and_ema_export_loads_strict(data, tmp_path):
