@@ -10,6 +10,9 @@ Bad files (corrupt, truncated, not an image) are found lazily when loaded, or al
 :meth:`ImageFolder.scan`. ``on_bad_image="fail"`` raises :class:`UserError` naming the file;
 ``"skip"`` records it in ``ImageFolder.bad_images`` (for the run log) and returns the next good
 image instead, so the dataset length (and hence every rank's share) never changes mid-epoch.
+DataLoader workers and other ranks hold their own copies of ``bad_images``; set
+``bad_image_log`` to a file and every process appends its skips there (one ``path<TAB>reason``
+line each, ``O_APPEND``), which :func:`read_bad_image_log` reads back for the run log.
 """
 
 from __future__ import annotations
@@ -131,6 +134,30 @@ def index_folder(
     return files, labels, class_names
 
 
+def append_bad_image(log: os.PathLike, path: os.PathLike, reason: str) -> None:
+    """Append ``path<TAB>reason`` to ``log`` in one O_APPEND write (safe from many processes)."""
+    line = f"{path}\t{' '.join(str(reason).split())[:300]}\n".encode()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_bad_image_log(log: os.PathLike) -> dict[str, str]:
+    """path → reason of every file in a ``bad_image_log`` (first reason wins; {} if no file)."""
+    found: dict[str, str] = {}
+    try:
+        text = Path(log).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return found
+    for line in text.splitlines():
+        path, _, reason = line.partition("\t")
+        if path:
+            found.setdefault(path, reason)
+    return found
+
+
 class ImageFolder(torch.utils.data.Dataset):
     """``dataset[i] -> (image (3, S, S) float32 in [-1, 1], label int)``; see the module docstring."""
 
@@ -153,6 +180,7 @@ class ImageFolder(torch.utils.data.Dataset):
         self.files, self.labels, self.class_names = index_folder(root, num_classes, unconditional)
         self.num_classes = 0 if unconditional else len(self.class_names)
         self.bad_images: dict[str, str] = {}  # path → reason (per process: DataLoader workers keep their own)
+        self.bad_image_log: Optional[Path] = None  # shared file every process appends its skips to
 
     def __len__(self) -> int:
         return len(self.files)
@@ -171,6 +199,8 @@ class ImageFolder(torch.utils.data.Dataset):
                     f"cannot read image {path} ({reason}); fix or delete it, or pass --on-bad-image skip"
                 ) from e
             self.bad_images[str(path)] = reason
+            if self.bad_image_log is not None:
+                append_bad_image(self.bad_image_log, path, reason)
             return None
 
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -23,6 +24,8 @@ import numpy as np
 from dit.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# What np.load / zipfile raise on a damaged, truncated or foreign .npz (found by tests/faults).
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 _CACHE_VERSION = "v1"
 
 
@@ -60,8 +63,8 @@ def _load_npz(path: Path) -> ImageSet:
                 raise UserError(f"{path}: no arr_0 in the .npz (keys {f.files}); expected arr_0 images and optional arr_1 labels")
             images = _as_rgb_uint8(f["arr_0"], str(path))
             labels = _as_labels(f["arr_1"], len(images), str(path)) if "arr_1" in f.files else None
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path} as .npz: {e}") from None
+    except NPZ_ERRORS as e:
+        raise UserError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); the file is damaged or not an .npz") from None
     return ImageSet(images, labels)
 
 
@@ -71,8 +74,8 @@ def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
-    except OSError as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError, ...
+        raise UserError(f"cannot read image {path} ({type(e).__name__}: {e}); fix or remove the file") from None
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -124,15 +127,18 @@ def _npz_member_batches(path: Path, batch_size: int) -> Iterator[np.ndarray]:
     Works for ``np.savez`` and ``np.savez_compressed`` files (zipfile decompresses as it reads),
     as ADM's evaluator's streaming reader does, so 50K large samples need not fit in memory.
     """
-    with zipfile.ZipFile(path) as zf, zf.open("arr_0.npy") as f:
-        shape, fortran, dtype = _npy_header(f)
-        if fortran or dtype != np.uint8 or len(shape) not in (3, 4):
-            return  # the caller validates through the in-memory path
-        per_image = int(np.prod(shape[1:]))
-        for start in range(0, shape[0], batch_size):
-            n = min(batch_size, shape[0] - start)
-            buf = f.read(n * per_image)
-            yield _as_rgb_uint8(np.frombuffer(buf, np.uint8).reshape((n, *shape[1:])), str(path))
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("arr_0.npy") as f:
+            shape, fortran, dtype = _npy_header(f)
+            if fortran or dtype != np.uint8 or len(shape) not in (3, 4):
+                return  # the caller validates through the in-memory path
+            per_image = int(np.prod(shape[1:]))
+            for start in range(0, shape[0], batch_size):
+                n = min(batch_size, shape[0] - start)
+                buf = f.read(n * per_image)
+                yield _as_rgb_uint8(np.frombuffer(buf, np.uint8).reshape((n, *shape[1:])), str(path))
+    except NPZ_ERRORS as e:  # a member torn or damaged past its header shows only while reading
+        raise UserError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); the file is damaged") from None
 
 
 def image_batches(path: str | os.PathLike, batch_size: int) -> tuple[int, Iterator[np.ndarray], Optional[np.ndarray]]:
@@ -155,7 +161,7 @@ def image_batches(path: str | os.PathLike, batch_size: int) -> tuple[int, Iterat
                     if labels is not None:
                         labels = _as_labels(labels, shape[0], str(p))
                     return shape[0], _npz_member_batches(p, batch_size), labels
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        except NPZ_ERRORS:
             pass  # fall through: load_images gives the precise error
     s = load_images(p)
     return len(s.images), (s.images[i : i + batch_size] for i in range(0, len(s.images), batch_size)), s.labels
@@ -194,7 +200,7 @@ def load_cached_features(reference: str | os.PathLike, extractor_name: str) -> O
             try:
                 with np.load(p, allow_pickle=False) as f:
                     return {k: f[k] for k in f.files}
-            except (OSError, ValueError):
+            except NPZ_ERRORS:
                 continue  # unreadable cache: recompute
     return None
 

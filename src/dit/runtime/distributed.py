@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dit.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -36,13 +38,35 @@ def _torchrun_env() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def resolve_device(spec: str | torch.device | None = None) -> torch.device:
+    """The ``--device`` a user asked for, checked: None → CUDA when available, else CPU.
+
+    An unknown name, or CUDA on a machine without it, is a one-line ``UserError`` rather than
+    a traceback from deep inside torch (or a silent fall-back to the CPU).
+    """
+    if spec is None or spec == "":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"--device {spec!r} is not a device; use cpu or cuda (cuda:N for GPU N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {spec!r}: only cpu and cuda are supported; use one of those")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec!r} but no CUDA device is available here; pass --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; pick one below")
+    return dev
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join torchrun's process group (nccl on CUDA, gloo on CPU) or run as one process.
 
     ``device``: "cuda", "cpu" or None (CUDA when available). Each rank uses GPU ``LOCAL_RANK``.
     Calling it again once the group exists returns the same info.
     """
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    use_cuda = resolve_device(device).type == "cuda"
     if not _torchrun_env() or int(os.environ["WORLD_SIZE"]) == 1:
         dev = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
         if use_cuda:
