@@ -1,5 +1,6 @@
 """Faults during training: signals stop with a checkpoint, non-finite steps are skipped then stop."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from dit.cli.main import main
 from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
 from dit.train import trainer as tr
 
-from .train_utils import final_state, make_image_folder, train_args
+from .train_utils import final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +28,9 @@ def data(tmp_path_factory):
 def test_signal_saves_a_checkpoint_and_exits_cleanly(data, tmp_path, sig):
     run = tmp_path / "run"
     argv = train_args(data, run, "--max-steps", "100000", "--log-every", "1", "--ckpt-every", "100000")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "dit.cli.main", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 120
         for line in proc.stderr:  # wait until a few steps are done

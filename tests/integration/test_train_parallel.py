@@ -13,7 +13,9 @@ from dit.runtime.distributed import DistInfo
 from dit.train import trainer as tr
 from dit.train.parallelize import apply_activation_checkpointing, parallelize, unwrap
 
-from .train_utils import assert_states_close, final_state, make_image_folder, train_args
+from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_rank_shares_of_batches_and_draws_concatenate_to_the_single_process_ones():

@@ -5,10 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from dit.runtime.checkpoint import load_checkpoint
+
+@pytest.fixture(autouse=False)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared CPU OpenMP spin-waits make
+    them ~30x slower; run each test single-threaded and restore the setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 TINY_MODEL = ["--depth", "2", "--hidden-size", "32", "--num-heads", "2", "--patch-size", "2"]
 
