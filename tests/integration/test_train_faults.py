@@ -13,7 +13,7 @@ from dit.cli.main import main
 from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
 from dit.train import trainer as tr
 
-from .train_utils import final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -112,3 +112,47 @@ def test_reduced_precision_trains_and_keeps_fp32_weights(data, tmp_path, precisi
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     if precision == "fp16":
         assert state["scaler"]["scale"] > 0
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_reaches_the_straight_run(data, tmp_path):
+    """Kill a real run (checkpointing every step, so kills land inside writes too) three times,
+    resume each time with --resume auto, and end on the weights of an uninterrupted run."""
+    import random
+
+    total = 12
+    common = ["--log-every", "1", "--ckpt-every", "1", "--keep-last", "2"]
+    straight = tmp_path / "straight"
+    assert main(train_args(data, straight, "--max-steps", str(total), *common)) == 0
+    run = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    chooser = random.Random(0)
+    kills = 0
+    for attempt in range(6):
+        resume = ["--resume", "auto"] if attempt else []
+        argv = train_args(data, run, "--max-steps", str(total), *common, *resume)
+        proc = subprocess.Popen([sys.executable, "-m", "dit.cli.main", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        target = chooser.randint(1, 3)  # steps to wait for before the kill
+        seen = 0
+        for line in proc.stderr:
+            if "saved checkpoint" in line:
+                seen += 1
+                if seen >= target:
+                    time.sleep(chooser.random() * 0.05)  # somewhere in the next step or write
+                    proc.kill()
+                    kills += 1
+                    break
+        proc.wait(timeout=120)
+        latest = latest_checkpoint(run / "checkpoints")
+        load_checkpoint(latest)  # the newest complete checkpoint is intact
+        if latest is not None and load_checkpoint(latest)["step"] == total and proc.returncode == 0:
+            break
+        if kills >= 3:
+            assert main(train_args(data, run, "--max-steps", str(total), *common, "--resume", "auto")) == 0
+            break
+    assert kills >= 1
+    a, b = final_state(straight), final_state(run)
+    assert a["step"] == b["step"] == total
+    assert_states_close(a, b, atol=0.0)

@@ -40,6 +40,8 @@ def test_stray_temp_file_is_never_taken_as_a_checkpoint(tmp_path):
     ck.save_checkpoint(_state(3), ck.checkpoint_path(tmp_path, 3))
     (tmp_path / ".0000009.pt.abc.tmp").write_bytes(b"torn")  # what a SIGKILL mid-write leaves
     assert ck.latest_checkpoint(tmp_path).name == "0000003.pt"
+    assert [p.name for p in ck.remove_stray_temps(tmp_path)] == [".0000009.pt.abc.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["0000003.pt"]
 
 
 def test_latest_is_by_step_not_mtime_or_size(tmp_path):

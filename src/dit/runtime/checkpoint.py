@@ -8,6 +8,11 @@ Knows nothing about DiT: it stores any dict of tensors/plain values.
 * ``load_checkpoint`` uses ``torch.load(weights_only=True)``: a pickle that would run code is
   refused, and a truncated or foreign file becomes a one-line ``UserError``.
 * Names are ``<step:07d>.pt``; ``latest_checkpoint`` parses the step (never mtime or size).
+
+Test hook: with ``DIT_FAULT_PAUSE_BEFORE_RENAME=<glob>`` in the environment, ``atomic_write`` of a
+file whose name matches the glob (e.g. ``0000004.pt``) announces on stderr that the temp file is
+written and sleeps a minute before the rename, so a test can kill the process inside that
+window deterministically (tests/faults/test_kill.py).
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import fnmatch
 import re
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,6 +35,7 @@ from dit.errors import UserError
 CKPT_SUFFIX = ".pt"
 EMA_SUFFIX = ".ema.safetensors"
 _NAME = re.compile(r"^(\d+)\.pt$")
+PAUSE_ENV = "DIT_FAULT_PAUSE_BEFORE_RENAME"
 
 
 def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
@@ -53,6 +62,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _fault_pause(tmp: str, path: Path) -> None:
+    """The test hook of the module docstring (a no-op unless PAUSE_ENV is set)."""
+    pattern = os.environ.get(PAUSE_ENV)
+    if pattern and fnmatch.fnmatch(path.name, pattern):
+        print(f"atomic_write: paused before renaming {tmp} -> {path}", file=sys.stderr, flush=True)
+        time.sleep(60.0)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it and rename it to ``path``.
 
@@ -71,6 +88,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        _fault_pause(tmp, path)
         os.replace(tmp, path)
     except BaseException as e:
         try:
@@ -143,6 +161,17 @@ def prune_checkpoints(directory: str | os.PathLike, keep_last: int) -> list[Path
             except FileNotFoundError:
                 pass
     return removed
+
+
+def remove_stray_temps(directory: str | os.PathLike) -> list[Path]:
+    """Delete temp files a killed writer left behind (``.<name>.*.tmp``); call before writing again."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    stray = [p for p in d.iterdir() if p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp")]
+    for p in stray:
+        p.unlink(missing_ok=True)
+    return stray
 
 
 def export_safetensors(

@@ -42,6 +42,7 @@ from dit.runtime.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
+    remove_stray_temps,
     save_checkpoint,
 )
 from dit.runtime.distributed import DistInfo, all_reduce_max, barrier, cleanup, init_distributed
@@ -323,6 +324,9 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=info.is_main)
         if self.resume_from is not None:
             self._load(self.resume_from)
+        if info.is_main:
+            for p in remove_stray_temps(_ckpt_dir(self.run_dir)):
+                self.logger.info(f"removed {p.name}, left by an interrupted checkpoint write")
 
     @staticmethod
     def _check_config(cfg: TrainConfig, info: DistInfo) -> None:
