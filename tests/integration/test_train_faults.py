@@ -156,3 +156,19 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_straight_run(data, tm
     a, b = final_state(straight), final_state(run)
     assert a["step"] == b["step"] == total
     assert_states_close(a, b, atol=0.0)
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("mode", ["skip", "fail"])
+def test_unreadable_image_is_skipped_and_logged_or_named(tmp_path, mode, capsys):
+    data = make_image_folder(tmp_path / "data")
+    (data / "class1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    run = tmp_path / "run"
+    rc = main(train_args(data, run, "--max-steps", "7", "--log-every", "7", "--on-bad-image", mode))
+    if mode == "skip":  # 25 files, 7 steps of 4 cover all of them at least once
+        assert rc == 0
+        assert "broken.png" in (run / "bad_images.tsv").read_text()
+        assert "unreadable image" in (run / "log.txt").read_text()
+    else:
+        assert rc == 2
+        assert "broken.png" in [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")][-1]

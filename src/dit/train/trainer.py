@@ -51,6 +51,7 @@ from dit.train.ema import EMA
 from dit.train.parallelize import parallelize, unwrap
 
 CHECKPOINT_VERSION = 1
+BAD_IMAGE_LOG = "bad_images.tsv"  # path<TAB>reason of each unreadable image skipped (run folder)
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _EPOCH_ORDER = 101  # rng purpose of the per-epoch permutation (examples use 0..6)
 
@@ -305,6 +306,10 @@ class Trainer:
                 f"the data has {len(self.source.dataset)} examples, fewer than --global-batch-size "
                 f"{cfg.global_batch_size}; lower the batch size"
             )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if hasattr(self.source.dataset, "bad_image_log"):  # every process/worker appends its skips here
+            self.source.dataset.bad_image_log = self.run_dir / BAD_IMAGE_LOG
+        self._bad_reported = 0
         self.model = model.to(self.device)
         self.train_model = parallelize(
             self.model, info, grad_checkpointing=cfg.grad_checkpointing, fsdp=cfg.fsdp, compile=cfg.compile
@@ -564,6 +569,8 @@ class Trainer:
         """Train until a budget or a signal says stop; always end with a checkpoint."""
         cfg = self.cfg
         self._write_run_info()
+        if self.info.is_main:
+            self._report_bad_images()
         self.logger.info(
             f"training {self.model_cfg.name or 'custom DiT'} ({sum(p.numel() for p in self.model.parameters()):,} params) "
             f"on {len(self.source.dataset)} examples, global batch {cfg.global_batch_size} over "
@@ -573,51 +580,72 @@ class Trainer:
         total = cfg.max_steps if cfg.max_steps is not None else (cfg.epochs * steps_per_epoch if cfg.epochs else None)
         bar = _progress(total, self.step, self.info.is_main)
         started = time.monotonic()
-        window_start, window_steps = time.monotonic(), 0
-        sums: dict[str, torch.Tensor] = {}
+        window_start, window_steps, window_good = time.monotonic(), 0, 0
+        sums: dict[str, torch.Tensor] = {}  # on device: summed without a host sync until logging
         saved_at = self.step if self.last_checkpoint is not None else None
         reason = None
-        with _StopSignals() as signals:
-            while reason is None:
-                reason = self._should_stop(signals, started)
-                if reason is not None:
-                    break
-                for items, labels in self._loader(self.batch_in_epoch):
-                    losses, finite = self.train_step(items, labels)
-                    self.step += 1
-                    self.batch_in_epoch += 1
-                    window_steps += 1
-                    if finite:
-                        self.bad_in_a_row = 0
-                        for k, v in losses.items():
-                            sums[k] = sums.get(k, 0) + v
-                    else:
-                        self.bad_in_a_row += 1
-                        self.skipped_total += 1
-                        if self.bad_in_a_row >= cfg.max_bad_steps:
-                            self._diverged()
-                    bar.update(1)
-                    if self.step % cfg.log_every == 0:
-                        self._log(sums, window_steps - 0, time.monotonic() - window_start, bar)
-                        sums, window_start, window_steps = {}, time.monotonic(), 0
-                    if self.step % cfg.ckpt_every == 0 and self.bad_in_a_row == 0:  # none mid-streak
-                        self.save()
-                        saved_at = self.step
-                    for cb in self.callbacks:
-                        if cb.every > 0 and self.step % cb.every == 0:
-                            cb.fn(self.step, self.ema_model(), self)
+        try:
+            with _StopSignals() as signals:
+                while reason is None:
                     reason = self._should_stop(signals, started)
                     if reason is not None:
                         break
-                else:  # the epoch ran out
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-        bar.close()
+                    for items, labels in self._loader(self.batch_in_epoch):
+                        losses, finite = self.train_step(items, labels)
+                        self.step += 1
+                        self.batch_in_epoch += 1
+                        window_steps += 1
+                        if finite:
+                            self.bad_in_a_row = 0
+                            window_good += 1
+                            for k, v in losses.items():
+                                sums[k] = sums.get(k, 0) + v
+                        else:
+                            self.bad_in_a_row += 1
+                            self.skipped_total += 1
+                            if self.bad_in_a_row >= cfg.max_bad_steps:
+                                self._diverged()
+                        bar.update(1)
+                        if self.step % cfg.log_every == 0:
+                            self._log(sums, window_good, window_steps, time.monotonic() - window_start, bar)
+                            sums, window_start, window_steps, window_good = {}, time.monotonic(), 0, 0
+                        if self.step % cfg.ckpt_every == 0 and self.bad_in_a_row == 0:  # none mid-streak
+                            self.save()
+                            saved_at = self.step
+                        for cb in self.callbacks:
+                            if cb.every > 0 and self.step % cb.every == 0:
+                                cb.fn(self.step, self.ema_model(), self)
+                        reason = self._should_stop(signals, started)
+                        if reason is not None:
+                            break
+                    else:  # the epoch ran out
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+        finally:
+            bar.close()  # ends the bar's line even when an error follows
         if saved_at != self.step:
             self.save()
+        if self.info.is_main:
+            self._report_bad_images()
         self.logger.info(f"stopped at step {self.step} ({reason}); last checkpoint {self.last_checkpoint}")
         self.logger.close()
         return TrainResult(self.step, self.epoch, reason, self.last_checkpoint, self.skipped_total, self.info.is_main)
+
+    def _report_bad_images(self) -> None:
+        """Log images skipped as unreadable since the last report (all processes write one file)."""
+        bad = dict(self.source.bad_images)
+        log_file = self.run_dir / BAD_IMAGE_LOG
+        if log_file.exists():
+            from dit.data.image_folder import read_bad_image_log
+
+            bad.update(read_bad_image_log(log_file))
+        if len(bad) > self._bad_reported:
+            names = sorted(bad)[:5]
+            self.logger.info(
+                f"skipped {len(bad)} unreadable image(s) so far (all listed in {log_file.name}): "
+                + "; ".join(f"{n} ({bad[n]})" for n in names) + (" ..." if len(bad) > 5 else "")
+            )
+            self._bad_reported = len(bad)
 
     def _diverged(self) -> None:
         self.logger.info(f"{self.bad_in_a_row} non-finite steps in a row at step {self.step}")
@@ -627,8 +655,9 @@ class Trainer:
             f"{self.last_checkpoint or 'none'} — resume from it with a lower --lr, --grad-clip or --precision fp32"
         )
 
-    def _log(self, sums: dict[str, torch.Tensor], steps: int, seconds: float, bar) -> None:
-        good = max(1, steps - 0)
+    def _log(self, sums: dict[str, torch.Tensor], good: int, steps: int, seconds: float, bar) -> None:
+        """Mean loss terms over the window's finite steps (all ranks), speed, lr, skipped count."""
+        good = max(1, good)
         keys = sorted(sums)
         if keys:
             packed = torch.stack([torch.as_tensor(sums[k], device=self.device, dtype=torch.float32) for k in keys])
@@ -648,6 +677,8 @@ class Trainer:
         if "loss" in metrics:
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         self.logger.log_metrics(self.step, metrics)
+        if self.info.is_main:
+            self._report_bad_images()
 
 
 def _progress(total: Optional[int], initial: int, enabled: bool):
