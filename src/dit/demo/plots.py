@@ -61,6 +61,8 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     """1, 2, 5 × 10^k inside [lo, hi] (fewer when the range spans many decades)."""
     ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
     inside = [t for t in ticks if lo <= t <= hi]
+    if len(inside) < 3:  # a narrow range: round linear ticks read better
+        return _nice_ticks(lo, hi)
     return inside if len(inside) <= 8 else [t for t in inside if f"{t:.0e}".startswith("1")]
 
 
