@@ -1,0 +1,195 @@
+"""``python -m benchmarks``: the speed suite. Prints tables and writes one JSON file.
+
+Sections (all measured in one run, so the ratios share the machine's state):
+matmul peak (fp32, bf16) → training paths per model (images/s, MFU, memory, ratios) →
+sampling (s/image per sampler and guidance mode) → bf16-vs-fp32 loss curves → targets.
+
+Modes: default (the numbers for the README), ``--quick`` (smaller batch, fewer repeats and
+sampling steps), ``--tiny`` (a 2-layer model: a smoke run of every code path in seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import SCHEMA_VERSION, environment, fmt_stat, table, write_json
+
+SECTIONS = ("matmul", "train", "sample", "curves")
+
+
+@dataclasses.dataclass
+class Plan:
+    """Sizes of one mode."""
+
+    matmul_size: int
+    matmul_repeats: int
+    train_models: tuple
+    train_batch: int
+    train_repeats: int
+    train_warmup: int
+    sample_model: str
+    sample_batch: int
+    sample_repeats: int
+    sample_steps_scale: float
+    curve_steps: int
+    curve_batch: int
+
+
+PLANS = {
+    "full": Plan(4096, 5, ("DiT-S/2", "DiT-B/4", "demo-pixel"), 32, 5, 2, "demo-pixel", 8, 3, 1.0, 300, 32),
+    "quick": Plan(2048, 3, ("DiT-S/2", "DiT-B/4", "demo-pixel"), 8, 3, 2, "demo-pixel", 4, 2, 0.2, 150, 32),
+    "tiny": Plan(256, 2, ("tiny",), 4, 2, 1, "tiny", 2, 1, 0.04, 12, 8),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller batch, fewer repeats and sampling steps (minutes)")
+    size.add_argument("--tiny", action="store_true", help="2-layer model, a few steps: checks every path in seconds")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="where to run (default: cuda if present)")
+    p.add_argument("--out", default="benchmarks/results.json", help="JSON file to write (default: %(default)s)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile in the fast paths: auto = the measured default (off with --tiny)")
+    p.add_argument("--repeats", type=int, default=None, help="override the number of timed rounds per path")
+    p.add_argument("--batch", type=int, default=None, help="override the training batch size")
+    p.add_argument("--models", nargs="+", default=None, help="override the training models (keys of MODELS)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (one process per path on CPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    plan = PLANS[mode]
+    if args.repeats:
+        plan = dataclasses.replace(plan, train_repeats=args.repeats, sample_repeats=args.repeats, matmul_repeats=args.repeats)
+    if args.batch:
+        plan = dataclasses.replace(plan, train_batch=args.batch)
+    if args.models:
+        plan = dataclasses.replace(plan, train_models=tuple(args.models))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available; use --device cpu", file=sys.stderr)
+        return 2
+    compile_on = {"on": True, "off": False, "auto": None}[args.compile]
+    if compile_on is None and mode == "tiny":
+        compile_on = False
+    started = time.time()
+    result = {"schema": SCHEMA_VERSION, "mode": mode, "plan": dataclasses.asdict(plan), "env": environment(device)}
+    t0 = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
+
+    from benchmarks import train_speed
+
+    peaks = {}
+    if "matmul" in args.only or "train" in args.only:
+        from benchmarks.matmul import matmul_peak
+
+        log(f"matmul peak: {plan.matmul_size}x{plan.matmul_size}, {plan.matmul_repeats} rounds")
+        stats = matmul_peak(device, plan.matmul_size, plan.matmul_repeats)
+        result["matmul_gflops"] = stats
+        peaks = {k: v.median for k, v in stats.items()}
+        log(table([[k, fmt_stat(v, ".1f")] for k, v in stats.items()], ["precision", "GFLOP/s median [min-max]"]))
+
+    if "train" in args.only:
+        specs = train_speed.standard_paths(device)
+        if compile_on is not None:
+            specs = [dataclasses.replace(s, compile=compile_on) if s.name != "fp32-eager" else s for s in specs]
+        result["train"] = train_speed.measure_models(
+            list(plan.train_models), specs, plan.train_batch, device, plan.train_repeats, plan.train_warmup,
+            peaks, memory=not args.no_memory, log=log,
+        )
+        result["train_paths"] = {s.name: s.describe() for s in specs}
+        log(train_table(result["train"]))
+
+    if "sample" in args.only:
+        from benchmarks.sample_speed import measure_sampling
+
+        log(f"sampling: {plan.sample_model}, batch {plan.sample_batch}")
+        result["sample"] = measure_sampling(plan.sample_model, plan.sample_batch, device, plan.sample_repeats,
+                                            plan.sample_steps_scale, log=log)
+
+    if "curves" in args.only:
+        from benchmarks.loss_curves import loss_curves
+
+        log(f"loss curves: {plan.curve_steps} steps, batch {plan.curve_batch}")
+        result["loss_curves"] = loss_curves(plan.curve_steps, plan.curve_batch, device, log=log)
+
+    result["targets"] = targets(result, device)
+    result["wall_seconds"] = time.time() - started
+    log(table([[t["target"], t["measured"], "met" if t["met"] else "NOT met"] for t in result["targets"]],
+              ["target", "measured", "verdict"]))
+    write_json(result, Path(args.out))
+    log(f"wrote {args.out}")
+    return 0
+
+
+def train_table(train: dict) -> str:
+    rows = []
+    for model, r in train.items():
+        for name, p in r["paths"].items():
+            mfu = p["mfu"]
+            rows.append([model, name, p["describe"], fmt_stat(p["images_per_s"]),
+                         f"{100 * mfu.median:.1f}%" if mfu else "-",
+                         f"{p['peak_memory_mb']:.0f}" if p.get("peak_memory_mb") is not None else "-"])
+        for k, s in r["speedups"].items():
+            rows.append([model, k, "speed-up (per-round ratio)", fmt_stat(s), "", ""])
+    return table(rows, ["model", "path", "how", "images/s median [min-max]", "MFU", "peak MiB"])
+
+
+def targets(result: dict, device: torch.device) -> list:
+    """The issue's targets as verdicts (only those whose sections ran)."""
+    out = []
+    train = result.get("train", {})
+    for model, r in train.items():
+        s = r["speedups"]
+        if "ours/fp32-eager" in s:
+            v = s["ours/fp32-eager"].median
+            out.append({"target": f"{model}: ours >= 3x fp32 eager", "measured": f"{v:.2f}x", "met": v >= 3.0, "value": v})
+        if "ours/diffusers" in s:
+            v = s["ours/diffusers"].median
+            out.append({"target": f"{model}: ours >= 1.25x diffusers (same settings)", "measured": f"{v:.2f}x",
+                        "met": v >= 1.25, "value": v})
+    bf16_peak = (result.get("matmul_gflops") or {}).get("bf16")
+    if bf16_peak is not None:
+        from benchmarks.train_speed import train_flops_per_image, MODELS
+
+        for model in [m for m in ("DiT-B/4", "tiny") if m in train][:1]:
+            ours = train[model]["paths"].get("ours")
+            if ours:
+                gflops = ours["images_per_s"].median * train_flops_per_image(MODELS[model]) / 1e9
+                v = gflops / bf16_peak.median
+                out.append({"target": f"{model}: ours MFU >= 50% of the bf16 matmul peak",
+                            "measured": f"{100 * v:.1f}% ({gflops:.1f} of {bf16_peak.median:.1f} GFLOP/s)",
+                            "met": v >= 0.5, "value": v})
+    curves = result.get("loss_curves")
+    if curves:
+        out.append({"target": "bf16 loss curve within noise of fp32",
+                    "measured": f"|diff| {curves['abs_diff_bf16_fp32']:.4f} vs noise {curves['noise_threshold']:.4f}",
+                    "met": bool(curves["within_noise"]), "value": curves["abs_diff_bf16_fp32"]})
+    sample = result.get("sample")
+    if sample:
+        sv = sample["interval_savings"]
+        ok = all(v["rows_interval/rows_cfg"] < 1.0 and v["rows_match_expected"] for v in sv.values())
+        measured = ", ".join(f"{k}: rows x{v['rows_interval/rows_cfg']:.2f} time x{v['time_interval/time_cfg']:.2f}"
+                             for k, v in sv.items())
+        out.append({"target": "guidance interval saves the unconditional rows", "measured": measured, "met": ok})
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

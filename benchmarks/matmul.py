@@ -1,0 +1,35 @@
+"""The hardware limit, measured in the same run: GFLOP/s of a large square ``torch.matmul``.
+
+MFU elsewhere in the suite divides by this measured peak of the same precision (not by a data
+sheet), so a slow or shared machine lowers both the model's throughput and its yardstick.
+fp32 and bf16 are measured interleaved (see :func:`benchmarks.common.interleaved`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+
+from benchmarks.common import Stat, interleaved, rate
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_peak(
+    device: torch.device, size: int = 4096, repeats: int = 5, precisions: Sequence[str] = ("fp32", "bf16")
+) -> Dict[str, Stat]:
+    """GFLOP/s samples of an (n×n)·(n×n) matmul (2n³ flops) per precision name."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    operands = {
+        p: (
+            torch.randn(size, size, generator=gen).to(device=device, dtype=DTYPES[p]),
+            torch.randn(size, size, generator=gen).to(device=device, dtype=DTYPES[p]),
+        )
+        for p in precisions
+    }
+    # Several calls per sample keep each timed interval well above timer and launch overheads on GPUs.
+    calls = 1 if device.type == "cpu" else 10
+    fns = {p: (lambda a=a, b=b: torch.matmul(a, b)) for p, (a, b) in operands.items()}
+    seconds = interleaved(fns, device, repeats=repeats, warmup=1, calls_per_sample=calls)
+    return {p: rate(s, 2.0 * size**3 / 1e9) for p, s in seconds.items()}
