@@ -101,6 +101,7 @@ def test_stock_diffusers_residual_is_the_two_constants(s2, capsys):
         stock = DiTTransformer2DModel.from_pretrained(str(folder / "transformer")).eval()
         d_freq = (stock(x, timestep=t, class_labels=y).sample - ours).abs().max().item()
         hub = DiTTransformer2DModel.from_pretrained(str(folder / "transformer"), norm_eps=1e-5).eval()
+        assert hub.transformer_blocks[0].norm3.eps == 1e-5  # what the hub's configs (no norm_eps) give
         d_hub = (hub(x, timestep=t, class_labels=y).sample - ours).abs().max().item()
         for m in hub.modules():  # frequencies only: what remains is the eps 1e-5 LayerNorm
             if hasattr(m, "downscale_freq_shift"):
@@ -213,6 +214,7 @@ def test_dit_pipeline_guided_run_equals_ours(tmp_path):
     net, folder = _convert(tmp_path, cfg, vae=str(vae_dir))
     pipe = DiTPipeline.from_pretrained(str(folder))
     assert pipe.labels["999"] == 999  # id2label "0".."999"
+    assert load_model(folder)[1]["vae"]["source"] == str((folder / "vae").resolve())  # `dit sample` decodes with it
     make_diffusers_official(pipe.transformer)
     labels = [3, 999]
     with torch.no_grad():

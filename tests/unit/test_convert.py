@@ -36,7 +36,7 @@ CUSTOM = {
     "p2-sigma": tiny(),
     "p4-fixed-sigma": tiny(patch_size=4, hidden_size=48, num_heads=3, depth=1, num_classes=7, learn_sigma=False),
     "p8-pixels": tiny(input_size=16, in_channels=3, patch_size=8, hidden_size=64, num_heads=4, depth=1, num_classes=3),
-    "XL-width-1000": tiny(input_size=32, hidden_size=1152, num_heads=16, depth=2, num_classes=1000),
+    "XL-width-1000": tiny(input_size=32, hidden_size=1152, num_heads=16, depth=1, num_classes=1000),
 }
 
 
@@ -159,9 +159,8 @@ def test_custom_sizes_travel_through_every_self_describing_format(tmp_path, name
 
 
 def test_half_precision_weights_are_copied_unchanged(tmp_path):
-    sd = {k: v.half() for k, v in random_weights(S4).items()}
-    torch.save(sd, tmp_path / "fp16.pt")
-    convert_checkpoint(tmp_path / "fp16.pt", tmp_path / "hf")
+    sd = {k: v.half() for k, v in random_weights(CUSTOM["p2-sigma"]).items()}
+    convert_checkpoint(_dit_file(tmp_path, CUSTOM["p2-sigma"], sd), tmp_path / "hf")
     convert_checkpoint(tmp_path / "hf", tmp_path / "o.pt", to="official")
     assert_same_tensors(sd, torch.load(tmp_path / "o.pt", weights_only=True))
     net, _ = load_model(tmp_path / "hf")
@@ -351,15 +350,16 @@ def test_format_detection(tmp_path):
 
 # ------------------------------------------------------------------ the command line
 def test_cli_convert_chain_and_refusals(tmp_path, capsys):
-    sd = random_weights(S4, seed=8)
-    torch.save(sd, tmp_path / "DiT-S-4.pt")
-    assert main(["convert", str(tmp_path / "DiT-S-4.pt"), str(tmp_path / "hf")]) == 0
+    cfg = CUSTOM["p4-fixed-sigma"]
+    sd = random_weights(cfg, seed=8)
+    src = str(_dit_file(tmp_path, cfg, sd))
+    assert main(["convert", src, str(tmp_path / "hf")]) == 0
     out = capsys.readouterr().out
-    assert "DiT-S/4" in out and "10 classes (null 10)" in out
+    assert "custom, image 64, 7 classes (null 7), learn_sigma False" in out
     assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "hf")]) == 2  # same path
-    assert main(["convert", str(tmp_path / "DiT-S-4.pt"), str(tmp_path / "hf")]) == 2  # exists
+    assert main(["convert", src, str(tmp_path / "hf")]) == 2  # exists
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["convert", str(tmp_path / "DiT-S-4.pt"), str(tmp_path / "hf"), "--overwrite"]) == 0
+    assert main(["convert", src, str(tmp_path / "hf"), "--overwrite"]) == 0
     assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "o.bin"), "--to", "official"]) == 0
     assert_same_tensors(sd, torch.load(tmp_path / "o.bin", weights_only=True))
     assert main(["convert", str(tmp_path / "o.bin"), str(tmp_path / "x.pt"), "--vae", "none"]) == 2

@@ -161,6 +161,8 @@ def _read_diffusers(path: Path) -> RawWeights:
     cfg = config_from_diffusers(dcfg)
     sd = diffusers_to_official(dsd, sample_size=int(dcfg.get("sample_size", 32)))
     meta: Dict[str, Any] = {"diffusers_config": dcfg}
+    if (path / "vae" / "config.json").is_file():  # a pipeline's own VAE: what `dit sample` should decode with
+        meta["data"] = {"vae": {"id": "diffusers-pipeline", "source": str((path / "vae").resolve())}}
     if (path / "model_index.json").is_file():
         try:
             meta["id2label"] = json.loads((path / "model_index.json").read_text()).get("id2label")
@@ -175,7 +177,10 @@ def detect_format(path: str | Path) -> str:
     if p.is_dir():
         if any((p / n).is_file() for n in ("model_index.json", "config.json", "transformer/config.json")):
             return "diffusers"
-        raise UserError(f"{p} is a folder without model_index.json or (transformer/)config.json; pass a checkpoint file or a diffusers folder")
+        raise UserError(
+            f"{p} is a folder without model_index.json or (transformer/)config.json; "
+            "pass a checkpoint file or a diffusers folder"
+        )
     if not p.is_file():
         raise UserError(f"{p} does not exist; pass a checkpoint file (.pt, .safetensors) or a diffusers folder")
     with open(p, "rb") as f:
@@ -306,7 +311,8 @@ def suggest_flags(sd: StateDict) -> str:
         return ""
     heads = heads_for(f["depth"], f["hidden_size"])
     name = official_name(f["depth"], f["hidden_size"], heads, f["patch_size"]) if heads else None
-    parts = [f"--model {name}"] if name else [f"(custom size: depth {f['depth']}, width {f['hidden_size']}, patch {f['patch_size']})"]
+    custom = f"(custom size: depth {f['depth']}, width {f['hidden_size']}, patch {f['patch_size']})"
+    parts = [f"--model {name}" if name else custom]
     if f["tokens"] is not None and math.isqrt(f["tokens"]) ** 2 == f["tokens"]:
         parts.append(f"--image-size {image_side(math.isqrt(f['tokens']) * f['patch_size'], f['in_channels'])}")
     if f["table_rows"]:

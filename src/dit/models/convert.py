@@ -120,7 +120,9 @@ def diffusers_to_official(sd: StateDict, sample_size: Optional[int] = None) -> S
     """
     depth = _depth(sd, _DBLOCK)
     if depth == 0 or "pos_embed.proj.weight" not in sd:
-        raise UserError("not a DiTTransformer2DModel state dict (no transformer_blocks / pos_embed.proj); pass a diffusers DiT folder")
+        raise UserError(
+            "not a DiTTransformer2DModel state dict (no transformer_blocks / pos_embed.proj); pass a diffusers DiT folder"
+        )
     if sample_size is None:
         raise UserError("the diffusers config has no sample_size; pass --image-size")
     w = sd["pos_embed.proj.weight"]  # (D, C, p, p)

@@ -18,7 +18,6 @@ a folder is assembled beside its destination and renamed into place.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -155,7 +154,10 @@ def write_diffusers(
         if not hasattr(codec, "vae"):
             raise UserError(f"--vae {vae} is not an AutoencoderKL; a DiTPipeline needs one (ema, mse or a local folder)")
         if codec.latent_channels != cfg.in_channels:
-            raise UserError(f"the VAE has {codec.latent_channels} latent channels, the model {cfg.in_channels}; pass the VAE it was trained with")
+            raise UserError(
+                f"the VAE has {codec.latent_channels} latent channels, the model {cfg.in_channels}; "
+                "pass the VAE it was trained with"
+            )
 
     dst = Path(dst)
     if dst.exists() and not overwrite:
@@ -165,7 +167,8 @@ def write_diffusers(
     try:
         export_safetensors(dsd, tmp / "transformer" / "diffusion_pytorch_model.safetensors", metadata={"format": "pt"})
         _write_json(tmp / "transformer" / "config.json", dcfg)
-        _write_json(tmp / "scheduler" / "scheduler_config.json", {"_class_name": sched_name, "_diffusers_version": version, **sched_cfg})
+        sched = {"_class_name": sched_name, "_diffusers_version": version, **sched_cfg}
+        _write_json(tmp / "scheduler" / "scheduler_config.json", sched)
         if codec is not None:
             codec.vae.save_pretrained(str(tmp / "vae"), safe_serialization=True)
             index = {
@@ -233,8 +236,9 @@ def convert_checkpoint(
     notes: List[str] = []
     if fmt == "official":
         write_official(raw.state_dict, dst)
-        notes.append("the official format stores no config; loading it infers the size from shapes "
-                     f"(pass --num-classes/--image-size if they differ from {desc['data']['num_classes']}/{desc['data']['image_size']})")
+        data = desc["data"]
+        notes.append("the official format stores no config; loading it infers the size from shapes (pass "
+                     f"--num-classes/--image-size if they differ from {data['num_classes']}/{data['image_size']})")
     elif fmt == "dit":
         write_dit(raw.state_dict, desc, dst)
     elif fmt == "safetensors":
