@@ -382,40 +382,56 @@ class Trainer:
         return self.model.state_dict(), self.ema.state_dict(), get_optimizer_state_dict(self.model, self.opt)
 
     def save(self) -> Path:
-        """Write checkpoint ``<step>.pt`` and the EMA safetensors beside it (rank 0), prune old ones."""
+        """Write checkpoint ``<step>.pt`` and the EMA safetensors beside it (rank 0), prune old ones.
+
+        A failed write (full disk, unwritable folder) leaves the earlier files as they were and
+        stops every rank with a message naming the last good checkpoint.
+        """
         model_sd, ema_sd, opt_sd = self._full_state()
         path = checkpoint_path(_ckpt_dir(self.run_dir), self.step)
+        failure: Optional[UserError] = None
         if self.info.is_main:
-            state = {
-                "version": CHECKPOINT_VERSION,
-                "model": model_sd,
-                "ema": ema_sd,
-                "ema_updates": self.ema.num_updates,
-                "opt": opt_sd,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                "step": self.step,
-                "epoch": self.epoch,
-                "batch_in_epoch": self.batch_in_epoch,
-                "skipped_steps": self.skipped_total,
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                },
-                "config": self.config_dict(),
-                "git": git_revision(),
-            }
-            save_checkpoint(state, path)
-            export_safetensors(
-                ema_sd,
-                ema_export_path(path),
-                metadata={"model": self.model_cfg.to_dict(), "diffusion": self.diffusion_cfg.to_dict(),
-                          "data": dict(self.source.header), "step": self.step},
-            )
-            prune_checkpoints(_ckpt_dir(self.run_dir), self.cfg.keep_last)
-            self.logger.info(f"saved checkpoint {path}")
-        barrier(self.info)
+            try:
+                self._write_checkpoint(path, model_sd, ema_sd, opt_sd)
+            except UserError as e:
+                failure = e
+        # In place of a barrier: every rank learns whether rank 0's write failed (none hangs waiting).
+        if all_reduce_max(1.0 if failure is not None else 0.0, self.info):
+            raise UserError(
+                f"{failure or f'rank 0 could not write {path}'}; last good checkpoint: {self.last_checkpoint or 'none'} "
+                "— fix the disk, then continue with --resume auto"
+            ) from failure
         self.last_checkpoint = path
         return path
+
+    def _write_checkpoint(self, path: Path, model_sd: dict, ema_sd: dict, opt_sd: dict) -> None:
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "model": model_sd,
+            "ema": ema_sd,
+            "ema_updates": self.ema.num_updates,
+            "opt": opt_sd,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "skipped_steps": self.skipped_total,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "config": self.config_dict(),
+            "git": git_revision(),
+        }
+        save_checkpoint(state, path)
+        export_safetensors(
+            ema_sd,
+            ema_export_path(path),
+            metadata={"model": self.model_cfg.to_dict(), "diffusion": self.diffusion_cfg.to_dict(),
+                      "data": dict(self.source.header), "step": self.step},
+        )
+        prune_checkpoints(_ckpt_dir(self.run_dir), self.cfg.keep_last)
+        self.logger.info(f"saved checkpoint {path}")
 
     def _load(self, path: Path) -> None:
         state = load_checkpoint(path, map_location="cpu")  # every rank reads to CPU: no GPU-0 pile-up

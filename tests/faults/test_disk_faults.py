@@ -1,0 +1,99 @@
+"""A full disk or an unwritable folder while checkpointing: a one-line error, the previous
+checkpoint intact, no temp file left, and the run resumes from it to the same weights."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import torch
+
+import dit.runtime.checkpoint as ck
+from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
+
+from ..integration.train_utils import assert_states_close, final_state
+from .helpers import make_image_folder, run_cli, train_args
+
+pytestmark = pytest.mark.faults
+
+COMMON = ["--max-steps", "4", "--ckpt-every", "2", "--keep-last", "0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("disk") / "data")
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """An uninterrupted 4-step run to compare against."""
+    from dit.cli.main import main
+
+    run = tmp_path_factory.mktemp("disk") / "straight"
+    assert main(train_args(data, run, *COMMON)) == 0
+    return final_state(run)
+
+
+def _full_disk_at_replace(monkeypatch, name):
+    real = os.replace
+
+    def replace(src, dst):
+        if os.path.basename(dst) == name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", replace)
+
+
+def _full_disk_mid_write(monkeypatch, name):
+    """torch.save of checkpoint ``name`` writes part of the file, then the disk is full."""
+    real = torch.save
+    step = int(name.split(".")[0])
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("step") == step:
+            f.write(b"PK\x03\x04 partial bytes")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ck.torch, "save", save)
+
+
+def _unwritable_folder(monkeypatch, name):
+    real = ck.tempfile.mkstemp
+
+    def mkstemp(*args, prefix="", **kwargs):
+        if name in prefix:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(ck.tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize(
+    "fault, words",
+    [
+        (_full_disk_at_replace, ["No space left on device", "free space"]),
+        (_full_disk_mid_write, ["No space left on device", "free space"]),
+        (_unwritable_folder, ["Permission denied", "writable"]),
+    ],
+    ids=["enospc-rename", "enospc-write", "eacces"],
+)
+def test_checkpoint_write_fails_cleanly_and_keeps_the_previous_one(capsys, monkeypatch, data, straight, tmp_path,
+                                                                   fault, words):
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        fault(m, "0000004.pt")
+        code, _, err = run_cli(capsys, train_args(data, run, *COMMON))
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert "0000004.pt" in errors[0] and all(w in errors[0] for w in words), errors[0]
+    assert "0000002.pt" in errors[0], "the message should name the last good checkpoint"
+    ckpts = run / "checkpoints"
+    assert latest_checkpoint(ckpts).name == "0000002.pt" and load_checkpoint(ckpts / "0000002.pt")["step"] == 2
+    assert not (ckpts / "0000004.pt").exists() and not list(ckpts.glob("*.tmp")), sorted(os.listdir(ckpts))
+    # space is back: the run continues from step 2 to the same weights as the straight run
+    code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--resume", "auto"))
+    assert code == 0, err
+    assert assert_states_close(straight, final_state(run), atol=0.0) == 0.0
