@@ -25,7 +25,9 @@ from dit.models.convert import (
     diffusers_to_official,
     official_to_diffusers,
 )
+from dit.models.embeddings import sincos_pos_embed_2d
 from dit.models.export import convert_checkpoint
+from dit.models.registry import build_model, model_names, resolve
 from tests.unit.convert_helpers import assert_same_tensors, random_weights, tiny
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "data"
@@ -85,6 +87,25 @@ def test_official_shape_maps_infer_the_official_config(ref_file):
     assert cfg.num_classes == 1000 and cfg.learn_sigma and cfg.class_dropout_prob == 0.1
 
 
+@pytest.mark.parametrize("name", model_names())
+def test_every_official_size_maps_to_diffusers_shapes_and_back_to_its_config(name):
+    """Every registry size, 10 and 1000 classes, 256 px: shapes (meta tensors) → diffusers keys and
+    shapes equal diffusers' own model's; the shapes alone give back the config."""
+    from diffusers import DiTTransformer2DModel
+
+    for classes in (10, 1000):
+        cfg = resolve(ModelConfig(name=name, input_size=32, num_classes=classes))
+        with torch.device("meta"):
+            net = build_model(cfg)
+            ref = DiTTransformer2DModel(**config_to_diffusers(cfg)).state_dict()
+        sd = dict(net.state_dict())
+        grid = (32 // cfg.patch_size,) * 2
+        sd["pos_embed"] = sincos_pos_embed_2d(cfg.hidden_size, grid).float().unsqueeze(0)  # real: it is checked
+        mapped = official_to_diffusers(sd)
+        assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in ref.items()}
+        assert resolve(infer_config(sd)) == cfg
+
+
 @pytest.mark.slow
 def test_full_xl2_mapping_round_trip_and_diffusers_shapes():
     """DiT-XL/2, 1000 classes, full size: official → diffusers → official is bit-exact (≈3 GB RAM)."""
@@ -95,8 +116,6 @@ def test_full_xl2_mapping_round_trip_and_diffusers_shapes():
     ref = json.loads((REF / "official_dit_state_dict_XL2_256.json").read_text())["state_dict"]
     assert {k: list(v.shape) for k, v in sd.items()} == ref
     dsd = official_to_diffusers(sd)
-    from dit.models.registry import resolve
-
     with torch.device("meta"):
         dref = DiTTransformer2DModel(**config_to_diffusers(resolve(cfg))).state_dict()
     assert {k: tuple(v.shape) for k, v in dsd.items()} == {k: tuple(v.shape) for k, v in dref.items()}
@@ -116,8 +135,6 @@ def test_diffusers_blocks_with_different_embedders_are_refused():
      (tiny(input_size=(8, 16)), "square"), (tiny(class_dropout_prob=0.0), "null class")],
 )
 def test_models_diffusers_cannot_represent_are_refused(tmp_path, cfg, match):
-    from dit.models.registry import resolve
-
     with pytest.raises(UserError, match=match):
         config_to_diffusers(resolve(cfg))
     src = _dit_file(tmp_path, cfg, random_weights(cfg))
