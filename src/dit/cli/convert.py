@@ -21,11 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="checkpoint file (.pt/.pth/.safetensors) or diffusers folder")
     p.add_argument("dst", metavar="DST", help="output file or folder")
     p.add_argument("--to", choices=["official", "dit", "safetensors", "diffusers"], default=None,
-                   help="output format (default: from DST's suffix)")
-    p.add_argument("--model", default=None, help="official size such as DiT-XL/2 (default: from the file or its shapes)")
+                   help="output format (unset: from DST's suffix)")
+    p.add_argument("--model", default=None, help="official size such as DiT-XL/2 (unset: from the file or its shapes)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="image side in pixels; latent side = image-size/8 for 4-channel models (default: from the file)")
-    p.add_argument("--num-classes", type=int, default=None, help="number of classes (default: from the file or its class table)")
+                   help="image side in pixels; latent side = image-size/8 for 4-channel models (unset: from the file)")
+    p.add_argument("--num-classes", type=int, default=None, help="number of classes (unset: from the file or its class table)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema",
                    help="which weights of a checkpoint that holds both: the EMA (for sampling) or the raw model")
     p.add_argument("--vae", default=None,
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", choices=["ddim", "ddpm"], default="ddim",
                    help="diffusers scheduler written with the DiT schedule (linear β 1e-4..0.02, 1000 steps)")
     p.add_argument("--class-names", default=None,
-                   help="text file with one class name per line for the pipeline's id2label (default: the file's own, else 0..N-1)")
+                   help="text file with one class name per line for the pipeline's id2label (unset: the file's own, else 0..N-1)")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
