@@ -268,3 +268,22 @@ def test_missing_inception_file(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("DIT_CACHE", str(tmp_path / "cache"))
     assert_refused(capsys, ["eval", good, good], tmp_path, "FID Inception weights not found", "--inception PATH")
     assert not any(tmp_path.glob("*.eval.json"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device, words", [("cuda", ["no CUDA device", "--device cpu"]), ("banana", ["not a device"])],
+                         ids=["gpu-absent", "unknown"])
+def test_device_that_is_not_there(capsys, world, tmp_path, device, words):
+    from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
+
+    clf = save_classifier(SmallClassifier(ClassifierArch(3, 8, width=4)), tmp_path / "c.safetensors")
+    npz = tmp_path / "s.npz"
+    np.savez(npz, arr_0=np.zeros((4, 8, 8, 3), np.uint8), arr_1=np.arange(4) % 3)
+    for argv in (
+        _train(world["data"], tmp_path / "run", "--device", device),
+        ["sample", "--ckpt", world["ckpt"], "--out", tmp_path / "x.npz", *FAST_SAMPLE[:-4], "--device", device],
+        ["eval", npz, npz, "--features", f"classifier:{clf}", "--device", device],
+        ["train-classifier", "--data-path", npz, "--out", tmp_path / "k.safetensors", "--device", device],
+        ["extract-latents", "--data-path", world["data"], "--vae", "none", "--out", tmp_path / "cache", "--device", device],
+    ):
+        assert_refused(capsys, argv, tmp_path, f"--device {device!r}", *words)

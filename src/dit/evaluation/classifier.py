@@ -169,7 +169,9 @@ def train_classifier(cfg, progress: bool = False) -> dict:
     tr, va = _split(len(images), cfg.val_fraction, cfg.seed)
     size = cfg.image_size or images.shape[1]
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from dit.runtime.distributed import resolve_device
+
+    device = resolve_device(cfg.device)  # a bad --device is a one-line error, not a traceback
     arch = ClassifierArch(num_classes=int(labels.max()) + 1, image_size=int(size), width=cfg.width)
     model = SmallClassifier(arch).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -96,10 +96,10 @@ def compute_metrics(
 
 def evaluate(cfg, progress: bool = False) -> dict:
     """Run ``dit eval`` for a :class:`dit.config.EvalConfig`; returns the result dict."""
-    import torch
+    from dit.runtime.distributed import resolve_device
 
     t0 = time.time()
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(cfg.device))  # a bad --device is a one-line error, not a traceback
     extractor = make_extractor(cfg.features, cfg.inception, device)
     if cfg.batch_size < 1:
         raise UserError(f"--batch-size must be positive, got {cfg.batch_size}")
