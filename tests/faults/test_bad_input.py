@@ -287,3 +287,14 @@ def test_device_that_is_not_there(capsys, world, tmp_path, device, words):
         ["extract-latents", "--data-path", world["data"], "--vae", "none", "--out", tmp_path / "cache", "--device", device],
     ):
         assert_refused(capsys, argv, tmp_path, f"--device {device!r}", *words)
+
+
+def test_outputs_that_exist_are_not_replaced(capsys, world, cache, tmp_path):
+    """dit convert refuses an existing DST without --overwrite; extract-latents refuses to add
+    shards of another size or dtype to an existing cache (re-running the same command resumes)."""
+    dst = tmp_path / "w.safetensors"
+    dst.write_bytes(b"an earlier export")
+    assert_refused(capsys, ["convert", world["ckpt"], dst], tmp_path, "exists", "--overwrite")
+    for flags, words in ((["--image-size", "16"], ["image size 8", "16"]), (["--image-size", "8", "--dtype", "fp16"], ["fp16"])):
+        assert_refused(capsys, ["extract-latents", "--data-path", world["data"], "--vae", "none", "--out", cache, *flags],
+                       cache, *words)
