@@ -48,7 +48,7 @@ from dit.runtime.checkpoint import (
 from dit.runtime.distributed import DistInfo, all_reduce_max, barrier, cleanup, init_distributed
 from dit.runtime.logging import RunLogger
 from dit.train.ema import EMA
-from dit.train.parallelize import parallelize, unwrap
+from dit.train.parallelize import parallelize
 
 CHECKPOINT_VERSION = 1
 BAD_IMAGE_LOG = "bad_images.tsv"  # path<TAB>reason of each unreadable image skipped (run folder)
