@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,11 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None, help="override the training models (keys of MODELS)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (one process per path on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--omp-wait-policy", choices=["passive", "active", "inherit"], default="passive",
+                   help="OpenMP idle threads sleep (passive) or spin (active); spinning makes a shared CPU erratic")
     return p
+
+
+def ensure_omp_policy(policy: str, argv) -> None:
+    """Re-run this command with OMP_WAIT_POLICY set (OpenMP reads it once, when torch loads).
+
+    With the default spin-waiting, a 2-thread run on a machine shared with other jobs loses its
+    time slices in barriers: tiny steps became 5-30x slower and erratic here. Passive waiting
+    costs microseconds per parallel region on an idle machine.
+    """
+    if policy == "inherit" or os.environ.get("OMP_WAIT_POLICY", "").lower() == policy or argv is not None:
+        return  # called as a function (argv given): never replace the caller's process
+    os.environ["OMP_WAIT_POLICY"] = policy.upper()
+    os.execv(sys.executable, [sys.executable, "-m", "benchmarks", *sys.argv[1:]])
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    ensure_omp_policy(args.omp_wait_policy, argv)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     plan = PLANS[mode]
     if args.repeats:

@@ -130,6 +130,7 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "device": str(device),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -250,6 +250,7 @@ def measure_models(
                 "images_per_s": ips,
                 "mfu": mfu,
                 "matmul_peak_gflops": peak,
+                "peak_memory_mb": None,
             }
         del paths
         if memory:
