@@ -4,7 +4,9 @@ small inputs (image folders of every kind, a trained tiny run, a malicious pickl
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -14,6 +16,31 @@ from PIL import Image
 from dit.cli.main import main
 
 from ..integration.train_utils import make_image_folder, train_args  # noqa: F401  (re-exported)
+
+
+class _CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is at the time of the write."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _library_logs_follow_stderr() -> None:
+    """diffusers makes its log handler once, bound to the sys.stderr of that moment; in a test that is
+    a capture stream closed afterwards, and later warnings print '--- Logging error ---' tracebacks.
+    Outside pytest (the real CLI) sys.stderr never changes, so this only concerns tests."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.get_logger("diffusers")  # creates the library handler now
+    for handler in logging.getLogger("diffusers").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(_CurrentStderr())
+
+
+_library_logs_follow_stderr()
 
 
 def tree_digest(root: Path) -> dict[str, str]:

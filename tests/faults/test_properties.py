@@ -104,6 +104,7 @@ _REQUIRED = {  # what each sub-command needs to get past parsing (paths that do 
     "extract-latents": ["--data-path", "nodata", "--out", "cache"],
     "train-classifier": ["--data-path", "nodata.npz", "--out", "c.safetensors"],
     "flops": [],
+    "demo": ["--dry-run", "--out", "demo"],  # the full demo takes minutes: check its flags, print its commands
 }
 
 
