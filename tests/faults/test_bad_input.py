@@ -190,10 +190,10 @@ def test_checkpoint_of_another_model_or_size(capsys, world, tmp_path):
     shutil.copytree(world["run"], run)
     argv = train_args(world["data"], run, "--max-steps", "2", "--resume", "auto")
     argv[argv.index("--hidden-size") + 1] = "48"
-    assert_refused(capsys, argv, tmp_path, "checkpoint of another model", "--results-dir")
+    assert_refused(capsys, argv, tmp_path, "checkpoint of another model", "hidden_size 32 vs 48", "--results-dir")
     argv = train_args(world["data"], tmp_path / "run2", "--max-steps", "2", "--resume", str(world["ckpt"]),
                       "--image-size", "16")
-    assert_refused(capsys, argv, tmp_path, "another model")
+    assert_refused(capsys, argv, tmp_path, "another model", "input_size 8 vs 16")
     # an official-format file named as the wrong size
     assert_refused(capsys, ["sample", "--ckpt", world["ckpt"], "--model", "DiT-S/2", "--out", tmp_path / "x.npz",
                             *FAST_SAMPLE], tmp_path, "does not fit the model")

@@ -440,8 +440,10 @@ class Trainer:
                 raise UserError(f"{path} is not a training checkpoint (no {key!r}); pass one written by dit train")
         saved = state["config"]
         if saved.get("model") != self.model_cfg.to_dict():
+            have, want = saved.get("model") or {}, self.model_cfg.to_dict()
+            diff = ", ".join(f"{k} {have.get(k)!r} vs {want.get(k)!r}" for k in want if have.get(k) != want.get(k))
             raise UserError(
-                f"{path} is a checkpoint of another model ({saved.get('model')}); "
+                f"{path} is a checkpoint of another model (checkpoint vs this run: {diff}); "
                 "use the same --model/--image-size/--vae/--num-classes or another --results-dir"
             )
         if saved.get("train", {}).get("global_batch_size") != self.cfg.global_batch_size:
