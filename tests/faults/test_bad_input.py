@@ -168,12 +168,43 @@ def test_batch_not_divisible_by_the_world_size():
         (["--eta", "-0.5"], ["--eta"]),
         (["--class-labels", "7"], ["class labels [7]", "0..2"]),
         (["--num-sampling-steps", "5000"], ["5000 steps", "1..1000"]),
+        (["--cfg-scale", "inf"], ["--cfg-scale must be a finite number"]),
+        (["--sampler", "ddim", "--eta", "5"], ["--eta must be in [0, 1]"]),
     ],
 )
 def test_invalid_sampler_or_guidance_settings(capsys, world, tmp_path, flags, words):
     out = tmp_path / "out.npz"
     np.savez(out, arr_0=np.zeros((1, 8, 8, 3), np.uint8))  # an earlier result that must survive
     assert_refused(capsys, ["sample", "--ckpt", world["ckpt"], "--out", out, *FAST_SAMPLE, *flags], tmp_path, *words)
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--num-workers", "-1"], ["--num-workers -1", ">= 0"]),
+        (["--warmup-steps", "-3", "--keep-last", "-1"], ["--warmup-steps -3, --keep-last -1"]),
+        (["--ema-decay", "1.5"], ["--ema-decay must be in [0, 1]"]),
+        (["--ema-decay", "nan"], ["--ema-decay must be in [0, 1]"]),
+        (["--lr", "inf"], ["--lr must be a finite positive number"]),
+        (["--class-dropout-prob", "1.5"], ["class_dropout_prob must be in [0, 1)"]),
+    ],
+)
+def test_invalid_training_settings(capsys, world, tmp_path, flags, words):
+    assert_refused(capsys, _train(world["data"], tmp_path / "run", *flags), tmp_path, *words)
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+
+
+def test_checkpoint_with_non_finite_weights_gives_no_black_images(capsys, world, tmp_path):
+    """NaN weights would decode to all-black uint8 images: sampling stops with an error instead."""
+    from dit.runtime.checkpoint import save_checkpoint
+
+    state = load_checkpoint(world["ckpt"])
+    state["ema"] = {k: v.float().fill_(float("nan")) if k.startswith("final_layer.linear") else v
+                    for k, v in state["ema"].items()}
+    bad = save_checkpoint(state, tmp_path / "nan" / "0000001.pt")
+    out = tmp_path / "out.npz"
+    np.savez(out, arr_0=np.zeros((1, 8, 8, 3), np.uint8))
+    assert_refused(capsys, ["sample", "--ckpt", bad, "--out", out, *FAST_SAMPLE], tmp_path, "2 of 2 samples", "not finite")
 
 
 def test_results_folder_of_another_run_is_refused_without_resume(capsys, world, tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -128,6 +129,10 @@ class ImageSampler:
             raise UserError(f"--precision {cfg.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
         if cfg.num_sampling_steps < 1:
             raise UserError(f"--num-sampling-steps must be >= 1, got {cfg.num_sampling_steps}")
+        if not (math.isfinite(cfg.cfg_scale) and cfg.cfg_scale >= 0):
+            raise UserError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {cfg.cfg_scale}")
+        if not 0.0 <= cfg.eta <= 1.0:  # beyond 1 the DDIM step takes the square root of a negative number
+            raise UserError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {cfg.eta}")
         self.num_classes = int(getattr(model, "num_classes", 0))
         y_emb = getattr(model, "y_embedder", None)
         has_null = y_emb is not None and bool(getattr(y_emb, "has_null_class", False))
@@ -206,6 +211,12 @@ class ImageSampler:
     def images(self, indices: Sequence[int], labels: Optional[Sequence[int]]) -> np.ndarray:
         """uint8 (B, H, W, 3): :meth:`latents` decoded by the codec (fp32) and converted to pixels."""
         x = self.codec.decode(self.latents(indices, labels))  # (B, 3, H, W) in [-1, 1]
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        if bad:  # NaN would turn into black images and silently spoil a grid or an FID
+            raise UserError(
+                f"{bad} of {len(x)} samples (indices {indices[0]}..{indices[-1]}) are not finite: the checkpoint's "
+                "weights or the sampler settings are broken; check the weights with another --sampler or checkpoint"
+            )
         if x.shape[1] != 3:
             raise UserError(f"the decoder gives {x.shape[1]} channels, not RGB; a pixel-space model must have 3 input channels")
         return to_uint8(x).numpy()  # (B, H, W, 3)

@@ -317,8 +317,11 @@ class Trainer:
         # After sharding, so under FSDP each rank averages its own shards. Starts as a copy (official).
         self.ema = EMA(self.model, decay=cfg.ema_decay, warmup=cfg.ema_warmup)
         self.params = [p for p in self.train_model.parameters() if p.requires_grad]
+        # Fused AdamW (one kernel over all tensors) measured 3.6x faster than foreach on DiT-S/2 (CPU,
+        # benchmarks/README.md); FSDP2's sharded DTensors keep the foreach implementation.
         self.opt = torch.optim.AdamW(
-            self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), foreach=True
+            self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas),
+            **({"foreach": True} if cfg.fsdp else {"fused": True}),
         )
         self.amp_dtype = _PRECISIONS[cfg.precision]
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
@@ -350,6 +353,14 @@ class Trainer:
             raise UserError("no budget: pass --max-steps, --epochs or --max-minutes")
         if cfg.ckpt_every <= 0 or cfg.log_every <= 0:
             raise UserError("--ckpt-every and --log-every must be positive")
+        negative = [f"--{k.replace('_', '-')} {v}" for k in ("num_workers", "warmup_steps", "keep_last", "sample_every",
+                    "eval_every") if (v := getattr(cfg, k)) < 0]
+        if negative:
+            raise UserError(f"{', '.join(negative)}: must be >= 0")
+        if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+            raise UserError(f"--lr must be a finite positive number, got {cfg.lr}")
+        if not 0.0 <= cfg.ema_decay <= 1.0:  # NaN fails too
+            raise UserError(f"--ema-decay must be in [0, 1] (the paper: 0.9999), got {cfg.ema_decay}")
 
     # -- checkpoints -------------------------------------------------------------------------
 
