@@ -329,3 +329,19 @@ def test_outputs_that_exist_are_not_replaced(capsys, world, cache, tmp_path):
     for flags, words in ((["--image-size", "16"], ["image size 8", "16"]), (["--image-size", "8", "--dtype", "fp16"], ["fp16"])):
         assert_refused(capsys, ["extract-latents", "--data-path", world["data"], "--vae", "none", "--out", cache, *flags],
                        cache, *words)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["convert", "{ckpt}", "{tmp}/o.safetensors", "--image-size", "-8"], ["input size -8x-8", "must all be positive"]),
+        (["extract-latents", "--data-path", "{data}", "--vae", "none", "--image-size", "8", "--out", "{tmp}/c",
+          "--num-workers", "-1"], ["--num-workers must be >= 0"]),
+        (["eval", "{tmp}/s.npz", "{tmp}/s.npz", "--batch-size", "0"], ["--batch-size"]),
+    ],
+    ids=["convert-size", "extract-workers", "eval-batch"],
+)
+def test_invalid_numbers_in_other_commands(capsys, world, tmp_path, argv, words):
+    np.savez(tmp_path / "s.npz", arr_0=np.zeros((4, 8, 8, 3), np.uint8))
+    fill = {"ckpt": world["ckpt"], "tmp": tmp_path, "data": world["data"]}
+    assert_refused(capsys, [a.format(**fill) for a in argv], tmp_path, *words)

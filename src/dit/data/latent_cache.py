@@ -200,6 +200,8 @@ def extract_latents(
         raise UserError(f"--dtype {dtype!r} is not one of {sorted(DTYPES)}")
     if batch_size <= 0 or shard_size <= 0:
         raise UserError(f"--batch-size and --shard-size must be positive (got {batch_size}, {shard_size})")
+    if num_workers < 0:
+        raise UserError(f"--num-workers must be >= 0 (0 = decode in this process), got {num_workers}")
     latent_shape = codec.latent_shape(image_size)
     folder = ImageFolder(data_path, image_size, num_classes, unconditional, on_bad_image)
     out = Path(out_dir)

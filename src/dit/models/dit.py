@@ -56,6 +56,11 @@ class DiT(nn.Module):
         if block not in BLOCK_DESIGNS:
             raise UserError(f"unknown block design {block!r}; choose one of {', '.join(BLOCK_DESIGNS)}")
         h, w = as_hw(input_size)
+        if min(h, w, patch_size, in_channels, hidden_size, depth, num_heads) <= 0:
+            raise UserError(
+                f"input size {h}x{w}, patch {patch_size}, channels {in_channels}, width {hidden_size}, depth {depth} "
+                f"and heads {num_heads} must all be positive; check --image-size and the model size"
+            )
         if h % patch_size or w % patch_size:
             raise UserError(f"patch size {patch_size} must divide the input size {h}x{w}; pick another size or model")
         if hidden_size % num_heads:
