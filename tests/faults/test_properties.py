@@ -124,6 +124,87 @@ def test_running_random_argv_gives_exit_0_or_2_and_one_line(name, sandbox):
     check()
 
 
+SMALL_VALUES = st.one_of(
+    st.integers(-3, 24).map(str),
+    st.sampled_from(["nan", "inf", "-1", "0", "0.5", "1.5", "", "cpu", "none", "ema", "ddim", "ddpm", "dpm++2m",
+                     "official", "all", "fp16", "bf16", "DiT-S/8", "skip", "fail", "abc"]),
+)
+
+
+def _value_for(action) -> st.SearchStrategy:
+    """Mostly well-typed values for ``action`` (its choices, small numbers), sometimes junk."""
+    kind = getattr(action.type, "__name__", "") if action.type else "str"
+    if action.choices:
+        typed = st.sampled_from(sorted(map(str, action.choices)))
+    elif "int" in kind:
+        typed = st.integers(-3, 24).map(str)
+    elif "float" in kind:
+        typed = st.one_of(st.floats(-2, 30, allow_nan=False).map(repr), st.sampled_from(["nan", "inf", "0", "1"]))
+    else:
+        typed = st.sampled_from(["cpu", "none", "ema", "ddim", "ddpm", "dpm++2m", "DiT-S/8", "all", "abc", ""])
+    return st.one_of(typed, typed, typed, SMALL_VALUES)
+
+
+def _option_token(action) -> st.SearchStrategy:
+    flag = st.sampled_from([s for s in action.option_strings])
+    if action.nargs == 0:
+        return flag.map(lambda f: [f])
+    count = action.nargs if isinstance(action.nargs, int) else 1
+    if action.nargs in ("+", "*"):
+        values = st.lists(_value_for(action), min_size=1, max_size=3)
+    else:
+        values = st.lists(_value_for(action), min_size=count, max_size=count)
+    return st.tuples(flag, values).map(lambda t: [t[0], *t[1]])
+
+
+def small_argv(name: str):
+    """Options of ``name`` with plausible small values (so an accepted run stays tiny)."""
+    fixed = ("--help", "--ckpt", "--out", "--data-path")  # keep the real inputs of _REAL in place
+    actions = [a for a in SUBPARSERS[name]._actions if a.option_strings and not set(a.option_strings) & set(fixed)]
+    token = st.one_of([_option_token(a) for a in actions])
+    return st.lists(token, max_size=5).map(lambda ts: [x for t in ts for x in t])
+
+
+@pytest.fixture(scope="module")
+def real_inputs(tmp_path_factory):
+    """A tiny trained checkpoint, an image folder, an .npz of images and a small classifier."""
+    from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
+
+    from ..integration.train_utils import make_image_folder, train_args
+
+    root = tmp_path_factory.mktemp("real")
+    data = make_image_folder(root / "data", per_class=3)
+    assert cli.main(train_args(data, root / "run", "--max-steps", "1")) == 0
+    npz = root / "s.npz"
+    np.savez(npz, arr_0=np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8), arr_1=np.arange(6) % 3)
+    clf = save_classifier(SmallClassifier(ClassifierArch(3, 8, width=4)), root / "c.safetensors")
+    ckpt = sorted((root / "run" / "checkpoints").glob("*.pt"))[-1]
+    return {"ckpt": ckpt, "data": data, "npz": npz, "clf": clf}
+
+
+_REAL = {  # sub-command → its required part, on real inputs (train and demo: their runs are long)
+    "sample": lambda r: ["--ckpt", r["ckpt"], "--out", "out.npz", "--no-progress", "--num-samples", "2",
+                         "--num-sampling-steps", "2"],
+    "convert": lambda r: [r["ckpt"], "w.safetensors", "--overwrite"],
+    "eval": lambda r: [r["npz"], r["npz"], "--features", f"classifier:{r['clf']}", "--no-cache"],
+    "extract-latents": lambda r: ["--data-path", r["data"], "--vae", "none", "--image-size", "8", "--out", "cache"],
+    "flops": lambda r: ["--model", "DiT-S/8"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_REAL))
+def test_random_flags_on_real_inputs(name, real_inputs, sandbox):
+    """Past the input checks: random small flag values on files that exist give exit 0 or 2."""
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(extra=small_argv(name))
+    def check(extra):
+        code, _, err = _call_main([name, *map(str, _REAL[name](real_inputs)), *extra])
+        _assert_clean(code, err)
+
+    check()
+
+
 @pytest.mark.parametrize("spec", ["cuda", "cuda:3", "banana", "mps", "", None, "cpu"], ids=["gpu", "gpu3", "banana", "mps", "empty", "default", "cpu"])
 def test_device_flag_is_checked(spec):
     from dit.runtime.distributed import resolve_device
