@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import Stat, interleaved, rate, ratio, rss_high_water_mb, rss_now_mb
-from dit.config import ModelConfig
+from dit.config import DemoConfig, ModelConfig
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -73,13 +73,15 @@ def standard_paths(device: torch.device) -> List[PathSpec]:
 
 # ------------------------------------------------------------------------------------------ models
 
+_DEMO = DemoConfig()
 MODELS: Dict[str, ModelConfig] = {
     "DiT-XL/2": ModelConfig(name="DiT-XL/2", input_size=32, in_channels=4, num_classes=1000),
     "DiT-S/2": ModelConfig(name="DiT-S/2", input_size=32, in_channels=4, num_classes=1000),
     "DiT-B/4": ModelConfig(name="DiT-B/4", input_size=32, in_channels=4, num_classes=1000),
-    # Demo-sized pixel-space model: 16×16 grey digits, 10 classes (the scale of `dit demo`).
+    # The `dit demo` model (read from its config): RGB digits in pixel space, 10 classes.
     "demo-pixel": ModelConfig(
-        name=None, input_size=16, in_channels=1, num_classes=10, patch_size=2, hidden_size=192, depth=6, num_heads=3
+        name=None, input_size=_DEMO.image_size, in_channels=3, num_classes=10, patch_size=_DEMO.patch_size,
+        hidden_size=_DEMO.hidden_size, depth=_DEMO.depth, num_heads=_DEMO.num_heads,
     ),
     # Tiny model for --tiny smoke runs and the tests.
     "tiny": ModelConfig(
@@ -225,23 +227,32 @@ def measure_models(
     device: torch.device,
     repeats: int,
     warmup: int,
-    peaks_gflops: Dict[str, float],
+    matmul_size: int,
     memory: bool = True,
     log: Callable[[str], None] = print,
 ) -> Dict[str, dict]:
-    """For each model: interleaved step times of every path → images/s, MFU, ratios, peak memory."""
+    """For each model: interleaved step times of every path → images/s, MFU, ratios, peak memory.
+
+    The matmul peak is measured *inside* the same rounds (a large matmul per precision between
+    the training steps), so each round's MFU divides by the peak the machine gave in that round.
+    """
+    from benchmarks.matmul import matmul_fns, matmul_gflop
+
     out: Dict[str, dict] = {}
     for name in model_names:
         cfg = MODELS[name]
         log(f"training: {name} batch {batch}: building {', '.join(s.name for s in specs)}")
         paths = {s.name: build_path(s, cfg, batch, device) for s in specs}
-        seconds = interleaved({n: p.step for n, p in paths.items()}, device, repeats=repeats, warmup=warmup)
+        fns = {n: p.step for n, p in paths.items()}
+        fns.update({f"matmul:{k}": f for k, f in matmul_fns(device, matmul_size).items()})
+        seconds = interleaved(fns, device, repeats=repeats, warmup=warmup)
+        peaks = {k.split(":")[1]: rate(v, matmul_gflop(matmul_size)) for k, v in seconds.items() if k.startswith("matmul:")}
         flops = train_flops_per_image(cfg)
         rows = {}
         for n, p in paths.items():
             ips = rate(seconds[n], batch)
-            peak = peaks_gflops.get(p.spec.precision)
-            mfu = Stat([v * flops / 1e9 / peak for v in ips.samples]) if peak else None
+            peak = peaks[p.spec.precision]
+            mfu = Stat([v * flops / 1e9 / pk for v, pk in zip(ips.samples, peak.samples)])
             rows[n] = {
                 "spec": dataclasses.asdict(p.spec),
                 "describe": p.spec.describe(),
@@ -260,10 +271,11 @@ def measure_models(
         ratios = {f"{n}/{specs[0].name}": ratio(base, seconds[n]) for n in rows if n != specs[0].name}
         if "ours" in rows and "diffusers" in rows:
             ratios["ours/diffusers"] = ratio(seconds["diffusers"], seconds["ours"])
-        out[name] = {"batch": batch, "train_gflop_per_image": flops / 1e9, "paths": rows, "speedups": ratios}
+        out[name] = {"batch": batch, "train_gflop_per_image": flops / 1e9, "paths": rows, "speedups": ratios,
+                     "matmul_gflops_same_rounds": peaks, "matmul_size": matmul_size}
         for n, row in rows.items():
-            mfu = row["mfu"]
-            log(f"  {n:<12} {row['images_per_s'].median:8.3f} img/s  MFU {100 * mfu.median if mfu else float('nan'):5.1f}%")
+            log(f"  {n:<12} {row['images_per_s'].median:8.3f} img/s  MFU {100 * row['mfu'].median:5.1f}%")
+        log("  matmul in the same rounds: " + ", ".join(f"{k} {v.median:.1f} GFLOP/s" for k, v in peaks.items()))
     return out
 
 
