@@ -301,6 +301,13 @@ def test_missing_inception_file(capsys, tmp_path, monkeypatch):
     assert not any(tmp_path.glob("*.eval.json"))
 
 
+def test_missing_inception_file_stops_training_before_the_first_step(capsys, world, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIT_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert_refused(capsys, _train(world["data"], run, "--eval-every", "1"), tmp_path, "FID Inception weights not found")
+    assert latest_checkpoint(run / "checkpoints") is None  # no hour of training lost to a late failure
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("device, words", [("cuda", ["no CUDA device", "--device cpu"]), ("banana", ["not a device"])],
                          ids=["gpu-absent", "unknown"])
