@@ -8,3 +8,18 @@ wrong and what to do about it.
 
 class UserError(Exception):
     """Bad input from the user: a path, a file, a flag or a configuration."""
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message as the one line the command line prints.
+
+    A ``UserError`` raised inside a DataLoader worker reaches the main process re-raised by torch
+    with the worker's whole traceback as its message ("Caught UserError in DataLoader worker
+    process 0. Original Traceback ..."); only the original message at its end is kept.
+    """
+    text = str(error)
+    if text.startswith(f"Caught {UserError.__name__} "):
+        head, sep, original = text.rpartition(f"{UserError.__module__}.{UserError.__qualname__}: ")
+        if sep:
+            text = original
+    return " ".join(text.split())

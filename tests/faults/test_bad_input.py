@@ -71,14 +71,17 @@ def _bad_files(data: Path) -> dict[str, Path]:
     return {"truncated": jpg, "corrupt": corrupt, "text": text}
 
 
-def test_bad_images_fail_names_the_file(capsys, tmp_path):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_bad_images_fail_names_the_file(capsys, tmp_path, workers):
+    """Also from DataLoader workers, whose errors torch re-raises wrapped in their traceback."""
     data = make_image_folder(tmp_path / "data", per_class=2)
     bad = _bad_files(data)
     for name, path in bad.items():
         others = {p: p.read_bytes() for p in bad.values() if p != path}
         for p in others:
             p.unlink()
-        argv = train_args(data, tmp_path / f"run_{name}", "--max-steps", "1", "--on-bad-image", "fail", batch=7)
+        argv = train_args(data, tmp_path / f"run_{name}", "--max-steps", "1", "--on-bad-image", "fail",
+                          "--num-workers", workers, batch=7)
         line = assert_refused(capsys, argv, tmp_path, str(path), "--on-bad-image skip")  # one batch = all 7 files
         assert "cannot read image" in line
         for p, b in others.items():

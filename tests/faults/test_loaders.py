@@ -71,3 +71,24 @@ def test_skipped_images_reach_the_shared_log_from_worker_processes(tmp_path):
     assert sorted(found) == sorted(map(str, bad))
     assert all("UnidentifiedImageError" in r for r in found.values())
     assert read_bad_image_log(tmp_path / "absent.txt") == {}
+
+
+def test_worker_wrapped_user_error_keeps_only_its_message():
+    """What torch's DataLoader re-raises for a UserError in a worker, reduced to the original line."""
+    from dit.errors import UserError, one_line
+
+    def worker():
+        raise UserError("cannot read image x.png (bad); fix or delete it")
+
+    class Boom(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            worker()
+
+    with pytest.raises(UserError) as info:
+        next(iter(torch.utils.data.DataLoader(Boom(), num_workers=1)))
+    assert "Traceback" in str(info.value)  # torch's wrapping, which the CLI must not print
+    assert one_line(info.value) == "cannot read image x.png (bad); fix or delete it"
+    assert one_line(UserError("two\n  lines")) == "two lines"

@@ -17,7 +17,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-from dit.errors import UserError
+from dit.errors import UserError, one_line
 
 # Sub-command name → module. Add one line per new sub-command.
 SUBCOMMANDS: dict[str, str] = {
@@ -75,8 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as e:
-        message = " ".join(str(e).split())  # one line even when a wrapped library message had several
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)  # one line, also when re-raised by a DataLoader worker
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
