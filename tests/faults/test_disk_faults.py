@@ -97,3 +97,16 @@ def test_checkpoint_write_fails_cleanly_and_keeps_the_previous_one(capsys, monke
     code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--resume", "auto"))
     assert code == 0, err
     assert assert_states_close(straight, final_state(run), atol=0.0) == 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("name", ["log.txt", "metrics.csv"])
+def test_full_disk_while_logging_is_one_line(capsys, data, tmp_path, name):
+    """Writes to /dev/full fail with ENOSPC: a real full disk for one file of the run folder."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).symlink_to("/dev/full")
+    code, _, err = run_cli(capsys, train_args(data, run, "--max-steps", "2", "--log-every", "1"))
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"cannot write {run / name}: No space left on device" in errors[0]

@@ -6,11 +6,25 @@ branch on the rank. Files live in the run folder: ``log.txt``, ``metrics.csv``, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
+
+from dit.errors import UserError
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """A full disk or an unwritable folder while logging is the user's to fix: one line, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise UserError(
+            f"cannot write {path}: {e.strerror or e}; free space or fix permissions (checkpoints already written are kept)"
+        ) from e
 
 
 def _fmt(v: Any) -> str:
@@ -31,8 +45,9 @@ class RunLogger:
         self._tb = None
         if not enabled:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._text = open(self.run_dir / "log.txt", "a", encoding="utf-8")
+        with _writing(self.run_dir / "log.txt"):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._text = open(self.run_dir / "log.txt", "a", encoding="utf-8")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -45,8 +60,9 @@ class RunLogger:
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
         if self.console:
             print(line, file=sys.stderr, flush=True)
-        self._text.write(line + "\n")
-        self._text.flush()
+        with _writing(self.run_dir / "log.txt"):
+            self._text.write(line + "\n")
+            self._text.flush()
 
     def _open_csv(self, keys: list[str]) -> None:
         path = self.run_dir / "metrics.csv"
@@ -66,10 +82,11 @@ class RunLogger:
         if not self.enabled:
             return
         row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-        if self._csv is None:
-            self._open_csv(list(row))
-        self._csv.writerow(row)
-        self._csv_file.flush()
+        with _writing(self.run_dir / "metrics.csv"):
+            if self._csv is None:
+                self._open_csv(list(row))
+            self._csv.writerow(row)
+            self._csv_file.flush()
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(f"train/{k}", float(v), int(step))
