@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -157,10 +158,15 @@ def _option_token(action) -> st.SearchStrategy:
     return st.tuples(flag, values).map(lambda t: [t[0], *t[1]])
 
 
+# Flags kept out of the random part: the real inputs of _REAL, and for train the budget, the
+# results folder and what makes a 1-step run long (compilation, in-training sampling).
+_FIXED = ("--help", "--ckpt", "--out", "--data-path", "--results-dir", "--resume", "--max-steps", "--epochs",
+          "--max-minutes", "--compile", "--sample-every", "--eval-every", "--ckpt-every")
+
+
 def small_argv(name: str):
     """Options of ``name`` with plausible small values (so an accepted run stays tiny)."""
-    fixed = ("--help", "--ckpt", "--out", "--data-path")  # keep the real inputs of _REAL in place
-    actions = [a for a in SUBPARSERS[name]._actions if a.option_strings and not set(a.option_strings) & set(fixed)]
+    actions = [a for a in SUBPARSERS[name]._actions if a.option_strings and not set(a.option_strings) & set(_FIXED)]
     token = st.one_of([_option_token(a) for a in actions])
     return st.lists(token, max_size=5).map(lambda ts: [x for t in ts for x in t])
 
@@ -179,17 +185,22 @@ def real_inputs(tmp_path_factory):
     np.savez(npz, arr_0=np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8), arr_1=np.arange(6) % 3)
     clf = save_classifier(SmallClassifier(ClassifierArch(3, 8, width=4)), root / "c.safetensors")
     ckpt = sorted((root / "run" / "checkpoints").glob("*.pt"))[-1]
-    return {"ckpt": ckpt, "data": data, "npz": npz, "clf": clf}
+    train = train_args(data, root / "unused", "--max-steps", "1")
+    cut = train.index("--results-dir")
+    train = train[1:cut] + train[cut + 2 :]  # no sub-command name; the results folder is set per example
+    return {"ckpt": ckpt, "data": data, "npz": npz, "clf": clf, "train": train}
 
 
-_REAL = {  # sub-command → its required part, on real inputs (train and demo: their runs are long)
+_REAL = {  # sub-command → its required part, on real inputs (demo: its run is long)
     "sample": lambda r: ["--ckpt", r["ckpt"], "--out", "out.npz", "--no-progress", "--num-samples", "2",
                          "--num-sampling-steps", "2"],
     "convert": lambda r: [r["ckpt"], "w.safetensors", "--overwrite"],
     "eval": lambda r: [r["npz"], r["npz"], "--features", f"classifier:{r['clf']}", "--no-cache"],
     "extract-latents": lambda r: ["--data-path", r["data"], "--vae", "none", "--image-size", "8", "--out", "cache"],
     "flops": lambda r: ["--model", "DiT-S/8"],
+    "train": lambda r: [*r["train"], "--results-dir", f"run{next(_RUNS)}"],  # 1 step, a new folder each time
 }
+_RUNS = itertools.count()
 
 
 @pytest.mark.parametrize("name", sorted(_REAL))
