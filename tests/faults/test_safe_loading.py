@@ -166,3 +166,24 @@ def test_npz_holding_a_pickle_is_refused(capsys, tmp_path, evil):
     assert_refused(capsys, ["eval", bad, good, "--features", feats], tmp_path, str(bad))
     assert_refused(capsys, ["train-classifier", "--data-path", bad, "--out", tmp_path / "k.safetensors"], tmp_path, str(bad))
     assert not marker.exists()
+
+
+def test_safetensors_only_loaders_refuse_a_pickle(capsys, tmp_path, evil, data):
+    """Files that must be safetensors (classifier weights, latent-cache shards) given a pickle."""
+    make, marker = evil
+    npz = tmp_path / "imgs.npz"
+    np.savez(npz, arr_0=np.zeros((4, 8, 8, 3), np.uint8))
+    clf = make(tmp_path / "evil" / "clf.safetensors")
+    assert_refused(capsys, ["eval", npz, npz, "--features", f"classifier:{clf}"], tmp_path, str(clf))
+    from dit.cli.main import main
+
+    cache = tmp_path / "cache"
+    assert main(["extract-latents", "--data-path", str(data), "--vae", "none", "--image-size", "8", "--out", str(cache)]) == 0
+    shard = sorted(cache.glob("shard_*.safetensors"))[0]
+    make(shard)
+    argv = train_args(cache, tmp_path / "run", "--max-steps", "1")
+    assert_refused(capsys, argv, tmp_path / "evil", shard.name, "is damaged", "re-run the same dit extract-latents")
+    assert not marker.exists()
+    # what the message says to do works: the same command rewrites the shard, training runs
+    assert main(["extract-latents", "--data-path", str(data), "--vae", "none", "--image-size", "8", "--out", str(cache)]) == 0
+    assert main(train_args(cache, tmp_path / "run2", "--max-steps", "1")) == 0

@@ -303,12 +303,22 @@ class LatentCacheDataset(torch.utils.data.Dataset):
         state["_handles"], state["_labels"] = {}, {}
         return state
 
+    def _damaged(self, k: int, e: Exception) -> UserError:
+        return UserError(
+            f"latent-cache shard {self.files[k]} is damaged ({type(e).__name__}: {e}); re-run the same "
+            "dit extract-latents command, which rewrites unreadable shards"
+        )
+
     def _handle(self, k: int):
         from safetensors import safe_open
 
         if k not in self._handles:
-            self._handles[k] = safe_open(str(self.files[k]), framework="pt")
-            self._labels[k] = self._handles[k].get_tensor("labels").tolist()  # tiny: read once per shard
+            try:
+                handle = safe_open(str(self.files[k]), framework="pt")
+                self._labels[k] = handle.get_tensor("labels").tolist()  # tiny: read once per shard
+            except Exception as e:  # truncated, overwritten or foreign file
+                raise self._damaged(k, e) from None
+            self._handles[k] = handle
         return self._handles[k]
 
     def __getitem__(self, i: int):
@@ -317,5 +327,8 @@ class LatentCacheDataset(torch.utils.data.Dataset):
         k = bisect.bisect_right(self.starts, i) - 1
         j = i - self.starts[k]
         f = self._handle(k)
-        moments = f.get_slice("moments")[j : j + 1][0]  # (2, 2, C, h, w)
+        try:
+            moments = f.get_slice("moments")[j : j + 1][0]  # (2, 2, C, h, w)
+        except Exception as e:
+            raise self._damaged(k, e) from None
         return moments, self._labels[k][j]
