@@ -68,7 +68,9 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)  # (N, D, H/p, W/p)
-        return x.flatten(2).transpose(1, 2)  # (N, T, D)
+        # Contiguous tokens: a transposed view here would carry its layout through every residual
+        # add, so each LayerNorm and linear of every block would copy its input again.
+        return x.flatten(2).transpose(1, 2).contiguous()  # (N, T, D)
 
 
 class TimestepEmbedder(nn.Module):
