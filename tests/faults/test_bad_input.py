@@ -13,7 +13,7 @@ from PIL import Image
 
 from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
 
-from .helpers import assert_refused, make_image_folder, run_cli, save_png, train_args, tree_digest
+from .helpers import assert_refused, make_image_folder, run_cli, save_png, train_args
 
 pytestmark = pytest.mark.faults
 

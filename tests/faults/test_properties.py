@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import os
 import tempfile
 from pathlib import Path
 

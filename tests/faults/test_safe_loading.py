@@ -16,7 +16,7 @@ import torch
 
 import dit
 
-from .helpers import Boom, assert_refused, make_image_folder, malicious_pickle, run_cli, train_args
+from .helpers import Boom, assert_refused, make_image_folder, malicious_pickle, train_args
 
 pytestmark = pytest.mark.faults
 
