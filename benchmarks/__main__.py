@@ -162,7 +162,9 @@ def train_table(train: dict) -> str:
                          f"{100 * mfu.median:.1f}%" if mfu else "-",
                          f"{p['peak_memory_mb']:.0f}" if p.get("peak_memory_mb") is not None else "-"])
         for k, s in r["speedups"].items():
-            rows.append([model, k, "speed-up (per-round ratio)", fmt_stat(s), "", ""])
+            rows.append([model, k, "speed-up, wall (per-round ratio)", fmt_stat(s), "", ""])
+        for k, s in r.get("speedups_cpu_time", {}).items():
+            rows.append([model, k, "speed-up, CPU time", fmt_stat(s), "", ""])
     return table(rows, ["model", "path", "how", "images/s median [min-max]", "MFU", "peak MiB"])
 
 
@@ -171,14 +173,13 @@ def targets(result: dict, device: torch.device) -> list:
     out = []
     train = result.get("train", {})
     for model, r in train.items():
-        s = r["speedups"]
-        if "ours/fp32-eager" in s:
-            v = s["ours/fp32-eager"].median
-            out.append({"target": f"{model}: ours >= 3x fp32 eager", "measured": f"{v:.2f}x", "met": v >= 3.0, "value": v})
-        if "ours/diffusers" in s:
-            v = s["ours/diffusers"].median
-            out.append({"target": f"{model}: ours >= 1.25x diffusers (same settings)", "measured": f"{v:.2f}x",
-                        "met": v >= 1.25, "value": v})
+        s, c = r["speedups"], r.get("speedups_cpu_time", {})
+        for key, goal, what in (("ours/fp32-eager", 3.0, "fp32 eager"), ("ours/diffusers", 1.25, "diffusers (same settings)")):
+            if key in s:
+                v = s[key].median
+                cpu = f" ({c[key].median:.2f}x in CPU time)" if key in c else ""
+                out.append({"target": f"{model}: ours >= {goal:g}x {what}", "measured": f"{v:.2f}x wall{cpu}",
+                            "met": v >= goal, "value": v, "value_cpu_time": c[key].median if key in c else None})
     from benchmarks.common import Stat
     from benchmarks.train_speed import MODELS, train_flops_per_image
 

@@ -59,13 +59,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds one call of ``fn`` takes, device work included."""
+def time_call(fn: Callable[[], object], device: torch.device) -> tuple:
+    """(wall seconds, process CPU seconds) of one call of ``fn``, device work included."""
     synchronize(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def interleaved(
@@ -74,11 +74,14 @@ def interleaved(
     repeats: int,
     warmup: int = 1,
     calls_per_sample: int = 1,
+    cpu_out: Optional[Dict[str, Stat]] = None,
 ) -> Dict[str, Stat]:
-    """Seconds per call of each fn, measured round-robin: warm-up rounds, then ``repeats`` rounds.
+    """Wall seconds per call of each fn, measured round-robin: warm-up rounds, then ``repeats`` rounds.
 
     One sample is the mean over ``calls_per_sample`` back-to-back calls (to average out timer
     granularity for fast calls). The order rotates every round so no path always runs first.
+    ``cpu_out``, if given, receives the process CPU seconds per call of each fn: on a shared CPU
+    (with passive OpenMP waits) this counts the work itself and barely moves with foreign load.
     """
     names = list(fns)
     for _ in range(warmup):
@@ -86,13 +89,18 @@ def interleaved(
             fns[name]()
     synchronize(device)
     stats = {name: Stat() for name in names}
+    cpu = {name: Stat() for name in names}
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            total = 0.0
+            wall = used = 0.0
             for _ in range(calls_per_sample):
-                total += time_call(fns[name], device)
-            stats[name].samples.append(total / calls_per_sample)
+                w, c = time_call(fns[name], device)
+                wall, used = wall + w, used + c
+            stats[name].samples.append(wall / calls_per_sample)
+            cpu[name].samples.append(used / calls_per_sample)
+    if cpu_out is not None:
+        cpu_out.update(cpu)
     return stats
 
 

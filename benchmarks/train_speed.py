@@ -245,7 +245,8 @@ def measure_models(
         paths = {s.name: build_path(s, cfg, batch, device) for s in specs}
         fns = {n: p.step for n, p in paths.items()}
         fns.update({f"matmul:{k}": f for k, f in matmul_fns(device, matmul_size).items()})
-        seconds = interleaved(fns, device, repeats=repeats, warmup=warmup)
+        cpu: Dict[str, Stat] = {}
+        seconds = interleaved(fns, device, repeats=repeats, warmup=warmup, cpu_out=cpu)
         peaks = {k.split(":")[1]: rate(v, matmul_gflop(matmul_size)) for k, v in seconds.items() if k.startswith("matmul:")}
         flops = train_flops_per_image(cfg)
         rows = {}
@@ -258,6 +259,7 @@ def measure_models(
                 "describe": p.spec.describe(),
                 "params": p.num_params,
                 "seconds_per_step": seconds[n],
+                "cpu_seconds_per_step": cpu[n],
                 "images_per_s": ips,
                 "mfu": mfu,
                 "matmul_peak_gflops": peak,
@@ -271,7 +273,10 @@ def measure_models(
         ratios = {f"{n}/{specs[0].name}": ratio(base, seconds[n]) for n in rows if n != specs[0].name}
         if "ours" in rows and "diffusers" in rows:
             ratios["ours/diffusers"] = ratio(seconds["diffusers"], seconds["ours"])
+        # The same ratios in process CPU time: the work done, robust to a shared machine's load.
+        cpu_ratios = {k: ratio(cpu[k.split("/")[1]], cpu[k.split("/")[0]]) for k in ratios}
         out[name] = {"batch": batch, "train_gflop_per_image": flops / 1e9, "paths": rows, "speedups": ratios,
+                     "speedups_cpu_time": cpu_ratios,
                      "matmul_gflops_same_rounds": peaks, "matmul_size": matmul_size}
         for n, row in rows.items():
             log(f"  {n:<12} {row['images_per_s'].median:8.3f} img/s  MFU {100 * row['mfu'].median:5.1f}%")
