@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=_D.out, help="run folder (refused if it holds a run, unless --resume)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out (training resumes from its last checkpoint)")
     g.add_argument("--seed", type=int, default=_D.seed, help="seed of the split, classifier, training and samples")
-    g.add_argument("--device", default=_D.device, help="cuda or cpu (default: cuda when available)")
+    g.add_argument("--device", default=_D.device, help="cuda or cpu; unset: cuda when available")
     g.add_argument("--dry-run", action="store_true", help="print the commands the demo runs and exit")
 
     d = p.add_argument_group("data (sklearn.datasets.load_digits)")
