@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="override the number of timed rounds per path")
     p.add_argument("--batch", type=int, default=None, help="override the training batch size")
     p.add_argument("--models", nargs="+", default=None, help="override the training models (keys of MODELS)")
+    p.add_argument("--ablate", action="store_true",
+                   help="also time ours with one setting changed (eager / other precision / foreach AdamW)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (one process per path on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--omp-wait-policy", choices=["passive", "active", "inherit"], default="passive",
@@ -121,9 +123,10 @@ def main(argv=None) -> int:
         log(table([[k, fmt_stat(v, ".1f")] for k, v in stats.items()], ["precision", "GFLOP/s median [min-max]"]))
 
     if "train" in args.only:
-        specs = train_speed.standard_paths(device)
+        specs = train_speed.standard_paths(device, ablate=args.ablate)
         if compile_on is not None:
-            specs = [dataclasses.replace(s, compile=compile_on) if s.name != "fp32-eager" else s for s in specs]
+            specs = [dataclasses.replace(s, compile=compile_on) if s.name not in ("fp32-eager", "ours-eager") else s
+                     for s in specs]
         result["train"] = train_speed.measure_models(
             list(plan.train_models), specs, plan.train_batch, device, plan.train_repeats, plan.train_warmup,
             plan.matmul_size, memory=not args.no_memory, log=log,

@@ -61,14 +61,26 @@ DEFAULT_FAST = {
 }
 
 
-def standard_paths(device: torch.device) -> List[PathSpec]:
-    """The three paths the targets compare: plain fp32 eager, ours (fast), diffusers (same settings)."""
+def standard_paths(device: torch.device, ablate: bool = False) -> List[PathSpec]:
+    """The three paths the targets compare: plain fp32 eager, ours (fast), diffusers (same settings).
+
+    ``ablate`` adds the variants the default was chosen from (each differs from ``ours`` in one
+    setting), so a rerun on other hardware shows whether the choice still holds.
+    """
     fast = DEFAULT_FAST[device.type]
-    return [
+    paths = [
         PathSpec("fp32-eager"),
         PathSpec("ours", **fast),
         PathSpec("diffusers", impl="diffusers", **fast),
     ]
+    if ablate:
+        other = "fp32" if fast["precision"] == "bf16" else "bf16"
+        paths += [
+            PathSpec("ours-eager", **dict(fast, compile=False)),
+            PathSpec(f"ours-{other}", **dict(fast, precision=other)),
+            PathSpec("ours-foreach", **dict(fast, optimizer="foreach")),
+        ]
+    return paths
 
 
 # ------------------------------------------------------------------------------------------ models
