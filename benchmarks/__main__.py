@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="smaller batch, fewer repeats and sampling steps (minutes)")
     size.add_argument("--tiny", action="store_true", help="2-layer model, a few steps: checks every path in seconds")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="where to run (default: cuda if present)")
-    p.add_argument("--out", default="benchmarks/results.json", help="JSON file to write (default: %(default)s)")
+    p.add_argument("--out", default="benchmarks/results/bench.json", help="JSON file to write (default: %(default)s)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile in the fast paths: auto = the measured default (off with --tiny)")
@@ -187,13 +187,18 @@ def targets(result: dict, device: torch.device) -> list:
     from benchmarks.train_speed import MODELS, train_flops_per_image
 
     for model in [m for m in ("DiT-B/4", "tiny") if m in train][:1]:
-        ours, peak = train[model]["paths"].get("ours"), train[model]["matmul_gflops_same_rounds"]["bf16"]
+        ours, peaks = train[model]["paths"].get("ours"), train[model]["matmul_gflops_same_rounds"]
         if ours:
+            # The hardware limit is the faster precision's matmul in each round (bf16 is not always faster).
             gflops = Stat([v * train_flops_per_image(MODELS[model]) / 1e9 for v in ours["images_per_s"].samples])
-            v = Stat([g / p for g, p in zip(gflops.samples, peak.samples)]).median
-            out.append({"target": f"{model}: ours MFU >= 50% of the bf16 matmul peak (same rounds)",
-                        "measured": f"{100 * v:.1f}% ({gflops.median:.1f} vs {peak.median:.1f} GFLOP/s)",
-                        "met": v >= 0.5, "value": v})
+            best = [max(a, b) for a, b in zip(peaks["bf16"].samples, peaks["fp32"].samples)]
+            v = Stat([g / p for g, p in zip(gflops.samples, best)]).median
+            v_bf16 = Stat([g / p for g, p in zip(gflops.samples, peaks["bf16"].samples)]).median
+            out.append({"target": f"{model}: ours MFU >= 50% of the best matmul peak (bf16 or fp32, same rounds)",
+                        "measured": f"{100 * v:.1f}% ({gflops.median:.1f} GFLOP/s; bf16 peak "
+                                    f"{peaks['bf16'].median:.1f}, fp32 peak {peaks['fp32'].median:.1f}; "
+                                    f"{100 * v_bf16:.0f}% of bf16 peak)",
+                        "met": v >= 0.5, "value": v, "value_vs_bf16_peak": v_bf16})
     curves = result.get("loss_curves")
     if curves:
         out.append({"target": "bf16 loss curve within noise of fp32",
