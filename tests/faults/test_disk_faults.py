@@ -110,3 +110,27 @@ def test_full_disk_while_logging_is_one_line(capsys, data, tmp_path, name):
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
     assert f"cannot write {run / name}: No space left on device" in errors[0]
+
+
+@pytest.mark.slow
+def test_failed_checkpoint_write_stops_every_rank_without_a_hang(data, tmp_path):
+    """2 gloo ranks; rank 0 cannot create checkpoints/ (a file of that name is in the way): both
+    ranks stop with a one-line error within seconds, rank 1 included (it used to sit in the
+    barrier after the save until rank 0's exit broke the connection or torchrun killed it)."""
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("not a folder")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dit.cli.main",
+           *train_args(data, run, "--max-steps", "2", "--ckpt-every", "1")]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 2, proc.stderr[-3000:]  # one line from each rank
+    assert any(e.startswith("error: cannot write") for e in errors)  # rank 0 says why
+    assert any(e.startswith("error: rank 0 could not write") for e in errors)  # rank 1 learned it
+    assert all("0000001.pt" in e and "last good checkpoint: none" in e for e in errors), errors
+    assert time.monotonic() - started < 200  # the gloo barrier timeout would be 30 minutes
