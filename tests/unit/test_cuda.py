@@ -25,7 +25,9 @@ def randomised_model(seed: int = 0) -> torch.nn.Module:
         for p in model.parameters():
             if p.requires_grad:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model
+    # eval(): label dropout is DiT's only train/eval difference, and its coins come from each
+    # device's own RNG, so in train mode the CPU and GPU models would drop different labels.
+    return model.eval()
 
 
 def batch(n: int = 8, seed: int = 1):
