@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dit.cli.main import main
-from dit.demo.pipeline import frame_indices
+from dit.demo.pipeline import frame_indices, strip_scale
 
 SHORT = [
     "--max-steps", "12", "--depth", "1", "--hidden-size", "32", "--num-heads", "2", "--batch-size", "32",
@@ -52,7 +52,7 @@ def test_grid_is_the_first_samples_one_row_per_class(run):
 def test_denoising_strip_ends_at_the_sampled_digit(run):
     strip = _png(run / "denoising.png")
     f = len(frame_indices(STEPS + 1, FRAMES))
-    scale, pad = 4, 1
+    scale, pad = strip_scale(SIZE), 1
     assert strip.shape == ((2 * (SIZE + pad) + pad) * scale, (f * (SIZE + pad) + pad) * scale, 3)
     # Last x_t frame (top row) = sample STRIP_CLASS of samples.npz (same seed and index; batch of 1 vs 30,
     # so float summation order may move a pixel by a level or two).

@@ -88,6 +88,7 @@ def test_balanced_subset():
     counts = np.bincount(labels[idx], minlength=10)
     assert counts[1] == 5 and counts.max() - np.delete(counts, 1).min() <= 1  # the short class gives all it has
     np.testing.assert_array_equal(idx, balanced_subset(labels, 100, seed=0))
+    assert (labels[idx[:20]] == np.arange(20) % 10).all()  # classes in turn, like balanced samples
     assert len(balanced_subset(labels, 10_000, seed=0)) == len(labels)
 
 

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="print the commands the demo runs and exit")
 
     d = p.add_argument_group("data (sklearn.datasets.load_digits)")
-    d.add_argument("--image-size", type=_positive_int, default=_D.image_size, help="side the 8x8 digits are resized to")
+    d.add_argument("--image-size", type=_positive_int, default=_D.image_size, help="side the 8x8 digits are resized to (8 keeps the original pixels)")
     d.add_argument("--held-out-fraction", type=float, default=_D.held_out_fraction,
                    help="share of each class held out from the DiT: the classifier's training data and the FID reference")
 

@@ -150,7 +150,12 @@ def check_config(cfg: DemoConfig) -> None:
 
 
 def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` indices, as equal a share per class as possible (seeded choice within each class)."""
+    """``n`` indices, as equal a share per class as possible (seeded choice within each class).
+
+    Ordered class by class in turn (like `dit sample`'s balanced labels, sample i of class i mod K),
+    never sorted by class: the Inception Score's splits are contiguous, and a split holding one
+    class would score 1.
+    """
     classes = np.unique(labels)
     rng = np.random.default_rng(seed)
     pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in classes]
@@ -159,7 +164,7 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
         for pool in pools:
             if pool and len(chosen) < n:
                 chosen.append(int(pool.pop(0)))
-    return np.sort(np.array(chosen, dtype=np.int64))
+    return np.array(chosen, dtype=np.int64)
 
 
 def write_real_subset(train_dir: Path, out: Path, n: int, seed: int) -> int:
@@ -182,6 +187,11 @@ def write_grid(samples: Path, out: Path, per_class: int) -> np.ndarray:
     n = NUM_CLASSES * per_class  # balanced labels: sample i has class i mod 10
     write_samples(out, s.images[:n], s.labels[:n])
     return s.images[:n]
+
+
+def strip_scale(image_size: int) -> int:
+    """Pixel repetition of the denoising strip: frames about 64 pixels wide (8 px digits × 8)."""
+    return max(1, 64 // image_size)
 
 
 def frame_indices(num_states: int, frames: int) -> list[int]:
@@ -333,7 +343,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda m: print(m, fi
         from dit.evaluation.writers import write_png
 
         xt, x0 = denoising_frames(cfg, str(ckpt), index=cfg.strip_class, label=cfg.strip_class)
-        write_png(paths.strip, strip_image([xt, x0]))
+        write_png(paths.strip, strip_image([xt, x0], scale=strip_scale(cfg.image_size)))
 
     stages.run("strip", f"drawing a digit {cfg.strip_class} from noise to {paths.strip}", strip)
 
