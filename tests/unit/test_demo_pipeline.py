@@ -51,6 +51,11 @@ def test_every_demo_setting_is_a_flag_with_the_config_default(parser):
             overridden.max_minutes, overridden.depth) == (5, 8, "bf16", "o", 1.0, 1)
 
 
+def test_dry_run_checks_the_settings(capsys):
+    assert main(["demo", "--dry-run", "--image-size", "9"]) == 2
+    assert "multiple of --patch-size" in capsys.readouterr().err
+
+
 def test_dry_run_prints_the_commands(capsys):
     assert main(["demo", "--dry-run", "--out", "somewhere", "--max-steps", "12"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -67,6 +72,7 @@ def test_dry_run_prints_the_commands(capsys):
         (dict(strip_class=10), "strip-class"),
         (dict(num_samples=50, grid_per_class=10), "fewer than the grid"),
         (dict(strip_frames=1), "strip-frames"),
+        (dict(held_out_fraction=1.0), "held-out-fraction"),
     ],
 )
 def test_bad_settings_fail_before_any_work(change, message):

@@ -83,11 +83,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from dit.demo.pipeline import format_command, run_demo, stage_commands
+    from dit.demo.pipeline import check_config, format_command, run_demo, stage_commands
 
     fields = {f.name for f in dataclasses.fields(DemoConfig)}
     cfg = DemoConfig(**{k: v for k, v in vars(args).items() if k in fields})
     if args.dry_run:
+        check_config(cfg)
         for argv in stage_commands(cfg).values():
             print(format_command(argv))
         return 0

@@ -131,6 +131,8 @@ def check_config(cfg: DemoConfig) -> None:
         raise UserError(f"--image-size {cfg.image_size} is not a multiple of --patch-size {cfg.patch_size}")
     if cfg.hidden_size % cfg.num_heads:
         raise UserError(f"--hidden-size {cfg.hidden_size} is not divisible by --num-heads {cfg.num_heads}")
+    if not 0 < cfg.held_out_fraction < 1:
+        raise UserError(f"--held-out-fraction must be between 0 and 1, got {cfg.held_out_fraction}")
     if not 0 <= cfg.strip_class < NUM_CLASSES:
         raise UserError(f"--strip-class must be a digit 0..9, got {cfg.strip_class}")
     if cfg.num_samples < NUM_CLASSES * cfg.grid_per_class:
