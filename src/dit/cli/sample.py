@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dit.cli.argtypes import non_negative_float, positive_int
+
 HELP = "draw samples from a checkpoint into a PNG grid or an .npz (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
     "Draw images from a dit checkpoint (EMA weights by default), its .safetensors export, or an official DiT .pt "
@@ -16,20 +18,6 @@ DESCRIPTION = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # No choices= read from dit.diffusion (it imports torch, and `dit --help` must stay fast):
     # the sampler name is checked by dit.evaluation.generate, which lists the registry's names.
@@ -37,30 +25,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--ckpt", required=True, help="a dit checkpoint (.pt), its .safetensors export, or an official DiT .pt")
     w.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of a training checkpoint")
     w.add_argument("--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)")
-    w.add_argument("--image-size", type=_positive_int, default=None, help="official files only: image side in pixels (256, 512)")
-    w.add_argument("--num-classes", type=_positive_int, default=None, help="official files only: number of classes (default 1000)")
+    w.add_argument("--image-size", type=positive_int, default=None, help="official files only: image side in pixels (256, 512)")
+    w.add_argument("--num-classes", type=positive_int, default=None, help="official files only: number of classes (default 1000)")
     w.add_argument("--vae", default=None, help="decoder: ema, mse, none (pixel space) or an AutoencoderKL folder "
                    "(default: the one recorded in the checkpoint; mse for official files, as the official sample.py)")
 
     s = p.add_argument_group("what to draw")
-    s.add_argument("--num-samples", type=_positive_int, default=None,
+    s.add_argument("--num-samples", type=positive_int, default=None,
                    help="number of images (default: one per --class-labels entry, else 16)")
     s.add_argument("--class-labels", type=int, nargs="+", default=None,
                    help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)")
     s.add_argument("--sampler", default="ddpm",
                    help="ddpm (ancestral, the paper's), ddim, dpm++2m, dpm++2m-karras, ... (an unknown name lists all)")
-    s.add_argument("--num-sampling-steps", type=_positive_int, default=250, help="sampler steps (the paper's FID: 250 DDPM)")
-    s.add_argument("--cfg-scale", type=_non_negative_float, default=1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
+    s.add_argument("--num-sampling-steps", type=positive_int, default=250, help="sampler steps (the paper's FID: 250 DDPM)")
+    s.add_argument("--cfg-scale", type=non_negative_float, default=1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
     s.add_argument("--guidance-channels", choices=["all", "official"], default="all",
                    help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)")
     s.add_argument("--guidance-interval", type=int, nargs=2, metavar=("LO", "HI"), default=None,
                    help="guide only at timesteps LO <= t <= HI (of 0..999); other steps run conditional only")
-    s.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM η (0 = deterministic)")
+    s.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM η (0 = deterministic)")
     s.add_argument("--seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone")
 
     o = p.add_argument_group("output and speed")
     o.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (arr_0 images, arr_1 labels)")
-    o.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass per process (keep it when resuming)")
+    o.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass per process (keep it when resuming)")
     o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of the DiT (the VAE decodes in fp32)")
     o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     o.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")

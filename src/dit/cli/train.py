@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dit.cli.argtypes import positive_float, positive_int
+
 HELP = "train a DiT (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
     "Train a DiT with the paper's recipe (AdamW lr 1e-4, no weight decay, EMA 0.9999) on an image "
@@ -14,26 +16,12 @@ DESCRIPTION = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data-path", required=True, help="image folder (one sub-folder per class) or latent cache")
-    d.add_argument("--image-size", type=_positive_int, default=256, help="image side in pixels (centre crop)")
+    d.add_argument("--image-size", type=positive_int, default=256, help="image side in pixels (centre crop)")
     d.add_argument("--vae", default="ema", help="latent codec: ema, mse (SD VAEs), none (pixel space) or a local AutoencoderKL folder")
-    d.add_argument("--num-classes", type=_positive_int, default=None, help="number of classes (checked against the data; default: from the data)")
+    d.add_argument("--num-classes", type=positive_int, default=None, help="number of classes (checked against the data; default: from the data)")
     d.add_argument("--unconditional", action="store_true", help="ignore labels: train an unconditional model")
     d.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips (digits, text)")
     d.add_argument("--on-bad-image", choices=["skip", "fail"], default="skip", help="unreadable images: skip and list them, or stop")
@@ -42,43 +30,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model and diffusion")
     m.add_argument("--model", default="DiT-XL/2", help="official size such as DiT-XL/2 or DiT-S/8 (ignored with --depth etc.)")
     m.add_argument("--block", default="adaln-zero", choices=["adaln-zero", "adaln", "cross-attn", "in-context"], help="block design (paper Fig. 5)")
-    m.add_argument("--depth", type=_positive_int, default=None, help="custom size: number of blocks (with --hidden-size, --num-heads, --patch-size)")
-    m.add_argument("--hidden-size", type=_positive_int, default=None, help="custom size: token width D")
-    m.add_argument("--num-heads", type=_positive_int, default=None, help="custom size: attention heads")
-    m.add_argument("--patch-size", type=_positive_int, default=None, help="custom size: patch side p")
+    m.add_argument("--depth", type=positive_int, default=None, help="custom size: number of blocks (with --hidden-size, --num-heads, --patch-size)")
+    m.add_argument("--hidden-size", type=positive_int, default=None, help="custom size: token width D")
+    m.add_argument("--num-heads", type=positive_int, default=None, help="custom size: attention heads")
+    m.add_argument("--patch-size", type=positive_int, default=None, help="custom size: patch side p")
     m.add_argument("--learn-sigma", action=argparse.BooleanOptionalAction, default=True, help="learn the variance (L_simple + L_vlb) as in the paper")
     m.add_argument("--class-dropout-prob", type=float, default=0.1, help="probability a label is dropped to the null class")
 
     r = p.add_argument_group("run, budget and checkpoints")
-    r.add_argument("--global-batch-size", type=_positive_int, default=256, help="examples per step over all processes (divisible by their number)")
+    r.add_argument("--global-batch-size", type=positive_int, default=256, help="examples per step over all processes (divisible by their number)")
     r.add_argument("--results-dir", required=True, help="run folder (config, logs, checkpoints/)")
-    r.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps")
-    r.add_argument("--epochs", type=_positive_int, default=None, help="stop after this many epochs")
-    r.add_argument("--max-minutes", type=_positive_float, default=None, help="stop cleanly (with a checkpoint) after this many minutes")
-    r.add_argument("--ckpt-every", type=_positive_int, default=50_000, help="checkpoint every K steps (and always at the end)")
+    r.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
+    r.add_argument("--epochs", type=positive_int, default=None, help="stop after this many epochs")
+    r.add_argument("--max-minutes", type=positive_float, default=None, help="stop cleanly (with a checkpoint) after this many minutes")
+    r.add_argument("--ckpt-every", type=positive_int, default=50_000, help="checkpoint every K steps (and always at the end)")
     r.add_argument("--keep-last", type=int, default=5, help="keep the newest K checkpoints (0 keeps all)")
-    r.add_argument("--log-every", type=_positive_int, default=100, help="log loss, mse, vb and speed every K steps")
+    r.add_argument("--log-every", type=positive_int, default=100, help="log loss, mse, vb and speed every K steps")
     r.add_argument("--seed", type=int, default=0, help="seed of every random choice (data order, noise, t, dropout, flips)")
     r.add_argument("--resume", default=None, help="'auto' (latest checkpoint in the run folder, if any) or a checkpoint path")
     r.add_argument("--sample-every", type=int, default=0, help="write an EMA sample grid every K steps (0 = never)")
     r.add_argument("--eval-every", type=int, default=0, help="evaluate the EMA model every K steps (0 = never)")
     # In-training sampling/evaluation settings (dit.config.TrainSamplingConfig, used by dit.evaluation.hooks)
-    r.add_argument("--sample-steps", type=_positive_int, default=250, help="DDPM steps of the grid and eval samples")
+    r.add_argument("--sample-steps", type=positive_int, default=250, help="DDPM steps of the grid and eval samples")
     r.add_argument("--sample-cfg-scale", type=float, default=4.0, help="guidance scale of the sample grids")
-    r.add_argument("--eval-samples", type=_positive_int, default=1000, help="class-balanced samples per evaluation")
+    r.add_argument("--eval-samples", type=positive_int, default=1000, help="class-balanced samples per evaluation")
     r.add_argument("--eval-ref", default=None, help="reference images (.npz or folder; default: the training images)")
     r.add_argument("--eval-features", default="inception", help="inception (FID weights file needed) or classifier:PATH")
     r.add_argument("--eval-cfg-scale", type=float, default=1.0, help="guidance scale of the eval samples (1 = none)")
     r.add_argument("--inception", default=None, help="FID Inception weights file for --eval-features inception (default: cache folder)")
 
     o = p.add_argument_group("optimisation and numerics")
-    o.add_argument("--lr", type=_positive_float, default=1e-4, help="AdamW learning rate")
+    o.add_argument("--lr", type=positive_float, default=1e-4, help="AdamW learning rate")
     o.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up steps")
     o.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="lr after warm-up (cosine needs --max-steps)")
     o.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay per step")
     o.add_argument("--ema-warmup", action="store_true", help="use decay min(d, (1+n)/(10+n)) so short runs get a useful EMA")
-    o.add_argument("--grad-clip", type=_positive_float, default=None, help="clip the global gradient norm to this value")
-    o.add_argument("--max-bad-steps", type=_positive_int, default=20, help="stop after this many non-finite steps in a row")
+    o.add_argument("--grad-clip", type=positive_float, default=None, help="clip the global gradient norm to this value")
+    o.add_argument("--max-bad-steps", type=positive_int, default=20, help="stop after this many non-finite steps in a row")
     o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision (fp16 adds a grad scaler)")
     o.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward to save memory")
     o.add_argument("--compile", action="store_true", help="torch.compile each block")
