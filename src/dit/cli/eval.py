@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Compute FID, sFID, IS, precision and recall of samples against a reference (ADM's definitions)."
+HELP = "compute FID, sFID, IS, precision and recall of samples against a reference (ADM's definitions)"
 DESCRIPTION = (
     "SAMPLES and REFERENCE are each an .npz (arr_0 (N, H, W, 3) uint8, optional arr_1 labels) or a "
     "folder of images. Features come from the FID Inception-v3 (weights file "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Print parameters, tokens and forward Gflops per image of DiT models, beside the paper's Table 4."
+HELP = "print parameters, tokens and forward Gflops per image of DiT models, beside the paper's Table 4"
 DESCRIPTION = (
     "Counts the paper's way: multiply-accumulates of one forward pass for one image, attention "
     "matmuls included (torch's FlopCounterMode reports twice these). Inputs are latents of side "

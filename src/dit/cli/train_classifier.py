@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Train a small image classifier whose features replace Inception's in `dit eval` (for small data such as digits)."
+HELP = "train a small image classifier whose features replace Inception's in `dit eval` (for small data such as digits)"
 DESCRIPTION = (
     "DATA is an .npz (arr_0 (N, H, W, 3) uint8 images, arr_1 (N,) labels) or a folder with one sub-folder "
     "per class. A seeded fraction is held out and its accuracy reported. Writes OUT (.safetensors, "
