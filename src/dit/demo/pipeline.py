@@ -379,11 +379,14 @@ def _classifier_accuracy(paths: RunPaths) -> dict:
     }
 
 
-def _final_losses(run_dir: Path) -> dict:
+def _final_losses(run_dir: Path, ckpt: Path) -> dict:
+    """Steps trained (from the checkpoint: --max-minutes may stop between log lines) and the last logged losses."""
     from dit.demo.plots import read_metrics_csv
+    from dit.runtime.checkpoint import load_checkpoint
 
     m = read_metrics_csv(run_dir / "metrics.csv")
-    return {"steps": int(m["step"][-1]), **{k: float(m[k][-1]) for k in ("loss", "mse", "vb") if k in m}}
+    return {"steps": int(load_checkpoint(ckpt)["step"]), "last_logged_step": int(m["step"][-1]),
+            **{k: float(m[k][-1]) for k in ("loss", "mse", "vb") if k in m}}
 
 
 def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
@@ -396,7 +399,7 @@ def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
         "samples": {k: ev[k] for k in HEADLINE if k in ev},
         "real_vs_real": {k: real[k] for k in HEADLINE if k in real},
         "classifier": cls,
-        "train": {**_final_losses(paths.run), "checkpoint": str(ckpt), "precision": cfg.precision,
+        "train": {**_final_losses(paths.run, ckpt), "checkpoint": str(ckpt), "precision": cfg.precision,
                   "model": state["config"]["model"]},
         "sampling": {"sampler": cfg.sampler, "steps": cfg.sampling_steps, "cfg_scale": cfg.cfg_scale,
                      "num_samples": cfg.num_samples, "num_reference": ev["num_reference"]},
