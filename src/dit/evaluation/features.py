@@ -63,7 +63,8 @@ class FeatureExtractor:
         for images in batches:
             if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
                 raise UserError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-            feats = self.net(torch.from_numpy(np.ascontiguousarray(images)).to(self.device))
+            # np.require copies only when needed: a read-only (memory-mapped) batch must not reach torch.
+            feats = self.net(torch.from_numpy(np.require(images, requirements=["C", "W"])).to(self.device))
             for k in FEATURE_KEYS:
                 out[k].append(feats[k].float().cpu().numpy())
         if not out["pool"]:
