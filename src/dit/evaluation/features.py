@@ -9,7 +9,6 @@ A :class:`FeatureExtractor` maps uint8 images (N, H, W, 3) to three float arrays
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Iterable, Optional
@@ -19,17 +18,14 @@ import torch
 from torch import nn
 
 from dit.errors import UserError
+from dit.runtime.hashing import sha256_of
 
 FEATURE_KEYS = ("pool", "spatial", "logits")
 
 
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:
     """First ``length`` hex digits of the SHA-256 of a file (identifies weights and references)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
+    return sha256_of(path)[:length]
 
 
 class FeatureExtractor:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -22,6 +21,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from dit.errors import UserError
+from dit.runtime.hashing import sha256_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # What np.load / zipfile raise on a damaged, truncated or foreign .npz (found by tests/faults).
@@ -169,16 +169,7 @@ def image_batches(path: str | os.PathLike, batch_size: int) -> tuple[int, Iterat
 
 def content_digest(path: str | os.PathLike, length: int = 16) -> str:
     """SHA-256 of a file, or of a folder's image files (relative names and bytes, sorted)."""
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-    h = hashlib.sha256()
-    for f in files:
-        if p.is_dir():
-            h.update(str(f.relative_to(p)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:length]
+    return sha256_of(path, suffixes=IMAGE_SUFFIXES)[:length]
 
 
 def cache_dir() -> Path:

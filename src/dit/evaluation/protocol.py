@@ -13,11 +13,12 @@ of the shards it continues (:func:`settings_mismatch`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
 from typing import Any, Optional
+
+from dit.runtime.hashing import sha256_of
 
 CARD_SUFFIX = ".protocol.json"
 CARD_FORMAT = "dit-protocol/1"
@@ -31,18 +32,8 @@ def card_path(samples: str | os.PathLike) -> Path:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Full SHA-256 hex digest of a file, read in 4 MiB chunks; for a folder (a diffusers model),
-    of every file's relative name and bytes in sorted order."""
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    h = hashlib.sha256()
-    for file in files:
-        if p.is_dir():
-            h.update(str(file.relative_to(p)).encode() + b"\0")
-        with open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    """Full SHA-256 of a checkpoint file or folder (a diffusers model): the card's checkpoint id."""
+    return sha256_of(path)
 
 
 def provenance(world_size: int = 1, device: str = "cpu") -> dict[str, Any]:
