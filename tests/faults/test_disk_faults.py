@@ -117,17 +117,15 @@ def test_failed_checkpoint_write_stops_every_rank_without_a_hang(data, tmp_path)
     """2 gloo ranks; rank 0 cannot create checkpoints/ (a file of that name is in the way): both
     ranks stop with a one-line error within seconds, rank 1 included (it used to sit in the
     barrier after the save until rank 0's exit broke the connection or torchrun killed it)."""
-    import subprocess
-    import sys
     import time
+
+    from tests.torchrun import run_torchrun
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoints").write_text("not a folder")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dit.cli.main",
-           *train_args(data, run, "--max-steps", "2", "--ckpt-every", "1")]
     started = time.monotonic()
-    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+    proc = run_torchrun(train_args(data, run, "--max-steps", "2", "--ckpt-every", "1"), timeout=240, check=False)
     # both ranks share the stderr pipe: rank 1's line may land behind rank 0's progress bar
     errors = ["error:" + line.split("error:", 1)[1] for line in proc.stderr.splitlines() if "error:" in line]
     assert proc.returncode != 0 and len(errors) == 2, proc.stderr[-3000:]  # one line from each rank

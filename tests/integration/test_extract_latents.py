@@ -1,8 +1,5 @@
 """`dit extract-latents` end to end: CLI, resume, bad input exit codes, and torchrun with 2 ranks."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +8,7 @@ from dit.cli.main import main
 from dit.data import LatentCacheDataset, build_source, read_header
 from dit.vae import load_codec
 from tests.unit.data_helpers import make_image_folder, save_tiny_vae
+from tests.torchrun import run_torchrun
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +51,7 @@ def test_cli_bad_input_exits_2(inputs, tmp_path, capsys):
 def test_torchrun_two_ranks_equal_one_process(inputs, tmp_path):
     vae, data = inputs
     assert main(_args(vae, data, tmp_path / "one")) == 0
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "dit.cli.main", *_args(vae, data, tmp_path / "two")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_torchrun(_args(vae, data, tmp_path / "two"))
     # Rank 0 logs only its own shards (1 and 3 of 3); rank 1 encoded shard 2.
     assert "shard 1/3" in done.stdout and "shard 3/3" in done.stdout and "shard 2/3" not in done.stdout
     a, b = LatentCacheDataset(tmp_path / "one"), LatentCacheDataset(tmp_path / "two")

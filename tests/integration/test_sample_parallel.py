@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,15 +11,7 @@ import pytest
 from dit.cli.main import main
 
 from .sample_utils import read_npz, sample_argv, trained_run
-
-
-def _torchrun(argv, nproc=2):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "dit.cli.main", *argv]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+from tests.torchrun import run_torchrun
 
 
 @pytest.mark.slow
@@ -30,7 +20,7 @@ def test_two_ranks_write_the_file_of_one_process_and_resume_its_shards(tmp_path)
     common = ["--num-samples", "7", "--batch-size", "2", "--sampler", "ddpm", "--cfg-scale", "2"]
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
     assert main(sample_argv(ckpt, one, *common, "--keep-shards")) == 0
-    _torchrun(sample_argv(ckpt, two, *common))
+    run_torchrun(sample_argv(ckpt, two, *common))
     a, b = read_npz(one), read_npz(two)
     assert a[0].tobytes() == b[0].tobytes() and np.array_equal(a[1], b[1])
     assert not (tmp_path / "two.npz.shards").exists()
@@ -42,7 +32,7 @@ def test_two_ranks_write_the_file_of_one_process_and_resume_its_shards(tmp_path)
     shards[0].unlink()
     shards[3].unlink()
     os.unlink(one)
-    _torchrun(sample_argv(ckpt, one, *common))
+    run_torchrun(sample_argv(ckpt, one, *common))
     assert read_npz(one)[0].tobytes() == a[0].tobytes()
     with open(f"{one}.protocol.json") as f:
         assert '"drawn_now": 2' in f.read()

@@ -1,8 +1,5 @@
 """World-size independence: per-rank draws and batches, DDP/FSDP under torchrun vs one process."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +11,7 @@ from dit.train import trainer as tr
 from dit.train.parallelize import apply_activation_checkpointing, parallelize, unwrap
 
 from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.torchrun import run_torchrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,15 +68,6 @@ def test_activation_checkpointing_keeps_keys_and_gradients():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7, msg=k)
 
 
-def _torchrun(argv, nproc=2):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "dit.cli.main", *argv]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_processes_give_the_weights_of_one(tmp_path, mode):
@@ -90,10 +79,10 @@ def test_two_processes_give_the_weights_of_one(tmp_path, mode):
     assert main(train_args(data, tmp_path / "one", *common)) == 0
     extra = ["--fsdp"] if mode == "fsdp" else []
     if mode == "fsdp":  # also exercises resume of gathered FSDP state: 3 steps, stop, resume to 6
-        _torchrun(train_args(data, tmp_path / "two", *common[2:], "--max-steps", "3", *extra))
-        _torchrun(train_args(data, tmp_path / "two", *common, "--resume", "auto", *extra))
+        run_torchrun(train_args(data, tmp_path / "two", *common[2:], "--max-steps", "3", *extra))
+        run_torchrun(train_args(data, tmp_path / "two", *common, "--resume", "auto", *extra))
     else:
-        _torchrun(train_args(data, tmp_path / "two", *common, *extra))
+        run_torchrun(train_args(data, tmp_path / "two", *common, *extra))
     a, b = final_state(tmp_path / "one"), final_state(tmp_path / "two")
     assert a["step"] == b["step"] == 6
     assert b["config"]["train"]["fsdp"] is (mode == "fsdp")
