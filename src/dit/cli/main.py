@@ -14,14 +14,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-# OpenMP threads that spin while waiting lose their time slices whenever another process shares
-# the cores: measured on the 2-core CI machine, a tiny training step went from 0.07 s to 0.3-3 s
-# and `dit demo` from ~29 to ~0.35 steps/s. Passive waiting costs microseconds per parallel
-# region on an idle machine. Must be set before torch loads OpenMP; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from typing import Optional, Sequence
 
 from dit.errors import UserError, one_line
