@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-
 from typing import Optional, Sequence
 
 from dit.errors import UserError, one_line
