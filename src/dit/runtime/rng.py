@@ -40,6 +40,15 @@ def example_generators(
     return gens
 
 
+def _rows(draw, shape, generators, device, dtype) -> torch.Tensor:
+    """Stack ``draw(row_shape, generator=g, device=g.device, dtype=dtype)`` for each generator."""
+    if shape[0] != len(generators):
+        raise ValueError(f"shape[0]={shape[0]} but {len(generators)} generators")
+    rows = [draw(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generators]
+    out = torch.stack(rows) if rows else torch.empty(tuple(shape), dtype=dtype)
+    return out.to(device) if device is not None else out
+
+
 def randn_rows(
     shape: Sequence[int],
     generators: Sequence[torch.Generator],
@@ -51,11 +60,7 @@ def randn_rows(
     ``shape[0]`` must equal ``len(generators)``. Rows are drawn on each generator's device and
     moved to ``device``, so a row's values are the same whatever the batch it sits in.
     """
-    if shape[0] != len(generators):
-        raise ValueError(f"shape[0]={shape[0]} but {len(generators)} generators")
-    rows = [torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generators]
-    out = torch.stack(rows) if rows else torch.empty(tuple(shape), dtype=dtype)
-    return out.to(device) if device is not None else out
+    return _rows(torch.randn, shape, generators, device, dtype)
 
 
 def rand_rows(
@@ -65,11 +70,7 @@ def rand_rows(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Uniform [0, 1) counterpart of :func:`randn_rows`."""
-    if shape[0] != len(generators):
-        raise ValueError(f"shape[0]={shape[0]} but {len(generators)} generators")
-    rows = [torch.rand(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generators]
-    out = torch.stack(rows) if rows else torch.empty(tuple(shape), dtype=dtype)
-    return out.to(device) if device is not None else out
+    return _rows(torch.rand, shape, generators, device, dtype)
 
 
 # Purposes: distinct streams for the different random choices of one example.
