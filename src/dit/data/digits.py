@@ -10,6 +10,10 @@ machine. :func:`export_digits` writes them as ``<root>/train/<digit>/<index>.png
 * Split: per class, a seeded ``held_out_fraction`` goes to ``test`` (stratified, so both splits
   keep the class balance), the rest to ``train``.
 * Resizing: PIL bicubic from 8×8 (``image_size=8`` keeps the original pixels exactly).
+* ``style="jitter"`` / ``"jitter-rgb"``: instead, ``copies`` harder renderings of every digit
+  (random stroke thickness, pose, slant, noise; RGB: random ink and background colours) drawn by
+  :func:`dit.data.digit_styles.render_digits` — closer to a real small dataset such as MNIST.
+  The split is made on the original digits, so no held-out digit has a copy in ``train``.
 
 The tree is written into a temporary folder and renamed into place, with a ``manifest.json``
 recording how it was made; a second call with the same settings reuses it, another setting
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dit.data.digit_styles import STYLES, render_digits
 from dit.errors import UserError
 
 DIGIT_LEVELS = 16  # load_digits pixel values are 0..16
@@ -45,6 +50,8 @@ class DigitsExport:
     num_train: int
     num_test: int
     num_classes: int = 10
+    style: str = "plain"
+    copies: int = 1
 
     @property
     def train_dir(self) -> Path:
@@ -94,13 +101,17 @@ def split_indices(labels: np.ndarray, held_out_fraction: float, seed: int) -> tu
     return train, test
 
 
-def _write_split(folder: Path, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
+def _write_split(folder: Path, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, copies: int = 1) -> None:
+    """Images ``i·copies + k`` of every original index ``i`` → ``<label>/<i>.png`` (or ``<i>-<k>.png``)."""
     from PIL import Image
 
     for c in np.unique(labels):
         (folder / str(int(c))).mkdir(parents=True, exist_ok=True)
     for i in indices:
-        Image.fromarray(images[i], mode="L").save(folder / str(int(labels[i])) / f"{int(i):04d}.png")
+        for k in range(copies):
+            name = f"{int(i):04d}.png" if copies == 1 else f"{int(i):04d}-{k}.png"
+            image = images[int(i) * copies + k]
+            Image.fromarray(image, mode="RGB" if image.ndim == 3 else "L").save(folder / str(int(labels[i])) / name)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -111,7 +122,17 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(f.fileno())
 
 
-def export_digits(root: str | os.PathLike, image_size: int = 16, held_out_fraction: float = 0.3, seed: int = 0) -> DigitsExport:
+def render(images: np.ndarray, image_size: int, style: str = "plain", copies: int = 1, seed: int = 0) -> np.ndarray:
+    """The digits as exported: uint8 (N·copies, S, S) grey or (N·copies, S, S, 3) for ``jitter-rgb``."""
+    if style == "plain":
+        if copies != 1:
+            raise UserError("--copies needs a jittered style (plain digits would be identical copies)")
+        return resize_digits(images, image_size)
+    return render_digits(images, image_size, copies=copies, rgb=style == "jitter-rgb", seed=seed)
+
+
+def export_digits(root: str | os.PathLike, image_size: int = 16, held_out_fraction: float = 0.3, seed: int = 0,
+                  style: str = "plain", copies: int = 1) -> DigitsExport:
     """Write the digits to ``root/{train,test}/<digit>/<index>.png`` (see the module docstring).
 
     Returns what was written. Reuses an existing export made with the same settings; raises
@@ -119,18 +140,23 @@ def export_digits(root: str | os.PathLike, image_size: int = 16, held_out_fracti
     """
     if image_size < 4:
         raise UserError(f"--image-size must be at least 4 pixels for digits, got {image_size}")
+    if style not in STYLES:
+        raise UserError(f"unknown digits style {style!r}; choose one of {', '.join(STYLES)}")
+    if copies < 1:
+        raise UserError(f"--copies must be at least 1, got {copies}")
     root = Path(root)
     images, labels = load_digits_uint8()
     train, test = split_indices(labels, held_out_fraction, seed)
-    export = DigitsExport(str(root), int(image_size), float(held_out_fraction), int(seed), len(train), len(test))
+    export = DigitsExport(str(root), int(image_size), float(held_out_fraction), int(seed), len(train) * copies,
+                          len(test) * copies, style=style, copies=int(copies))
     if root.exists():
         return _reuse(root, export)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        resized = resize_digits(images, image_size)  # (N, S, S)
-        _write_split(tmp / "train", resized, labels, train)
-        _write_split(tmp / "test", resized, labels, test)
+        drawn = render(images, image_size, style, copies, seed)  # (N·copies, S, S[, 3])
+        _write_split(tmp / "train", drawn, labels, train, copies)
+        _write_split(tmp / "test", drawn, labels, test, copies)
         (tmp / MANIFEST).write_text(json.dumps(asdict(export), indent=2) + "\n")
         _fsync_tree(tmp)
         os.replace(tmp, root)
@@ -145,6 +171,7 @@ def _reuse(root: Path, export: DigitsExport) -> DigitsExport:
         found = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
         raise UserError(f"{root} exists but is not a digits export (no readable {MANIFEST}); choose another folder") from None
+    found = {**asdict(DigitsExport("", 0, 0.0, 0, 0, 0)), **found}  # manifests older than a field get its default
     if {k: v for k, v in found.items() if k != "root"} != {k: v for k, v in asdict(export).items() if k != "root"}:
         raise UserError(
             f"{root} holds digits exported with other settings ({found}); delete it or choose another folder"
