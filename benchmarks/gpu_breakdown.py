@@ -34,7 +34,7 @@ def breakdown(model_name: str, batch: int, device: torch.device, compile_on: boo
     from dit.runtime.distributed import DistInfo
     from dit.train.ema import EMA
     from dit.train.parallelize import parallelize
-    from dit.train.trainer import draw_step_randomness
+    from dit.train.schedule import draw_step_randomness
 
     spec = PathSpec("gpu", precision="bf16", compile=compile_on, optimizer="fused")
     r = resolve(MODELS[model_name])

@@ -174,7 +174,7 @@ def build_path(
     from dit.runtime.distributed import DistInfo
     from dit.train.ema import EMA
     from dit.train.parallelize import parallelize
-    from dit.train.trainer import draw_step_randomness
+    from dit.train.schedule import draw_step_randomness
 
     r = resolve(cfg)
     torch.manual_seed(seed)

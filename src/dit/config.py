@@ -111,7 +111,7 @@ class TrainConfig(_DictMixin):
     device: Optional[str] = None
     # Faults: stop after this many non-finite steps in a row
     max_bad_steps: int = 20
-    # Hooks run with the EMA model every K steps (0 = off); see dit.train.trainer.Callback
+    # Hooks run with the EMA model every K steps (0 = off); see dit.train.callbacks.TrainCallback
     sample_every: int = 0
     eval_every: int = 0
 

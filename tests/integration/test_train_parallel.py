@@ -7,6 +7,7 @@ import torch
 from dit.config import ModelConfig
 from dit.models import build_model
 from dit.runtime.distributed import DistInfo
+from dit.train import schedule
 from dit.train import trainer as tr
 from dit.train.parallelize import apply_activation_checkpointing, parallelize, unwrap
 
@@ -17,17 +18,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_rank_shares_of_batches_and_draws_concatenate_to_the_single_process_ones():
-    perm = tr.epoch_permutation(seed=3, epoch=1, n=22)
+    perm = schedule.epoch_permutation(seed=3, epoch=1, n=22)
     assert sorted(perm.tolist()) == list(range(22))
-    assert not torch.equal(perm, tr.epoch_permutation(seed=3, epoch=2, n=22))
-    one = list(tr.local_batches(perm, 4, rank=0, world=1, start=2))
-    two = list(zip(*(tr.local_batches(perm, 4, rank=r, world=2, start=2) for r in range(2))))
+    assert not torch.equal(perm, schedule.epoch_permutation(seed=3, epoch=2, n=22))
+    one = list(schedule.local_batches(perm, 4, rank=0, world=1, start=2))
+    two = list(zip(*(schedule.local_batches(perm, 4, rank=r, world=2, start=2) for r in range(2))))
     assert len(one) == 22 // 4 - 2
     assert one == [a + b for a, b in two]
     kw = dict(seed=5, step=9, global_batch=4, latent_shape=(3, 8, 8), num_timesteps=1000, drop_prob=0.5,
               flip=True, device=torch.device("cpu"))
-    full = tr.draw_step_randomness(rank=0, world=1, **kw)
-    halves = [tr.draw_step_randomness(rank=r, world=2, **kw) for r in range(2)]
+    full = schedule.draw_step_randomness(rank=0, world=1, **kw)
+    halves = [schedule.draw_step_randomness(rank=r, world=2, **kw) for r in range(2)]
     for name in ("noise", "t", "drop_mask", "flip_mask"):
         assert torch.equal(getattr(full, name), torch.cat([getattr(h, name) for h in halves]))
     assert full.t.min() >= 0 and full.t.max() <= 999

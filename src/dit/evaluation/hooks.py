@@ -56,10 +56,12 @@ def _card(trainer, sampler: gen.ImageSampler, step: int, n: int, class_labels, o
 
 
 class SampleGridHook:
-    """``fn(step, ema_model, trainer)``: a PNG grid of the EMA model in ``<run>/samples/``."""
+    """A training callback (``dit.train.callbacks.TrainCallback``): a PNG grid of the EMA model in ``<run>/samples/``."""
 
-    def __init__(self, scfg: TrainSamplingConfig, seed: int):
-        self.scfg, self.seed = scfg, seed
+    name = "sample-grid"
+
+    def __init__(self, scfg: TrainSamplingConfig, seed: int, every: int = 0):
+        self.scfg, self.seed, self.every = scfg, seed, every
 
     def __call__(self, step: int, ema_model, trainer) -> None:
         sampler = _sampler(trainer, ema_model, self.scfg.sample_steps, self.scfg.sample_cfg_scale, self.seed)
@@ -78,10 +80,12 @@ class SampleGridHook:
 
 
 class EvalHook:
-    """``fn(step, ema_model, trainer)``: ADM's metrics of EMA samples, logged beside the loss."""
+    """A training callback (``dit.train.callbacks.TrainCallback``): ADM's metrics of EMA samples, logged beside the loss."""
 
-    def __init__(self, scfg: TrainSamplingConfig, seed: int):
-        self.scfg, self.seed = scfg, seed
+    name = "eval"
+
+    def __init__(self, scfg: TrainSamplingConfig, seed: int, every: int = 0):
+        self.scfg, self.seed, self.every = scfg, seed, every
         self._extractor = None
         self._tb = None
 
@@ -155,9 +159,7 @@ def training_reference(trainer) -> Path:
 
 
 def training_callbacks(cfg: TrainConfig, scfg: Optional[TrainSamplingConfig] = None) -> list:
-    """The hooks ``cfg.sample_every``/``cfg.eval_every`` ask for (the trainer's ``Callback`` list)."""
-    from dit.train.trainer import Callback
-
+    """The hooks ``cfg.sample_every``/``cfg.eval_every`` ask for, as the trainer's ``callbacks`` list."""
     scfg = scfg or TrainSamplingConfig()
     if scfg.sample_steps < 1 or scfg.eval_samples < 1 or scfg.eval_batch_size < 1:
         raise UserError("--sample-steps, --eval-samples and --eval-batch-size must be positive")
@@ -174,9 +176,9 @@ def training_callbacks(cfg: TrainConfig, scfg: Optional[TrainSamplingConfig] = N
                 raise UserError(f"classifier file {arg} not found; train one with `dit train-classifier --out {arg}`")
         else:
             raise UserError(f"--eval-features must be 'inception' or 'classifier:PATH', got {scfg.eval_features!r}")
-    hooks = []
+    hooks: list[SampleGridHook | EvalHook] = []
     if cfg.sample_every > 0:
-        hooks.append(Callback(cfg.sample_every, SampleGridHook(scfg, cfg.seed), "sample-grid"))
+        hooks.append(SampleGridHook(scfg, cfg.seed, cfg.sample_every))
     if cfg.eval_every > 0:
-        hooks.append(Callback(cfg.eval_every, EvalHook(dataclasses.replace(scfg), cfg.seed), "eval"))
+        hooks.append(EvalHook(dataclasses.replace(scfg), cfg.seed, cfg.eval_every))
     return hooks

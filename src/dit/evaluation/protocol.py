@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dit.runtime.hashing import sha256_of
+from dit.runtime.revision import git_revision
 
 CARD_SUFFIX = ".protocol.json"
 CARD_FORMAT = "dit-protocol/1"
@@ -41,7 +42,6 @@ def provenance(world_size: int = 1, device: str = "cpu") -> dict[str, Any]:
     import torch
 
     from dit import __version__
-    from dit.train.trainer import git_revision  # the one git lookup of the package
 
     return {
         "git": git_revision(),

@@ -100,6 +100,26 @@ def all_reduce_max(value: float, info: DistInfo) -> float:
     return float(t.item())
 
 
+def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The mean of ``t`` over ranks (on the host under gloo); ``t`` itself for one process."""
+    if not info.distributed:
+        return t
+    t = t.to("cpu") if dist.get_backend() == "gloo" else t
+    dist.all_reduce(t)
+    return t / info.world_size
+
+
+def all_reduce_sum_int(value: int, info: DistInfo) -> int:
+    """The sum of an int over ranks (a collective: every rank calls it)."""
+    if not info.distributed:
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.long)
+    if dist.get_backend() != "gloo":
+        t = t.to(info.device)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def broadcast_object(obj, info: DistInfo, src: int = 0):
     """Rank ``src``'s Python object on every rank (identity for one process)."""
     if not (info.distributed and dist.is_initialized()):

@@ -1,0 +1,114 @@
+"""Training checkpoints: gather the full state (collective under FSDP), write it, read and check it, restore it.
+
+A checkpoint (``<run>/checkpoints/<step>.pt``) holds model, EMA, optimiser (keyed by parameter
+name, so it moves between one process, DDP and FSDP), grad scaler, step, data position, RNG
+states, the full config and the git revision; the EMA weights are exported beside it as
+safetensors. Files are written atomically by :mod:`dit.runtime.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.tensor import distribute_tensor
+
+from dit.errors import UserError
+from dit.runtime.checkpoint import ema_export_path, export_safetensors, load_checkpoint, prune_checkpoints, save_checkpoint
+from dit.train.ema import EMA
+
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = ("model", "ema", "opt", "step", "config")
+
+
+def gather_full_state(model: nn.Module, ema: EMA, opt: torch.optim.Optimizer, fsdp: bool) -> tuple[dict, dict, dict]:
+    """Model, EMA and optimiser state dicts as plain full tensors (a collective under FSDP)."""
+    if fsdp:
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_sd = get_model_state_dict(model, options=opts)
+        opt_sd = get_optimizer_state_dict(model, opt, options=opts)
+        ema_sd = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).cpu() for k, v in ema.state_dict().items()}
+        return model_sd, ema_sd, opt_sd
+    return model.state_dict(), ema.state_dict(), get_optimizer_state_dict(model, opt)
+
+
+def rng_state() -> dict[str, Any]:
+    """The host and CUDA generator states (restored on resume)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def write_training_checkpoint(
+    path: Path, state: dict[str, Any], ema_sd: dict, export_metadata: dict[str, Any], keep_last: int
+) -> None:
+    """Write ``state`` to ``path``, the EMA weights beside it as safetensors, then prune old checkpoints."""
+    save_checkpoint({"version": CHECKPOINT_VERSION, **state}, path)
+    export_safetensors(ema_sd, ema_export_path(path), metadata=export_metadata)
+    prune_checkpoints(path.parent, keep_last)
+
+
+def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_batch_size: int) -> dict[str, Any]:
+    """Load ``path`` (to CPU, without pickle) and check that it continues this run's model and batch size."""
+    state = load_checkpoint(path, map_location="cpu")  # every rank reads to CPU: no GPU-0 pile-up
+    for key in REQUIRED_KEYS:
+        if key not in state:
+            raise UserError(f"{path} is not a training checkpoint (no {key!r}); pass one written by dit train")
+    saved = state["config"]
+    if saved.get("model") != model_config:
+        have = saved.get("model") or {}
+        diff = ", ".join(
+            f"{k} {have.get(k)!r} vs {model_config.get(k)!r}" for k in model_config if have.get(k) != model_config.get(k)
+        )
+        raise UserError(
+            f"{path} is a checkpoint of another model (checkpoint vs this run: {diff}); "
+            "use the same --model/--image-size/--vae/--num-classes or another --results-dir"
+        )
+    if saved.get("train", {}).get("global_batch_size") != global_batch_size:
+        raise UserError(
+            f"{path} was trained with --global-batch-size {saved['train'].get('global_batch_size')}; "
+            "resume with the same value (the data position depends on it)"
+        )
+    return state
+
+
+def restore_weights(model: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict[str, Any], fsdp: bool) -> None:
+    """Model, optimiser and EMA from a checkpoint's full state dicts (each rank takes its shards under FSDP)."""
+    if fsdp:
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, state["model"], options=opts)
+        set_optimizer_state_dict(model, opt, state["opt"], options=opts)
+        _load_ema_sharded(ema, state["ema"])
+    else:
+        model.load_state_dict(state["model"], strict=True)
+        set_optimizer_state_dict(model, opt, state["opt"])
+        ema.load_state_dict(state["ema"])
+    ema.num_updates = int(state.get("ema_updates", 0))
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """The generator states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["rng"]["torch"])
+    if torch.cuda.is_available() and state["rng"].get("cuda"):
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def _load_ema_sharded(ema: EMA, full: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for k, dst in ema.state_dict().items():
+            src = full[k].to(dst.dtype)
+            if hasattr(dst, "device_mesh"):
+                src = distribute_tensor(src.to(dst.device), dst.device_mesh, dst.placements)
+                dst.to_local().copy_(src.to_local())
+            else:
+                dst.copy_(src)

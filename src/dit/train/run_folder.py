@@ -1,0 +1,44 @@
+"""The run folder: which checkpoint a run resumes from, and ``run.json`` (config, git revision, world size)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from dit.config import TrainConfig
+from dit.errors import UserError
+from dit.runtime.checkpoint import atomic_write, latest_checkpoint
+from dit.runtime.revision import git_revision
+
+BAD_IMAGE_LOG = "bad_images.tsv"  # path<TAB>reason of each unreadable image skipped (run folder)
+RUN_INFO = "run.json"
+
+
+def ckpt_dir(run_dir: Path) -> Path:
+    """``<run>/checkpoints``: where ``<step>.pt`` files live."""
+    return Path(run_dir) / "checkpoints"
+
+
+def resolve_resume(cfg: TrainConfig) -> Optional[Path]:
+    """The checkpoint to resume from; refuses a run folder that holds another run without --resume."""
+    run_dir = Path(cfg.results_dir)
+    if cfg.resume is None:
+        if (run_dir / RUN_INFO).exists() or latest_checkpoint(ckpt_dir(run_dir)) is not None:
+            raise UserError(
+                f"{run_dir} already holds a run; pass --resume auto to continue it or choose another --results-dir"
+            )
+        return None
+    if cfg.resume == "auto":
+        return latest_checkpoint(ckpt_dir(run_dir))
+    path = Path(cfg.resume)
+    if not path.is_file():
+        raise UserError(f"--resume {path}: no such checkpoint; pass an existing .pt file or --resume auto")
+    return path
+
+
+def write_run_info(run_dir: Path, config: dict[str, Any], world_size: int) -> Path:
+    """``<run>/run.json``: the full config, the git revision and the number of processes (atomic)."""
+    info = {"config": config, "git": git_revision(), "world_size": world_size}
+    blob = json.dumps(info, indent=2, default=str).encode()
+    return atomic_write(Path(run_dir) / RUN_INFO, lambda f: f.write(blob))
