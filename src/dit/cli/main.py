@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "eval": "dit.cli.eval",
     "train-classifier": "dit.cli.train_classifier",
     "demo": "dit.cli.demo",
+    "serve": "dit.cli.serve",
 }
 
 

@@ -208,9 +208,12 @@ class ImageSampler:
         )  # (B, C, h, w)
 
     @torch.no_grad()
-    def images(self, indices: Sequence[int], labels: Optional[Sequence[int]]) -> np.ndarray:
-        """uint8 (B, H, W, 3): :meth:`latents` decoded by the codec (fp32) and converted to pixels."""
-        x = self.codec.decode(self.latents(indices, labels))  # (B, 3, H, W) in [-1, 1]
+    def images(self, indices: Sequence[int], labels: Optional[Sequence[int]], callback=None) -> np.ndarray:
+        """uint8 (B, H, W, 3): :meth:`latents` decoded by the codec (fp32) and converted to pixels.
+
+        ``callback`` is passed on to :meth:`latents` (progress; raising inside it aborts the draw).
+        """
+        x = self.codec.decode(self.latents(indices, labels, callback))  # (B, 3, H, W) in [-1, 1]
         bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
         if bad:  # NaN would turn into black images and silently spoil a grid or an FID
             raise UserError(

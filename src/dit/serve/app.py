@@ -1,0 +1,317 @@
+"""The HTTP side of ``dit serve``: a JSON API (OpenAPI at ``/openapi.json``) and the page that uses it.
+
+Endpoints (``docs/serve.md`` has examples):
+
+* ``GET /api/info``: the model (classes with names, image size), samplers, defaults and limits.
+* ``POST /api/jobs``: queue a generation → 202 with the job; 422 for bad input, 429 when busy.
+* ``GET /api/jobs/{id}``: the job's state (for polling); ``GET /api/jobs/{id}/events``: the same as
+  server-sent events until it finishes. When the last page streaming a job goes away before it
+  finishes, the job is cancelled.
+* ``POST /api/jobs/{id}/cancel``; ``GET /api/jobs/{id}/images/{k}.png``, ``/grid.png``,
+  ``/protocol.json``: the results.
+
+Every error is JSON ``{"error": "<one line>"}`` (plus ``field`` for bad input), never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Optional, Union
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dit import __version__
+from dit.diffusion.samplers import SAMPLERS
+from dit.errors import UserError, one_line
+from dit.evaluation.writers import grid_image
+from dit.serve.jobs import Busy, Job, JobQueue
+
+log = logging.getLogger("dit.serve")
+
+MAX_TIMESTEP = 999  # guidance intervals are in the training diffusion's timesteps 0..999
+MAX_CFG_SCALE = 100.0
+STATIC = resources.files("dit.serve") / "static"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for, and how many may wait."""
+
+    max_images: int = 16
+    max_steps: int = 1000
+    max_waiting: int = 4
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The page's starting values (the official sample.py's: DDPM, 250 steps, guidance 4)."""
+
+    num_images: int = 4
+    sampler: str = "ddpm"
+    num_steps: int = 250
+    cfg_scale: float = 4.0
+    seed: int = 0
+
+
+class GenerateRequest(BaseModel):
+    """One generation: ``num_images`` images, image i of class ``classes[i mod len(classes)]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: list[Union[int, str]] = Field(
+        min_length=1, max_length=1000, description="class ids or names; image i gets classes[i mod len]",
+        examples=[["golden retriever"], [207, 360]])
+    num_images: Optional[int] = Field(None, ge=1, description="how many images (default: one per class given)")
+    sampler: str = Field(Defaults.sampler, description="a sampler name (GET /api/info lists them)")
+    num_steps: int = Field(Defaults.num_steps, ge=1, description="sampler steps")
+    cfg_scale: float = Field(Defaults.cfg_scale, ge=0.0, le=MAX_CFG_SCALE, allow_inf_nan=False,
+                             description="classifier-free guidance scale (1 = off)")
+    guidance_interval: Optional[tuple[int, int]] = Field(
+        None, description=f"guide only at timesteps lo <= t <= hi (of 0..{MAX_TIMESTEP}); null = every step")
+    seed: int = Field(Defaults.seed, ge=0, lt=2**63, description="image i's noise depends on (seed, i) only")
+
+
+class BadRequest(Exception):
+    """A request the model cannot serve (422): ``field`` and a one-line message."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Work:
+    """A validated request in the pipeline's terms."""
+
+    classes: list[int]
+    num_steps: int
+    cfg_scale: float
+    sampler: str
+    seed: int
+    guidance_interval: Optional[tuple[int, int]]
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        return {"classes": self.classes, "num_steps": self.num_steps, "cfg_scale": self.cfg_scale,
+                "sampler": self.sampler, "seed": self.seed, "guidance_interval": self.guidance_interval}
+
+
+def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
+    """The limits and the model's classes and samplers: :class:`BadRequest` naming the field."""
+    n = req.num_images if req.num_images is not None else len(req.classes)
+    if n > limits.max_images:
+        raise BadRequest("num_images", f"at most {limits.max_images} images per request (asked {n})")
+    if len(req.classes) > n:
+        raise BadRequest("classes", f"{len(req.classes)} classes for {n} images; give at most one class per image")
+    if req.num_steps > limits.max_steps:
+        raise BadRequest("num_steps", f"at most {limits.max_steps} steps per request (asked {req.num_steps})")
+    if req.sampler not in SAMPLERS:
+        raise BadRequest("sampler", f"unknown sampler {req.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if req.guidance_interval is not None:
+        lo, hi = req.guidance_interval
+        if not 0 <= lo <= hi <= MAX_TIMESTEP:
+            raise BadRequest("guidance_interval", f"needs 0 <= lo <= hi <= {MAX_TIMESTEP}, got [{lo}, {hi}]")
+    ids = []
+    for c in req.classes:
+        try:
+            ids.append(int(pipe.class_index(c)))
+        except UserError as e:
+            raise BadRequest("classes", one_line(e)) from None
+    return Work([ids[i % len(ids)] for i in range(n)], req.num_steps, float(req.cfg_scale), req.sampler,
+                req.seed, tuple(req.guidance_interval) if req.guidance_interval else None)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 (H, W, 3) → PNG file bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class Result:
+    images: list[bytes]  # one PNG per image
+    grid: bytes  # the PNG grid `dit sample --out x.png` would write
+    card: dict[str, Any]
+
+
+def run_job(pipe, job: Job) -> Result:
+    """Draw a job's images (its progress callback also stops it when cancelled), grid and card."""
+    work: Work = job.request
+    job.num_steps = work.num_steps
+    kwargs = work.pipeline_kwargs()
+    images = pipe(**kwargs, output_type="pil", callback=lambda i, n, latent: job.progress(i + 1, n))
+    arrays = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (N, H, W, 3) uint8
+    card = pipe.protocol_card(**kwargs)
+    return Result([png_bytes(a) for a in arrays], png_bytes(grid_image(arrays, work.classes)), card)
+
+
+def error(status: int, message: str, headers: Optional[dict[str, str]] = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def job_state(job: Job, queue: JobQueue) -> dict[str, Any]:
+    """What the API says about a job (the page renders exactly this)."""
+    state: dict[str, Any] = {"id": job.id, "status": job.status, "step": job.step,
+                             "num_steps": job.num_steps or job.request.num_steps,
+                             "position": queue.position(job), "error": job.error}
+    if job.status == "done" and isinstance(job.result, Result):
+        base = f"/api/jobs/{job.id}"
+        state["images"] = [f"{base}/images/{k}.png" for k in range(len(job.result.images))]
+        state["grid"] = f"{base}/grid.png"
+        state["protocol"] = f"{base}/protocol.json"
+        state["card"] = job.result.card
+    return state
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    """(field, one line) from pydantic's first complaint."""
+    errs = exc.errors()
+    if not errs:
+        return "body", "invalid request"
+    e = errs[0]
+    loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+    field = loc[0] if loc else "body"
+    msg = str(e.get("msg", "invalid value"))
+    if e.get("type") == "extra_forbidden":
+        msg = f"unknown field; the fields are {', '.join(GenerateRequest.model_fields)}"
+    elif e.get("type") == "json_invalid":
+        msg = "the body is not valid JSON"
+    return field, f"{'.'.join(loc) or 'body'}: {msg}"
+
+
+def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(), ckpt: str = "",
+               queue: Optional[JobQueue] = None) -> FastAPI:
+    """The app around one pipeline on one device (one job at a time; see :class:`JobQueue`)."""
+    app = FastAPI(title="dit serve", version=__version__, docs_url=None, redoc_url=None,  # Swagger UI needs a CDN
+                  description="Sample a DiT checkpoint. Every error is JSON {\"error\": \"...\"}.")
+    jobs = queue or JobQueue(lambda job: run_job(pipe, job), max_waiting=limits.max_waiting)
+    app.state.jobs = jobs
+    app.router.add_event_handler("shutdown", jobs.close)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        field, message = _validation_message(exc)
+        return error(422, message, field=field)
+
+    @app.exception_handler(BadRequest)
+    async def _bad(request: Request, exc: BadRequest):
+        return error(422, f"{exc.field}: {exc}", field=exc.field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.exception("request %s failed", request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+    def find(job_id: str) -> Job:
+        job = jobs.get(job_id)
+        if job is None:
+            raise StarletteHTTPException(404, f"no job {job_id} (finished jobs are kept for a while, then dropped)")
+        return job
+
+    def finished_result(job_id: str) -> Result:
+        job = find(job_id)
+        if job.status != "done" or not isinstance(job.result, Result):
+            raise StarletteHTTPException(409, f"job {job_id} is {job.status}, it has no images")
+        return job.result
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(str(STATIC / "index.html"))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/api/info", summary="The model, samplers, defaults and limits")
+    def info() -> dict[str, Any]:
+        names = pipe.class_names
+        n = int(getattr(pipe, "num_classes", len(names) if names else 0))
+        classes = [{"id": k, "name": names[k] if names and k < len(names) else f"class {k}"} for k in range(n)]
+        return {"dit_version": __version__, "checkpoint": ckpt, "classes": classes, "samplers": list(SAMPLERS),
+                "defaults": defaults.__dict__, "limits": limits.__dict__, "max_timestep": MAX_TIMESTEP,
+                "max_cfg_scale": MAX_CFG_SCALE, "queue": jobs.stats()}
+
+    @app.post("/api/jobs", status_code=202, summary="Queue a generation",
+              responses={422: {"description": "bad input: {error, field}"},
+                         429: {"description": "busy: {error}, try again after Retry-After seconds"}})
+    def submit(req: GenerateRequest) -> dict[str, Any]:
+        work = check_request(req, pipe, limits)
+        try:
+            job = jobs.submit(work)
+        except Busy as e:
+            return error(429, f"busy: {e}; try again in a moment", headers={"Retry-After": "5"}, retry_after=5)  # type: ignore[return-value]
+        return job_state(job, jobs)
+
+    @app.get("/api/jobs/{job_id}", summary="A job's state (poll this, or stream /events)")
+    def state(job_id: str) -> dict[str, Any]:
+        return job_state(find(job_id), jobs)
+
+    @app.post("/api/jobs/{job_id}/cancel", summary="Stop a job (waiting: dropped; running: stops at its next step)")
+    def cancel(job_id: str) -> dict[str, Any]:
+        find(job_id)
+        return job_state(jobs.cancel(job_id, "cancelled by request"), jobs)
+
+    @app.get("/api/jobs/{job_id}/events", summary="Server-sent events: the job's state at every change",
+             response_class=StreamingResponse)
+    async def events(job_id: str, request: Request):
+        job = find(job_id)
+
+        async def stream():
+            jobs.watch(job, +1)
+            last, beat = -1, 0.0
+            try:
+                while True:
+                    if job.version != last:
+                        last = job.version
+                        yield f"event: state\ndata: {json.dumps(job_state(job, jobs))}\n\n"
+                        if job.finished:
+                            return
+                    elif beat >= 5.0:  # a comment line: keeps proxies open and notices a gone client
+                        beat = 0.0
+                        yield ": waiting\n\n"
+                    if await request.is_disconnected():
+                        return
+                    await asyncio.sleep(0.1)
+                    beat += 0.1
+            finally:
+                if jobs.watch(job, -1) == 0 and not job.finished:
+                    jobs.cancel(job.id, "cancelled: the page that asked for it went away")
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/api/jobs/{job_id}/images/{index}.png", summary="Image k of a finished job",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def image(job_id: str, index: int):
+        result = finished_result(job_id)
+        if not 0 <= index < len(result.images):
+            raise StarletteHTTPException(404, f"job {job_id} has images 0..{len(result.images) - 1}")
+        return Response(result.images[index], media_type="image/png")
+
+    @app.get("/api/jobs/{job_id}/grid.png", summary="All images of a finished job as one PNG grid",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def grid(job_id: str):
+        return Response(finished_result(job_id).grid, media_type="image/png",
+                        headers={"Content-Disposition": f'attachment; filename="dit-{job_id}.png"'})
+
+    @app.get("/api/jobs/{job_id}/protocol.json", summary="The protocol card of a finished job")
+    def card(job_id: str) -> dict[str, Any]:
+        return finished_result(job_id).card
+
+    return app
+

@@ -1,0 +1,53 @@
+"""Start ``dit serve``: load the pipeline once, build the app, run uvicorn on one address."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Optional
+
+import uvicorn
+
+from dit.errors import UserError
+from dit.serve.app import Limits, create_app
+from dit.serve.pipeline_adapter import AdapterPipeline
+
+LOOPBACK = "127.0.0.1"
+
+
+def load_pipeline(ckpt: str, weights: str = "ema", device: Optional[str] = None):
+    """The pipeline the server samples with (one per server, one device)."""
+    return AdapterPipeline.from_pretrained(ckpt, weights=weights, device=device)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_message(host: str, port: int) -> str:
+    """What the command says when it starts: where, and who can reach it."""
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    if is_loopback(host):
+        return f"dit serve: open {url} (bound to {host}: only this machine can reach it; --host 0.0.0.0 to share it)"
+    return (f"dit serve: open {url} (bound to {host}: other machines on the network CAN reach it and use this "
+            "device; there is no authentication)")
+
+
+def serve(ckpt: str, host: str = LOOPBACK, port: int = 7860, weights: str = "ema", device: Optional[str] = None,
+          limits: Limits = Limits()) -> None:
+    """Load ``ckpt`` and serve the page and API until interrupted."""
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be in 1..65535, got {port}")
+    pipe = load_pipeline(ckpt, weights=weights, device=device)
+    app = create_app(pipe, limits, ckpt=str(ckpt))
+    print(bind_message(host, port), flush=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}; pick another --port or --host") from None
