@@ -244,6 +244,18 @@ def test_missing_extra_is_one_line(monkeypatch, capsys, ckpt):
     assert len(err.splitlines()) == 1
 
 
+def test_a_taken_port_is_one_line_before_the_model_loads(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--ckpt", str(tmp_path / "missing.pt"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or --host"
+
+
 @pytest.mark.slow
 def test_load_20_concurrent_requests_all_answered_and_still_serving(ckpt):
     """`dit serve` as a process on 127.0.0.1; 20 clients at once: each gets its images or a busy answer."""

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of a training checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 lets other machines in")
     p.add_argument("--port", type=positive_int, default=7860, help="TCP port")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cuda or cpu; unset: cuda when available")
     p.add_argument("--max-images", type=positive_int, default=16, help="images per request at most")
     p.add_argument("--max-steps", type=positive_int, default=1000, help="sampler steps per request at most")
     p.add_argument("--max-queue", type=int, default=4, help="requests that may wait behind the running one")

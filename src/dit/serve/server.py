@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from typing import Optional
 
 import uvicorn
@@ -38,16 +39,25 @@ def bind_message(host: str, port: int) -> str:
             "device; there is no authentication)")
 
 
+def check_free(host: str, port: int) -> None:
+    """Fail before loading the model when the address cannot be listened on (port taken, foreign address)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}; pick another --port or --host") from None
+
+
 def serve(ckpt: str, host: str = LOOPBACK, port: int = 7860, weights: str = "ema", device: Optional[str] = None,
           limits: Limits = Limits()) -> None:
     """Load ``ckpt`` and serve the page and API until interrupted."""
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")
+    check_free(host, port)
     pipe = load_pipeline(ckpt, weights=weights, device=device)
     app = create_app(pipe, limits, ckpt=str(ckpt))
     print(bind_message(host, port), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
-    except OSError as e:  # the port is taken, or the address is not this machine's
-        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}; pick another --port or --host") from None
+    uvicorn.run(app, host=host, port=port, log_level="warning")
