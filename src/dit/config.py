@@ -7,10 +7,13 @@ be stored inside checkpoints and protocol cards (self-describing files).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple, Union
 
 from dit.errors import UserError
+
+EMA_TYPES = ("constant", "halflife", "power")  # dit.train.ema.EMASchedule.kind
 
 
 class _DictMixin:
@@ -102,6 +105,11 @@ class TrainConfig(_DictMixin):
     grad_clip: Optional[float] = None
     ema_decay: float = 0.9999
     ema_warmup: bool = False
+    # EMA schedule (dit.train.ema): constant decay (paper), EDM half-life or EDM2 power function
+    ema_type: str = "constant"
+    ema_halflife_kimg: float = 500.0  # halflife: longest half-life, thousands of images (EDM: 500)
+    ema_rampup_ratio: Optional[float] = 0.05  # halflife: half-life ≤ ratio × images seen (EDM: 0.05)
+    ema_std: float = 0.10  # power: relative width σ_rel of the averaging profile (EDM2: 0.05-0.15)
     # Numerics and speed
     precision: str = "fp32"
     grad_checkpointing: bool = False
@@ -114,6 +122,22 @@ class TrainConfig(_DictMixin):
     # Hooks run with the EMA model every K steps (0 = off); see dit.train.callbacks.TrainCallback
     sample_every: int = 0
     eval_every: int = 0
+
+    def validate_optimiser(self) -> None:
+        """One-line errors for AdamW β and EMA settings a user can get wrong."""
+        b1, b2 = self.betas
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):  # NaN fails too
+            raise UserError(f"AdamW betas must be in [0, 1) (the paper: 0.9, 0.999), got {b1}, {b2}")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise UserError(f"--ema-decay must be in [0, 1] (the paper: 0.9999), got {self.ema_decay}")
+        if self.ema_type not in EMA_TYPES:
+            raise UserError(f"--ema-type {self.ema_type!r} is unknown; use one of {', '.join(EMA_TYPES)}")
+        if not (self.ema_halflife_kimg > 0 and math.isfinite(self.ema_halflife_kimg)):
+            raise UserError(f"--ema-halflife-kimg must be a positive number, got {self.ema_halflife_kimg}")
+        if self.ema_rampup_ratio is not None and not self.ema_rampup_ratio > 0:
+            raise UserError(f"--ema-rampup-ratio must be positive (EDM: 0.05), got {self.ema_rampup_ratio}")
+        if not 0.0 < self.ema_std <= 0.28:  # σ_rel(γ) peaks near 0.3 (γ ≈ −0.3): wider has no γ
+            raise UserError(f"--ema-std must be in (0, 0.28) (EDM2: 0.05-0.15), got {self.ema_std}")
 
 
 @dataclass

@@ -243,3 +243,37 @@ def test_dit_eval_copies_the_card_of_dit_sample(ckpt, tmp_path):
     assert result["protocol"]["path"] == f"{samples}.protocol.json"
     assert result["protocol"]["settings"] == card_of(samples)["settings"]
     assert 0.0 <= result["class_accuracy"] <= 1.0  # labels arr_1 travelled with the samples
+
+
+def _warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning: the EMA weights")]
+
+
+def test_says_in_one_line_when_the_ema_is_still_mostly_initial_weights(ckpt, tmp_path, capsys):
+    """2 steps of a constant 0.9999 EMA keep 99.98% of the initial weights: warn, naming --weights model."""
+    assert main(sample_argv(ckpt, tmp_path / "a.npz", "--num-samples", "2")) == 0
+    (line,) = _warnings(capsys.readouterr().err)
+    assert "100%" in line and "--weights model" in line
+    assert main(sample_argv(ema_export_path(ckpt), tmp_path / "b.npz", "--num-samples", "2")) == 0
+    assert len(_warnings(capsys.readouterr().err)) == 1  # the safetensors export records it too
+    assert main(sample_argv(ckpt, tmp_path / "c.npz", "--num-samples", "2", "--weights", "model")) == 0
+    assert _warnings(capsys.readouterr().err) == []
+
+
+def test_no_stale_ema_warning_for_a_short_run_ema(tmp_path, capsys):
+    from .train_utils import make_image_folder, train_args
+
+    data = make_image_folder(tmp_path / "data")
+    assert main(train_args(data, tmp_path / "run", "--max-steps", "2", "--ema-type", "halflife")) == 0
+    ckpt = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1]
+    capsys.readouterr()
+    assert main(sample_argv(ckpt, tmp_path / "a.npz", "--num-samples", "2")) == 0
+    assert _warnings(capsys.readouterr().err) == []
+
+
+@pytest.mark.parametrize("updates, warns", [(6000, True), (7000, False)])  # 0.9999^6000 = 0.55, ^7000 = 0.50
+def test_stale_ema_threshold_from_the_recorded_settings(updates, warns):
+    meta = {"train": {"ema_decay": 0.9999, "global_batch_size": 256}, "ema_updates": updates}
+    line = gen.stale_ema_warning({"weights": "ema", "meta": meta, "step": updates}, "x.pt")
+    assert (line is not None) == warns
+    assert gen.stale_ema_warning({"weights": "ema", "meta": {}}, "official.pt") is None  # nothing recorded

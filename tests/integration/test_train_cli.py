@@ -74,6 +74,42 @@ def test_stop_and_resume_auto_equals_straight_run(data, tmp_path):
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
 
 
+@pytest.mark.parametrize("ema", [["--ema-type", "halflife", "--ema-halflife-kimg", "0.02"], ["--ema-type", "power"]])
+def test_short_run_ema_and_beta2_resume_equals_straight_run_and_are_recorded(data, tmp_path, ema):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--log-every", "2", "--ckpt-every", "100", "--adam-beta2", "0.95", *ema]
+    assert main(train_args(data, straight, "--max-steps", "6", *common)) == 0
+    assert main(train_args(data, split, "--max-steps", "3", *common)) == 0
+    assert main(train_args(data, split, "--max-steps", "6", "--resume", "auto", *common)) == 0
+    a, b = final_state(straight), final_state(split)
+    assert a["ema_updates"] == b["ema_updates"] == 6
+    assert assert_states_close(a, b, atol=0.0) == 0.0
+    train_cfg = a["config"]["train"]
+    assert tuple(train_cfg["betas"]) == (0.9, 0.95) and train_cfg["ema_type"] == ema[1]
+    assert a["opt"]["param_groups"][0]["betas"] == (0.9, 0.95)
+    # the EMA moved away from the initial weights (a constant 0.9999 EMA would not have)
+    first = build_first_model(a)
+    assert any(not torch.allclose(first[k], v) for k, v in a["ema"].items())
+
+
+def build_first_model(state: dict) -> dict:
+    """The initial weights of a run (its seed only decides them)."""
+    from dit.config import ModelConfig
+    from dit.models import build_model
+
+    torch.manual_seed(state["config"]["train"]["seed"])
+    return build_model(ModelConfig.from_dict(state["config"]["model"])).state_dict()
+
+
+@pytest.mark.parametrize("change", [["--ema-type", "power"], ["--ema-decay", "0.99"], ["--adam-beta2", "0.99"]])
+def test_resume_refuses_other_ema_or_optimiser_settings(data, tmp_path, capsys, change):
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--max-steps", "2")) == 0
+    assert main(train_args(data, run, "--max-steps", "4", "--resume", "auto", *change)) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and change[0] in err
+
+
 def test_refuses_a_folder_holding_another_run(data, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(train_args(data, run, "--max-steps", "2")) == 0

@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
+from dit.config import EMA_TYPES, TrainConfig
+
+_T = TrainConfig()  # the defaults of the flags that map one-to-one to its fields
+
+
+def _ratio_or_none(text: str):
+    """A positive float, or 'none' (no half-life ramp-up)."""
+    return None if text.lower() == "none" else positive_float(text)
 
 HELP = "train a DiT (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
@@ -65,6 +73,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="lr after warm-up (cosine needs --max-steps)")
     o.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay per step")
     o.add_argument("--ema-warmup", action="store_true", help="use decay min(d, (1+n)/(10+n)) so short runs get a useful EMA")
+    o.add_argument("--ema-type", choices=EMA_TYPES, default=_T.ema_type,
+                   help="constant: --ema-decay every step (paper); halflife: EDM half-life growing with images seen; "
+                   "power: EDM2 power-function EMA of relative width --ema-std (the last two suit short runs)")
+    o.add_argument("--ema-halflife-kimg", type=positive_float, default=_T.ema_halflife_kimg,
+                   help="halflife EMA: longest half-life in thousands of images (EDM: 500)")
+    o.add_argument("--ema-rampup-ratio", type=_ratio_or_none, default=_T.ema_rampup_ratio,
+                   help="halflife EMA: half-life at most this fraction of the images seen so far ('none': no ramp-up)")
+    o.add_argument("--ema-std", type=positive_float, default=_T.ema_std,
+                   help="power EMA: relative standard deviation σ_rel of the average over the run (EDM2: 0.05-0.15)")
+    o.add_argument("--adam-beta2", type=float, default=_T.betas[1], help="AdamW β2 (paper 0.999; lower, e.g. 0.99 or 0.95, adapts faster in short runs)")
     o.add_argument("--grad-clip", type=positive_float, default=None, help="clip the global gradient norm to this value")
     o.add_argument("--max-bad-steps", type=positive_int, default=20, help="stop after this many non-finite steps in a row")
     o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision (fp16 adds a grad scaler)")
@@ -98,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, epochs=args.epochs, max_minutes=args.max_minutes, ckpt_every=args.ckpt_every,
         keep_last=args.keep_last, log_every=args.log_every, seed=args.seed, resume=args.resume, lr=args.lr,
         warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule, grad_clip=args.grad_clip,
-        ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, precision=args.precision,
+        ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, ema_type=args.ema_type,
+        ema_halflife_kimg=args.ema_halflife_kimg, ema_rampup_ratio=args.ema_rampup_ratio, ema_std=args.ema_std,
+        betas=(_T.betas[0], args.adam_beta2), precision=args.precision,
         grad_checkpointing=args.grad_checkpointing, compile=args.compile, fsdp=args.fsdp, device=args.device,
         max_bad_steps=args.max_bad_steps, sample_every=args.sample_every, eval_every=args.eval_every,
     )

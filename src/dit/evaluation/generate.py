@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import shutil
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ from dit.evaluation.writers import to_uint8, write_npz, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write
 from dit.runtime.distributed import DistInfo, barrier, broadcast_object
+from dit.train.ema import initial_weight_of
+
+# Warn when a checkpoint's EMA gives its initial (random) weights more than this share
+STALE_EMA_WEIGHT = 0.5
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 OUTPUT_SUFFIXES = (".png", ".npz")
@@ -326,6 +331,24 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu") -> 
     return Loaded(model.to(device), model.config, diffusion_cfg, codec, info)
 
 
+def stale_ema_warning(info: dict[str, Any], path: str) -> Optional[str]:
+    """One line when the loaded EMA weights still are mostly the initial ones, else None.
+
+    A constant 0.9999 EMA (the paper) keeps 0.9999^n of the initial weights after n updates:
+    95% after 500 steps, still 37% after 10k. Sampling it gives noise however well the model
+    trained; the raw weights (``--weights model``) or a short-run EMA (``--ema-type``) do not.
+    """
+    if info.get("weights") != "ema":
+        return None
+    weight = initial_weight_of(info.get("meta") or {})
+    if weight is None or weight <= STALE_EMA_WEIGHT:
+        return None
+    return (
+        f"warning: the EMA weights of {path} are still {weight:.0%} their initial random values (step "
+        f"{info.get('step')}); sample the trained weights with --weights model, or train with --ema-type halflife|power"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Files: shards, resume, merge, card
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +458,8 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         chunks = chunk_ranges(n, cfg.batch_size)
         todo = [c for c in rank_chunks(chunks, info.rank, info.world_size)
                 if not shard_complete(shard_path(folder, c), c, sampler.image_shape)]
+        if info.is_main and (warning := stale_ema_warning(loaded.checkpoint, cfg.ckpt)):
+            print(warning, file=sys.stderr)  # after every check that can fail: an error stays one line
         for c in _progress(todo, cfg.progress and info.is_main, f"sample (rank 0 of {info.world_size})"):
             images = sampler.images(list(c), None if labels is None else labels[c.start : c.stop])
             write_npz(shard_path(folder, c), images, None if labels is None else labels[c.start : c.stop])

@@ -219,7 +219,7 @@ def read_weights(path: str | Path, weights: str = "ema") -> RawWeights:
         sd, chosen = _pick(obj, weights, p)
         conf = obj["config"] if isinstance(obj["config"], dict) else {}
         meta = {k: conf[k] for k in ("diffusion", "data", "train") if k in conf}
-        meta.update({k: obj[k] for k in ("step", "version") if k in obj})
+        meta.update({k: obj[k] for k in ("step", "version", "ema_updates") if k in obj})
         fmt = "dit-train" if "opt" in obj else "dit-weights"
         if fmt == "dit-weights" and isinstance(obj.get("weights"), str):
             chosen = obj["weights"]  # what the converted weights were (ema, model or unknown)

@@ -22,6 +22,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.tensor import distribute_tensor
 
+from dit.config import TrainConfig
 from dit.errors import UserError
 from dit.runtime.checkpoint import ema_export_path, export_safetensors, load_checkpoint, prune_checkpoints, save_checkpoint
 from dit.train.ema import EMA
@@ -80,6 +81,26 @@ def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_ba
             "resume with the same value (the data position depends on it)"
         )
     return state
+
+
+# Settings a resumed run must share with its checkpoint: the optimiser state and the EMA average
+# were built under them (a changed EMA schedule would silently reweight the average).
+RESUME_FIXED = ("betas", "ema_type", "ema_decay", "ema_warmup", "ema_halflife_kimg", "ema_rampup_ratio", "ema_std")
+
+
+def check_resume_settings(path: Path, saved_train: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse to resume with other :data:`RESUME_FIXED` settings (older checkpoints: the defaults)."""
+    defaults = TrainConfig()
+    diffs = []
+    for key in RESUME_FIXED:
+        have, want = saved_train.get(key, getattr(defaults, key)), getattr(cfg, key)
+        if isinstance(want, tuple):
+            have = tuple(have)
+        if have != want:
+            flag = "--adam-beta2 (AdamW betas)" if key == "betas" else f"--{key.replace('_', '-')}"
+            diffs.append(f"{flag} {have!r} (checkpoint) vs {want!r}")
+    if diffs:
+        raise UserError(f"{path} was trained with other settings: {'; '.join(diffs)}; resume with the checkpoint's values")
 
 
 def restore_weights(model: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict[str, Any], fsdp: bool) -> None:
