@@ -82,6 +82,11 @@ class LatentCodec:
         """Images in [-1, 1] from scaled latents (the inverse of :meth:`sample`'s scaling)."""
         return latents_scaled.float().clamp(-1.0, 1.0)
 
+    def to(self, device: Union[str, torch.device]) -> "LatentCodec":
+        """Move the codec (its network, if any) to ``device``; returns itself."""
+        self.device = torch.device(device)
+        return self
+
     def to_dict(self) -> dict:
         """The header stored in checkpoints and latent caches."""
         return {
@@ -128,6 +133,11 @@ class VAECodec(LatentCodec):
         if self.shift_factor:
             z = z + self.shift_factor
         return self.vae.decode(z).sample.float().clamp(-1.0, 1.0)  # (N, 3, H, W)
+
+    def to(self, device: Union[str, torch.device]) -> "VAECodec":
+        self.vae.to(device=device)
+        self.device = torch.device(device)
+        return self
 
 
 def _folder_fingerprint(folder: Path) -> str:

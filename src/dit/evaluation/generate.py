@@ -38,6 +38,7 @@ from dit.evaluation.writers import to_uint8, write_npz, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write
 from dit.runtime.distributed import DistInfo, barrier, broadcast_object
+from dit.runtime.hub import resolve_pretrained
 from dit.train.ema import initial_weight_of
 
 # Warn when a checkpoint's EMA gives its initial (random) weights more than this share
@@ -293,8 +294,11 @@ def _vae_spec_from_record(record: Optional[dict]) -> Optional[str]:
     return record.get("source")
 
 
-def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu") -> Loaded:
+def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", revision: Optional[str] = None) -> Loaded:
     """Model (via :func:`dit.models.checkpoint_io.load_model`), diffusion config and codec for ``cfg``.
+
+    ``cfg.ckpt`` is a local path or a Hugging Face hub id (:func:`dit.runtime.hub.resolve_pretrained`,
+    at ``revision``); ``Loaded.checkpoint["path"]`` is the local file or folder actually read.
 
     The codec is ``cfg.vae`` when given, else the one recorded in the checkpoint, else (official
     files record none) ``"mse"``, the official sample.py default. The model's input size must be
@@ -307,8 +311,9 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu") -> 
 
     if not cfg.ckpt:
         raise UserError("no checkpoint: pass --ckpt PATH (a dit checkpoint, a .safetensors export or an official .pt)")
+    path = resolve_pretrained(cfg.ckpt, revision)
     model, info = load_model(
-        cfg.ckpt, model=cfg.model, image_size=cfg.image_size, num_classes=cfg.num_classes, weights=cfg.weights,
+        path, model=cfg.model, image_size=cfg.image_size, num_classes=cfg.num_classes, weights=cfg.weights,
         device="cpu",
     )
     spec = cfg.vae or _vae_spec_from_record(info.get("vae")) or OFFICIAL_VAE
@@ -424,13 +429,35 @@ def merge_shards(folder: Path, chunks: Sequence[range], image_shape: tuple[int, 
     return images
 
 
+def make_sampler(loaded: Loaded, cfg: SampleConfig, device: torch.device | str) -> ImageSampler:
+    """The :class:`ImageSampler` of ``cfg``'s sampling settings over a loaded model (the training diffusion,
+    respaced by the sampler itself)."""
+    from dit.diffusion import create_diffusion
+
+    diffusion = create_diffusion(**dataclasses.replace(loaded.diffusion_config, timestep_respacing="").to_dict())
+    return ImageSampler(loaded.model, diffusion, loaded.codec, cfg, device)
+
+
+def sampling_settings(loaded: Loaded, sampler: ImageSampler, cfg: SampleConfig, num_samples: int, ckpt_hash: str) -> dict:
+    """The protocol card's ``settings``: everything that fixes the pixels (also the shards' resume check)."""
+    return {
+        "checkpoint": {"sha256": ckpt_hash, "weights": loaded.checkpoint.get("weights", cfg.weights),
+                       "format": loaded.checkpoint.get("format"), "step": loaded.checkpoint.get("step")},
+        "model": loaded.model_config.to_dict(),
+        "diffusion": loaded.diffusion_config.to_dict(),
+        **sampler.settings(),
+        "num_samples": int(num_samples),
+        "class_labels": label_mode(sampler.num_classes, cfg.class_labels),
+        "batch_size": int(cfg.batch_size),
+    }
+
+
 def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_shards: bool = False) -> Path:
     """Run ``dit sample`` for ``cfg`` (one process or one rank under torchrun); returns the output path.
 
     Ranks draw their chunks into shards (skipping shards already complete), rank 0 merges them
     into ``cfg.out``, writes the protocol card and removes the shards (unless ``keep_shards``).
     """
-    from dit.diffusion import create_diffusion
     from dit.runtime.distributed import cleanup, init_distributed
 
     out = _check_out(cfg.out)
@@ -438,21 +465,12 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
     info = info or init_distributed(cfg.device)
     try:
         loaded = load_for_sampling(cfg, info.device)
-        diffusion = create_diffusion(**dataclasses.replace(loaded.diffusion_config, timestep_respacing="").to_dict())
-        sampler = ImageSampler(loaded.model, diffusion, loaded.codec, cfg, info.device)
+        ckpt_path = loaded.checkpoint["path"]  # the local file or folder (a hub id resolved)
+        sampler = make_sampler(loaded, cfg, info.device)
         n = _num_samples(cfg)
         labels = sample_labels(n, sampler.num_classes, cfg.class_labels)
-        ckpt_hash = broadcast_object(protocol.file_sha256(cfg.ckpt) if info.is_main else None, info)
-        settings = {
-            "checkpoint": {"sha256": ckpt_hash, "weights": loaded.checkpoint.get("weights", cfg.weights),
-                           "format": loaded.checkpoint.get("format"), "step": loaded.checkpoint.get("step")},
-            "model": loaded.model_config.to_dict(),
-            "diffusion": loaded.diffusion_config.to_dict(),
-            **sampler.settings(),
-            "num_samples": n,
-            "class_labels": label_mode(sampler.num_classes, cfg.class_labels),
-            "batch_size": int(cfg.batch_size),
-        }
+        ckpt_hash = broadcast_object(protocol.file_sha256(ckpt_path) if info.is_main else None, info)
+        settings = sampling_settings(loaded, sampler, cfg, n, ckpt_hash)
         folder = shard_dir(out)
         _prepare_shards(folder, settings, info)
         chunks = chunk_ranges(n, cfg.batch_size)
@@ -467,7 +485,7 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         if info.is_main:
             images = merge_shards(folder, chunks, sampler.image_shape)
             write_samples(out, images, labels)
-            extra = {"checkpoint_path": str(Path(cfg.ckpt).resolve()),
+            extra = {"checkpoint_path": str(Path(ckpt_path).resolve()),
                      **protocol.provenance(info.world_size, str(info.device))}
             extra["shards"] = {"total": len(chunks), "drawn_now": drawn, "resumed": len(chunks) - drawn}
             protocol.write_card(out, protocol.make_card(settings, out, extra))
