@@ -1,0 +1,266 @@
+"""``dit.Pipeline``: sample a DiT from Python in three lines, with the exact images `dit sample` draws.
+
+    import dit
+    pipe = dit.Pipeline.from_pretrained("facebook/DiT-XL-2-256")   # or a checkpoint path
+    images = pipe(classes=["golden retriever", 207], num_steps=50, cfg_scale=4.0, seed=0)
+
+A layer above :mod:`dit.evaluation` (and below :mod:`dit.cli`): loading goes through
+:func:`dit.evaluation.generate.load_for_sampling` and drawing through its
+:class:`~dit.evaluation.generate.ImageSampler`, the one generation path of `dit sample`, so the
+same seed and settings give the same pixels as ``dit sample --class-labels ... --seed ...`` (with
+the same batch size; tested). Sample i of a call depends only on the weights, the settings, the
+seed and i, never on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from dit.config import SampleConfig
+from dit.data.class_names import class_index, default_class_names
+from dit.errors import UserError
+from dit.evaluation import protocol
+from dit.evaluation.generate import (
+    DEFAULT_NUM_SAMPLES,
+    ImageSampler,
+    Loaded,
+    chunk_ranges,
+    load_for_sampling,
+    make_sampler,
+    sample_labels,
+    sampling_settings,
+)
+
+ClassSpec = Union[str, int]
+OUTPUT_TYPES = ("pil", "pt", "np")
+_PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+_DEFAULTS = SampleConfig()  # `dit sample`'s defaults: sampler ddpm, 250 steps, batch 32
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def precision_of(dtype: Union[torch.dtype, str, None]) -> str:
+    """``torch.bfloat16``/``"bf16"`` → ``"bf16"`` (the autocast precision names of `dit sample --precision`)."""
+    if dtype is None:
+        return "fp32"
+    if isinstance(dtype, str) and dtype in _PRECISION_OF_DTYPE.values():
+        return dtype
+    if dtype in _PRECISION_OF_DTYPE:
+        return _PRECISION_OF_DTYPE[dtype]
+    raise UserError(f"dtype {dtype!r} is not supported; use torch.float32, torch.bfloat16 or torch.float16")
+
+
+class Pipeline:
+    """A DiT, its diffusion and its decoder, ready to draw images by class name or id.
+
+    Build it with :meth:`from_pretrained`. ``class_names`` lists the names ``__call__`` accepts
+    (ImageNet-1k's for 1000-class models, the image-folder names stored in our checkpoints,
+    ``id2label`` of a diffusers pipeline), or is None when the model carries none.
+    """
+
+    def __init__(self, loaded: Loaded, device: Union[str, torch.device], precision: str = "fp32"):
+        self.loaded = loaded
+        self.device = torch.device(device)
+        self.precision = precision_of(precision)
+        self.num_classes = int(loaded.model_config.num_classes)
+        self.class_names: Optional[list[str]] = default_class_names(self.num_classes, loaded.checkpoint.get("class_names"))
+        self.path = Path(loaded.checkpoint["path"])
+        self._sha256: Optional[str] = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: Union[str, Path],
+        weights: str = "ema",
+        device: Union[str, torch.device, None] = None,
+        revision: Optional[str] = None,
+        *,
+        model: Optional[str] = None,
+        image_size: Optional[int] = None,
+        num_classes: Optional[int] = None,
+        vae: Optional[str] = None,
+    ) -> "Pipeline":
+        """Load any file `dit sample --ckpt` loads, or a Hugging Face hub id (at ``revision``).
+
+        Our training checkpoints and ``.safetensors`` exports, official ``.pt`` files (name the size
+        with ``model``/``image_size`` when it is not XL/2-256), diffusers folders and hub repos
+        (``facebook/DiT-XL-2-256``). ``weights``: ``"ema"`` (default) or ``"model"``. ``vae``
+        overrides the decoder (default: the one the checkpoint records, ``mse`` for official files).
+        ``device`` defaults to CUDA when available. Nothing is unpickled beyond tensors.
+        """
+        dev = torch.device(device) if device is not None else default_device()
+        cfg = SampleConfig(ckpt=str(path_or_hub_id), model=model, image_size=image_size, num_classes=num_classes,
+                           weights=weights, vae=vae)
+        return cls(load_for_sampling(cfg, dev, revision), dev)
+
+    # -- classes --------------------------------------------------------------------------------
+
+    def class_index(self, name_or_id: ClassSpec) -> int:
+        """The label id of a class name (case-insensitive; ImageNet synonyms too) or of an id; UserError if unknown."""
+        return class_index(name_or_id, self.num_classes, self.class_names)
+
+    # -- device and precision -------------------------------------------------------------------
+
+    def to(self, device: Union[str, torch.device], dtype: Union[torch.dtype, str, None] = None) -> "Pipeline":
+        """Move model and decoder to ``device``; ``dtype`` (bf16/fp16) sets the DiT's autocast precision.
+
+        The weights stay float32 and the VAE decodes in float32, as ``dit sample --precision`` does.
+        """
+        self.device = torch.device(device)
+        self.loaded.model.to(self.device)
+        self.loaded.codec.to(self.device)
+        if dtype is not None:
+            self.precision = precision_of(dtype)
+        return self
+
+    # -- drawing --------------------------------------------------------------------------------
+
+    def sample_config(
+        self,
+        classes: Union[ClassSpec, Sequence[ClassSpec], None] = None,
+        num_steps: Optional[int] = None,
+        cfg_scale: float = 4.0,
+        sampler: Optional[str] = None,
+        seed: int = 0,
+        guidance_interval: Optional[Sequence[int]] = None,
+        *,
+        num_images: Optional[int] = None,
+        guidance_channels: str = "all",
+        eta: float = 0.0,
+        batch_size: Optional[int] = None,
+    ) -> SampleConfig:
+        """The :class:`SampleConfig` (what `dit sample` would be given) of a call's arguments."""
+        if isinstance(classes, (str, int)):
+            classes = [classes]
+        labels = tuple(self.class_index(c) for c in classes) if classes else None
+        if num_images is not None and int(num_images) < 1:
+            raise UserError(f"num_images must be positive, got {num_images}")
+        return dataclasses.replace(
+            _DEFAULTS,
+            ckpt=str(self.path),
+            out="",
+            weights=str(self.loaded.checkpoint.get("weights")),
+            num_samples=num_images,
+            class_labels=labels,
+            sampler=sampler or _DEFAULTS.sampler,
+            num_sampling_steps=int(num_steps) if num_steps is not None else _DEFAULTS.num_sampling_steps,
+            cfg_scale=float(cfg_scale),
+            guidance_channels=guidance_channels,
+            guidance_interval=tuple(int(v) for v in guidance_interval) if guidance_interval else None,
+            eta=float(eta),
+            seed=int(seed),
+            precision=self.precision,
+            batch_size=int(batch_size) if batch_size is not None else _DEFAULTS.batch_size,
+            progress=False,
+        )
+
+    def __call__(
+        self,
+        classes: Union[ClassSpec, Sequence[ClassSpec], None] = None,
+        num_steps: Optional[int] = None,
+        cfg_scale: float = 4.0,
+        sampler: Optional[str] = None,
+        seed: int = 0,
+        guidance_interval: Optional[Sequence[int]] = None,
+        output_type: str = "pil",
+        callback: Optional[Callable[[int, int, torch.Tensor], Any]] = None,
+        *,
+        num_images: Optional[int] = None,
+        guidance_channels: str = "all",
+        eta: float = 0.0,
+        batch_size: Optional[int] = None,
+    ):
+        """Draw one image per entry of ``classes`` (names or ids; ``num_images`` cycles through them).
+
+        Without ``classes``: ``num_images`` (default 16) images, classes balanced (i mod num_classes),
+        or an unconditional model's samples. ``num_steps``/``sampler`` default to `dit sample`'s
+        (250, ``ddpm``); ``cfg_scale`` 1 turns guidance off; ``guidance_interval=(lo, hi)`` guides
+        only for lo <= t <= hi. ``output_type``: ``"pil"`` (a list of PIL images), ``"np"`` (uint8
+        (N, H, W, 3), what `dit sample` writes) or ``"pt"`` (float32 (N, 3, H, W) in [0, 1], the same
+        pixels / 255). ``callback(step_index, total_steps, x0_prediction)`` runs after every sampler
+        step (``x0_prediction``: the current batch's predicted latents (B, C, h, w); batches of
+        ``batch_size`` run one after another, so ``step_index`` counts over all of them); an exception
+        raised in it stops the call.
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise UserError(f"output_type {output_type!r} is unknown; use one of {', '.join(OUTPUT_TYPES)}")
+        cfg = self.sample_config(classes, num_steps, cfg_scale, sampler, seed, guidance_interval, num_images=num_images,
+                                 guidance_channels=guidance_channels, eta=eta, batch_size=batch_size)
+        drawer = make_sampler(self.loaded, cfg, self.device)
+        n = self._num_images(cfg)
+        labels = sample_labels(n, drawer.num_classes, cfg.class_labels)
+        images = self._draw(drawer, cfg, n, labels, callback)  # (N, H, W, 3) uint8
+        return convert_images(images, output_type)
+
+    def _draw(self, drawer: ImageSampler, cfg: SampleConfig, n: int, labels, callback) -> np.ndarray:
+        chunks = chunk_ranges(n, cfg.batch_size)
+        total = len(chunks) * cfg.num_sampling_steps
+        parts = []
+        for k, chunk in enumerate(chunks):
+            step_fn = None
+            if callback is not None:
+                def step_fn(i, t, x, pred_x0, offset=k * cfg.num_sampling_steps):
+                    callback(offset + i, total, pred_x0)
+            parts.append(drawer.images(list(chunk), None if labels is None else labels[chunk.start : chunk.stop], step_fn))
+        return np.concatenate(parts)  # (N, H, W, 3)
+
+    @staticmethod
+    def _num_images(cfg: SampleConfig) -> int:
+        if cfg.num_samples is not None:
+            return int(cfg.num_samples)
+        return len(cfg.class_labels) if cfg.class_labels else DEFAULT_NUM_SAMPLES
+
+    def decode(self, latents: torch.Tensor, output_type: str = "pil"):
+        """Latents (B, C, h, w) (e.g. a callback's x0 prediction) as images, for previews."""
+        from dit.evaluation.writers import to_uint8
+
+        with torch.no_grad():
+            x = self.loaded.codec.decode(latents.to(self.device))  # (B, 3, H, W) in [-1, 1]
+        return convert_images(to_uint8(x).numpy(), output_type)
+
+    # -- the protocol card ----------------------------------------------------------------------
+
+    def checkpoint_sha256(self) -> str:
+        """SHA-256 of the checkpoint file or folder (computed once)."""
+        if self._sha256 is None:
+            self._sha256 = protocol.file_sha256(self.path)
+        return self._sha256
+
+    def protocol_card(self, classes=None, num_steps=None, cfg_scale: float = 4.0, sampler=None, seed: int = 0,
+                      guidance_interval=None, *, num_images=None, guidance_channels: str = "all", eta: float = 0.0,
+                      batch_size=None, output: str = "") -> dict:
+        """The protocol card `dit sample` writes as ``<out>.protocol.json`` for the same settings."""
+        cfg = self.sample_config(classes, num_steps, cfg_scale, sampler, seed, guidance_interval, num_images=num_images,
+                                 guidance_channels=guidance_channels, eta=eta, batch_size=batch_size)
+        drawer = make_sampler(self.loaded, cfg, self.device)
+        n = self._num_images(cfg)
+        settings = sampling_settings(self.loaded, drawer, cfg, n, self.checkpoint_sha256())
+        chunks = len(chunk_ranges(n, cfg.batch_size))
+        extra = {"checkpoint_path": str(self.path.resolve()), **protocol.provenance(1, str(self.device)),
+                 "shards": {"total": chunks, "drawn_now": chunks, "resumed": 0}}
+        return protocol.make_card(settings, output, extra)
+
+    def __repr__(self) -> str:
+        c = self.loaded.model_config
+        return (f"Pipeline({c.name or 'custom DiT'}, {self.num_classes} classes, input {c.input_size}, "
+                f"vae {self.loaded.codec.id}, device {self.device}, precision {self.precision}, from {self.path})")
+
+
+def convert_images(images: np.ndarray, output_type: str):
+    """uint8 (N, H, W, 3) → a list of PIL images, the array itself, or float (N, 3, H, W) in [0, 1]."""
+    if output_type == "np":
+        return images
+    if output_type == "pt":
+        return torch.from_numpy(images.copy()).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
+    if output_type == "pil":
+        from PIL import Image
+
+        return [Image.fromarray(im) for im in images]
+    raise UserError(f"output_type {output_type!r} is unknown; use one of {', '.join(OUTPUT_TYPES)}")
