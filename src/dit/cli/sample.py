@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # No choices= read from dit.diffusion (it imports torch, and `dit --help` must stay fast):
     # the sampler name is checked by dit.evaluation.generate, which lists the registry's names.
     w = p.add_argument_group("weights")
-    w.add_argument("--ckpt", required=True, help="a dit checkpoint (.pt), its .safetensors export, or an official DiT .pt")
+    w.add_argument("--ckpt", required=True, help="a dit checkpoint (.pt), its .safetensors export, an official DiT .pt, "
+                   "a diffusers folder or a Hugging Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)")
     w.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of a training checkpoint")
     w.add_argument("--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)")
     w.add_argument("--image-size", type=positive_int, default=None, help="official files only: image side in pixels (256, 512)")
