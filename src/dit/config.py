@@ -96,6 +96,9 @@ class TrainConfig(_DictMixin):
     log_every: int = 100
     seed: int = 0
     resume: Optional[str] = None
+    # Fine-tuning: start from these pretrained weights (a checkpoint, export, official file, diffusers
+    # folder or hub id); see dit.train.init_from
+    init_from: Optional[str] = None
     # Optimiser (AdamW, constant lr 1e-4, no weight decay; warm-up and cosine optional)
     lr: float = 1e-4
     weight_decay: float = 0.0

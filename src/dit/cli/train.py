@@ -36,7 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--num-workers", type=int, default=4, help="data-loading worker processes per rank")
 
     m = p.add_argument_group("model and diffusion")
-    m.add_argument("--model", default="DiT-XL/2", help="official size such as DiT-XL/2 or DiT-S/8 (ignored with --depth etc.)")
+    m.add_argument("--model", default=None, help="official size such as DiT-XL/2 or DiT-S/8, ignored with --depth etc. "
+                   "(default: DiT-XL/2; with --init-from, the pretrained model's size)")
+    m.add_argument("--init-from", default=None, metavar="CKPT_OR_HUB_ID",
+                   help="fine-tune: start model and EMA from these weights (a checkpoint, .safetensors, official .pt, "
+                   "diffusers folder or hub id); another class count or image size re-makes the class table and "
+                   "position embeddings (listed in the log), everything else must match")
     m.add_argument("--block", default="adaln-zero", choices=["adaln-zero", "adaln", "cross-attn", "in-context"], help="block design (paper Fig. 5)")
     m.add_argument("--depth", type=positive_int, default=None, help="custom size: number of blocks (with --hidden-size, --num-heads, --patch-size)")
     m.add_argument("--hidden-size", type=positive_int, default=None, help="custom size: token width D")
@@ -101,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if any(v is not None for v in custom) and not all(v is not None for v in custom):
         raise UserError("a custom model size needs all of --depth, --hidden-size, --num-heads and --patch-size")
     sizes = dict(depth=args.depth, hidden_size=args.hidden_size, num_heads=args.num_heads, patch_size=args.patch_size)
+    name = args.model or (None if args.init_from else "DiT-XL/2")  # None + no sizes: the pretrained model's
     model_cfg = ModelConfig(
-        name=None if custom[0] is not None else args.model,
+        name=None if custom[0] is not None else name,
         block=args.block,
         learn_sigma=args.learn_sigma,
         class_dropout_prob=args.class_dropout_prob,
@@ -114,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         unconditional=args.unconditional, flip=args.flip, on_bad_image=args.on_bad_image,
         num_workers=args.num_workers, results_dir=args.results_dir, global_batch_size=args.global_batch_size,
         max_steps=args.max_steps, epochs=args.epochs, max_minutes=args.max_minutes, ckpt_every=args.ckpt_every,
-        keep_last=args.keep_last, log_every=args.log_every, seed=args.seed, resume=args.resume, lr=args.lr,
+        keep_last=args.keep_last, log_every=args.log_every, seed=args.seed, resume=args.resume,
+        init_from=args.init_from, lr=args.lr,
         warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule, grad_clip=args.grad_clip,
         ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, ema_type=args.ema_type,
         ema_halflife_kimg=args.ema_halflife_kimg, ema_rampup_ratio=args.ema_rampup_ratio, ema_std=args.ema_std,

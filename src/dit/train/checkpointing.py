@@ -124,6 +124,11 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
 
+def load_full_ema(ema: EMA, full: dict[str, torch.Tensor]) -> None:
+    """Copy full (unsharded) EMA tensors into ``ema``, each rank taking its shards under FSDP."""
+    _load_ema_sharded(ema, full)
+
+
 def _load_ema_sharded(ema: EMA, full: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for k, dst in ema.state_dict().items():

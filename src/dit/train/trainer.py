@@ -37,7 +37,7 @@ from dit.runtime.checkpoint import checkpoint_path, remove_stray_temps
 from dit.runtime.distributed import DistInfo, all_reduce_max, barrier, cleanup, init_distributed
 from dit.runtime.logging import RunLogger
 from dit.runtime.revision import git_revision
-from dit.train import checkpointing
+from dit.train import checkpointing, init_from
 from dit.train.callbacks import EveryNSteps, TrainCallback, due
 from dit.train.ema import EMA, EMASchedule
 from dit.train.parallelize import parallelize
@@ -121,7 +121,14 @@ class Trainer:
         if info.device.type == "cuda" and cfg.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        # Fine-tuning: the source's weights (and its architecture when the run names no size)
+        pretrained = init_from.read_pretrained(cfg.init_from) if cfg.init_from else None
+        if pretrained is not None and model_cfg.name is None and model_cfg.depth is None:
+            model_cfg = init_from.architecture_of(pretrained.config, model_cfg)
         self.source, model, self.model_cfg, self.diffusion = build_components(cfg, model_cfg, diffusion_cfg, self.device)
+        init_ema, init_report = None, None
+        if pretrained is not None and self.resume_from is None:  # a resumed run has it all in its checkpoint
+            init_ema, init_report = init_from.initialise(model, pretrained)
         if len(self.source.dataset) < cfg.global_batch_size:
             raise UserError(
                 f"the data has {len(self.source.dataset)} examples, fewer than --global-batch-size "
@@ -136,6 +143,8 @@ class Trainer:
         )
         # After sharding, so under FSDP each rank averages its own shards. Starts as a copy (official).
         self.ema = EMA(self.model, schedule=EMASchedule.from_config(cfg))
+        if init_ema is not None:
+            checkpointing.load_full_ema(self.ema, init_ema)
         self.params = [p for p in self.train_model.parameters() if p.requires_grad]
         # Fused AdamW (one kernel over all tensors) measured 3.6x faster than foreach on DiT-S/2 (CPU,
         # benchmarks/README.md); FSDP2's sharded DTensors keep the foreach implementation.
@@ -151,6 +160,10 @@ class Trainer:
         self.last_checkpoint: Optional[Path] = None
         self.logger = RunLogger(self.run_dir, enabled=info.is_main)
         self._report_bad = BadImageReport(self.run_dir / BAD_IMAGE_LOG, self.logger)
+        if init_report is not None:
+            step = f", step {pretrained.step}" if pretrained.step is not None else ""
+            self.logger.info(f"initialised from {pretrained.source} ({pretrained.format}{step}, model and EMA weights): "
+                             f"{init_report.summary()}")
         if self.resume_from is not None:
             self._load(self.resume_from)
         if info.is_main:
