@@ -1,7 +1,8 @@
-"""The FID Inception-v3 code with random weights: shapes, batching, resizing, file layout, loading.
+"""The FID Inception-v3 code with random weights: shapes, batching, TF1 resizing, file layout, loading.
 
-The real pytorch-fid weights cannot be fetched here, so numbers against TF are not tested; the
-layout test pins the state-dict keys/shapes that the file must match.
+The real weights are tested against the TF graph's TorchScript in
+``tests/reference/test_inception_tf_graph.py``; the layout test here pins the state-dict
+keys/shapes that pytorch-fid's file must match.
 """
 
 import numpy as np
@@ -60,35 +61,66 @@ def test_logits_are_pool_times_fc_weight_without_bias(net, images):
     torch.testing.assert_close(out["logits"], out["pool"] @ net.fc.weight.T)
 
 
-def _bilinear_reference(img: np.ndarray, size: int) -> np.ndarray:
-    """Half-pixel-centre bilinear resize (align_corners=False), written out in numpy, (H, W) → (S, S)."""
+def _tf1_resize_reference(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """TF1 ``ResizeBilinear`` (align_corners=False, half_pixel_centers=False) written from its C++ definition.
+
+    tensorflow/core/kernels/image/resize_bilinear_op.cc, legacy path, in float32 and plain loops:
+    scale = in/out; in = out_index * scale; lower = max(floor(in), 0); upper = min(ceil(in), in - 1);
+    lerp = in - floor(in); top = tl + (tr - tl) * x_lerp; bottom = bl + (br - bl) * x_lerp;
+    out = top + (bottom - top) * y_lerp. ``img`` (H, W) float32 → (out_h, out_w) float32.
+    """
+    f32 = np.float32
     h, w = img.shape
 
-    def coords(n_in):
-        src = (np.arange(size) + 0.5) * (n_in / size) - 0.5
-        src = np.clip(src, 0, None)
-        i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        return i0, i1, src - i0
+    def weights(n_in, n_out):
+        scale = f32(n_in) / f32(n_out)
+        table = []
+        for i in range(n_out):
+            src = f32(i) * scale
+            fl = np.floor(src)
+            table.append((max(int(fl), 0), min(int(np.ceil(src)), n_in - 1), f32(src - fl)))
+        return table
 
-    y0, y1, fy = coords(h)
-    x0, x1, fx = coords(w)
-    top = img[y0][:, x0] * (1 - fx) + img[y0][:, x1] * fx
-    bot = img[y1][:, x0] * (1 - fx) + img[y1][:, x1] * fx
-    return top * (1 - fy[:, None]) + bot * fy[:, None]
+    ys, xs = weights(h, out_h), weights(w, out_w)
+    out = np.empty((out_h, out_w), f32)
+    for r, (y0, y1, yl) in enumerate(ys):
+        for c, (x0, x1, xl) in enumerate(xs):
+            top = f32(img[y0, x0] + (img[y0, x1] - img[y0, x0]) * xl)
+            bottom = f32(img[y1, x0] + (img[y1, x1] - img[y1, x0]) * xl)
+            out[r, c] = f32(top + (bottom - top) * yl)
+    return out
 
 
-def test_preprocess_resizes_bilinear_to_299_in_minus_one_one():
+@pytest.mark.parametrize("h,w", [(5, 7), (8, 8), (32, 20), (400, 333)])
+def test_resize_is_tf1_legacy_bilinear(h, w):
+    rng = np.random.default_rng(h * w)
+    img = rng.integers(0, 256, size=(h, w)).astype(np.float32)
+    ours = inception.tf1_resize_bilinear(torch.from_numpy(img)[None, None], 299)[0, 0].numpy()
+    ref = _tf1_resize_reference(img, 299, 299)
+    # Same float32 operations in the same order: equal up to the last bit or two.
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4)
+
+
+def test_resize_is_not_the_half_pixel_resize():
+    # The legacy convention samples source pixel i*in/out; half-pixel centres (pytorch-fid, torch's
+    # align_corners=False) sample (i+0.5)*in/out-0.5. On a ramp they differ by a quarter pixel.
+    ramp = torch.arange(8, dtype=torch.float32).repeat(8, 1)[None, None]  # (1, 1, 8, 8), value = column
+    ours = inception.tf1_resize_bilinear(ramp, 16)[0, 0, 0]
+    torch.testing.assert_close(ours, torch.tensor([0, .5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7, 7]))
+
+
+def test_preprocess_is_tf_graph_resize_then_minus_128_over_128():
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, size=(1, 5, 7, 3), dtype=np.uint8)
     x = inception.preprocess(torch.from_numpy(img))  # (1, 3, 299, 299)
     assert x.shape == (1, 3, 299, 299)
-    ref = _bilinear_reference(img[0, :, :, 1].astype(np.float64) / 255.0, 299) * 2 - 1
-    np.testing.assert_allclose(x[0, 1].numpy(), ref, atol=1e-5)
-    # A 299×299 input is only rescaled to [-1, 1], not resampled.
+    ref = (_tf1_resize_reference(img[0, :, :, 1].astype(np.float32), 299, 299) - 128) / 128
+    np.testing.assert_allclose(x[0, 1].numpy(), ref, rtol=0, atol=1e-6)
+    # A 299×299 input is only rescaled (ADM's graph: Sub 128, Mul 1/128), not resampled.
     big = rng.integers(0, 256, size=(1, 299, 299, 3), dtype=np.uint8)
     y = inception.preprocess(torch.from_numpy(big))
-    torch.testing.assert_close(y, torch.from_numpy(big).permute(0, 3, 1, 2).float() / 255 * 2 - 1)
+    torch.testing.assert_close(y, (torch.from_numpy(big).permute(0, 3, 1, 2).float() - 128) / 128, rtol=0, atol=0)
+    assert y.min() >= -1 and y.max() <= 127 / 128
 
 
 def test_constant_images_of_any_size_give_the_same_features(net):
@@ -159,6 +191,24 @@ def test_missing_weights_say_which_file_and_where(tmp_path, monkeypatch):
     assert str(tmp_path / "cache") in str(e.value) and inception.WEIGHTS_URL in str(e.value)
     with pytest.raises(UserError, match="not found"):
         inception.find_weights(tmp_path / "nope.pth")
+
+
+def test_weights_without_classifier_give_no_logits(net, images, tmp_path):
+    # dit convert-inception output has no fc: pool and spatial as with it, no logits.
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    torch.save(state, tmp_path / "nofc.pth")
+    loaded = inception.load_inception(tmp_path / "nofc.pth")
+    with torch.no_grad():
+        a, b = net(torch.from_numpy(images)), loaded(torch.from_numpy(images))
+    assert set(b) == {"pool", "spatial"}
+    torch.testing.assert_close(a["pool"], b["pool"])
+    assert set(FeatureExtractor(loaded, "nofc").features(images)) == {"pool", "spatial"}
+
+
+def test_converted_file_in_cache_folder_is_found(tmp_path, monkeypatch):
+    (tmp_path / inception.CONVERTED_FILENAME).write_bytes(b"")
+    monkeypatch.setenv("DIT_CACHE", str(tmp_path))
+    assert inception.find_weights() == tmp_path / inception.CONVERTED_FILENAME
 
 
 def test_wrong_file_is_a_user_error(tmp_path):

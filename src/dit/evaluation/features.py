@@ -2,7 +2,8 @@
 
 A :class:`FeatureExtractor` maps uint8 images (N, H, W, 3) to three float arrays:
 ``pool`` (N, Dp) for FID and precision/recall, ``spatial`` (N, Ds) for sFID and ``logits``
-(N, K) for the Inception Score and class accuracy. Implementations: the FID Inception-v3
+(N, K) for the Inception Score and class accuracy (absent when the network has no classifier,
+e.g. Inception weights from ``dit convert-inception``). Implementations: the FID Inception-v3
 (:func:`inception_extractor`) and the small digit classifier (:func:`classifier_extractor`).
 ``make_extractor`` turns the command line's ``--features`` choice into one.
 """
@@ -51,7 +52,7 @@ class FeatureExtractor:
         self, batches: Iterable[np.ndarray], total: Optional[int] = None, progress: bool = False
     ) -> dict[str, np.ndarray]:
         """Like :meth:`features` for an iterable of uint8 (B, H, W, 3) batches (streamed files)."""
-        out: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
+        out: dict[str, list[np.ndarray]] = {}
         if progress:
             from tqdm import tqdm
 
@@ -62,8 +63,9 @@ class FeatureExtractor:
             # np.require copies only when needed: a read-only (memory-mapped) batch must not reach torch.
             feats = self.net(torch.from_numpy(np.require(images, requirements=["C", "W"])).to(self.device))
             for k in FEATURE_KEYS:
-                out[k].append(feats[k].float().cpu().numpy())
-        if not out["pool"]:
+                if k in feats:
+                    out.setdefault(k, []).append(feats[k].float().cpu().numpy())
+        if not out.get("pool"):
             raise UserError("no images to extract features from")
         return {k: np.concatenate(v) for k, v in out.items()}
 

