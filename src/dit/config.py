@@ -156,9 +156,10 @@ class EvalConfig(_DictMixin):
     batch_size: int = 64
     device: Optional[str] = None
     cache: bool = True
-    # k of the k-NN manifolds and the number of Inception Score splits (ADM: 3 and 10)
+    # k of the k-NN manifolds (ADM: 3) and the Inception Score's chunk size (ADM: consecutive
+    # chunks of 5,000 samples, the last one shorter; 50K samples → 10 splits)
     nearest_k: int = 3
-    is_splits: int = 10
+    is_split_size: int = 5000
 
 
 @dataclass
@@ -206,6 +207,8 @@ class SampleConfig(_DictMixin):
     eta: float = 0.0
     seed: int = 0
     precision: str = "fp32"
+    # TensorFloat-32 matmuls/convolutions on CUDA, as TrainConfig.tf32 (official sample_ddp.py: on)
+    tf32: bool = True
     batch_size: int = 32
     device: Optional[str] = None
     progress: bool = True

@@ -125,6 +125,27 @@ def test_inception_score_matches_direct_formula():
     assert metrics.inception_score(metrics.softmax(logits)) == pytest.approx(np.mean(direct), rel=1e-10)
 
 
+def _adm_inception_score(preds: np.ndarray, split_size: int) -> float:
+    """ADM's evaluator's ``compute_inception_score`` loop, as written there."""
+    scores = []
+    for i in range(0, len(preds), split_size):
+        part = preds[i : i + split_size]
+        kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
+        kl = np.mean(np.sum(kl, 1))
+        scores.append(np.exp(kl))
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize("n,size,chunks", [(23, 5, 5), (20, 5, 4), (7, 5000, 1), (12, 1, 12)])
+def test_inception_score_chunks_are_adms_consecutive_chunks(n, size, chunks):
+    logits = np.random.default_rng(n).normal(scale=3, size=(n, 5))
+    score, count = metrics.inception_score_chunks(metrics.softmax(logits), size)
+    assert count == chunks
+    assert score == pytest.approx(_adm_inception_score(metrics.softmax(logits), size), rel=1e-12)
+    if n == 23:  # a last, shorter chunk is scored on its own: not equal splits
+        assert score != pytest.approx(metrics.inception_score(metrics.softmax(logits), splits=5), rel=1e-6)
+
+
 def test_manifold_radii_match_brute_force_and_chunking():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(97, 6)).astype(np.float32)

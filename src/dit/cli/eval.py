@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "compute FID, sFID, IS, precision and recall of samples against a reference (ADM's definitions)"
 DESCRIPTION = (
     "SAMPLES and REFERENCE are each an .npz (arr_0 (N, H, W, 3) uint8, optional arr_1 labels) or a "
-    "folder of images. Features come from the FID Inception-v3 (weights file "
-    "pt_inception-2015-12-05-6726825d.pth from pytorch-fid, read from --inception or the cache folder "
-    "$DIT_CACHE / ~/.cache/dit; never downloaded) or from a classifier made by `dit train-classifier`. "
-    "Reference features are cached beside the reference. The samples' protocol card "
-    "(<SAMPLES>.protocol.json) is copied into the result."
+    "folder of images. As ADM's evaluator (the one behind the DiT paper's numbers): when REFERENCE is an .npz "
+    "that stores mu, sigma, mu_s, sigma_s (ADM's reference batches, or `dit make-reference` output) FID and "
+    "sFID use those statistics; precision/recall use its images; the result's reference_statistics says which. "
+    "Inception input is resized as the TF1 graph does (bilinear, legacy pixel centres) and scaled (x-128)/128. "
+    "Features come from the FID Inception-v3 (pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
+    "`dit convert-inception` output, from --inception or the cache folder $DIT_CACHE / ~/.cache/dit; never "
+    "downloaded) or from a classifier made by `dit train-classifier`. Reference features are cached beside "
+    "the reference. The samples' protocol card (<SAMPLES>.protocol.json) is copied into the result. A warning "
+    "(console and JSON not_comparable_because) says when the settings cannot give numbers comparable with "
+    "published ones (fewer than 50K samples, statistics recomputed from images, non-Inception features)."
 )
 
 
@@ -27,12 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
     parser.add_argument("--no-cache", action="store_true", help="recompute reference features instead of using/writing the cache")
     parser.add_argument("--nearest-k", type=int, default=3, help="k of the k-NN manifolds of precision/recall (ADM: 3)")
-    parser.add_argument("--is-splits", type=int, default=10, help="number of Inception Score splits (ADM: 10 of 5000)")
+    parser.add_argument("--is-split-size", type=int, default=5000,
+                        help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk "
+                             "is shorter when N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)")
 
 
 def format_result(result: dict) -> str:
     """The headline numbers on a few lines."""
-    lines = [f"{k:16s} {result[k]:.4f}" for k in ("fid", "sfid", "inception_score", "precision", "recall")]
+    lines = [f"{k:16s} {result[k]:.4f}" if result[k] is not None else f"{k:16s} n/a (no classifier in the weights)"
+             for k in ("fid", "sfid", "inception_score", "precision", "recall")]
     if "class_accuracy" in result:
         lines.append(f"{'class_accuracy':16s} {result['class_accuracy']:.4f}")
     return "\n".join(lines)
@@ -44,14 +53,17 @@ def run(args: argparse.Namespace) -> int:
     from dit.evaluation.evaluate import evaluate
     from dit.evaluation.io import write_json
 
-    if args.batch_size < 1 or args.nearest_k < 1 or args.is_splits < 1:
-        raise UserError("--batch-size, --nearest-k and --is-splits must be positive")
+    if args.batch_size < 1 or args.nearest_k < 1 or args.is_split_size < 1:
+        raise UserError("--batch-size, --nearest-k and --is-split-size must be positive")
     cfg = EvalConfig(samples=args.samples, reference=args.reference, features=args.features, inception=args.inception,
                      batch_size=args.batch_size, device=args.device, cache=not args.no_cache,
-                     nearest_k=args.nearest_k, is_splits=args.is_splits)
+                     nearest_k=args.nearest_k, is_split_size=args.is_split_size)
     result = evaluate(cfg, progress=True)
     out = args.out or args.samples.rstrip("/") + ".eval.json"
     write_json(out, {**result, "config": cfg.to_dict()})
     print(format_result(result))
+    if result["not_comparable_because"]:
+        print("warning: not comparable with published (ADM-evaluator) numbers: "
+              + "; ".join(result["not_comparable_because"]), file=sys.stderr)
     print(f"wrote {out}")
     return 0

@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, str] = {
     "convert": "dit.cli.convert",
     "sample": "dit.cli.sample",
     "eval": "dit.cli.eval",
+    "make-reference": "dit.cli.make_reference",
+    "convert-inception": "dit.cli.convert_inception",
     "train-classifier": "dit.cli.train_classifier",
     "demo": "dit.cli.demo",
     "serve": "dit.cli.serve",

@@ -117,7 +117,7 @@ class EvalHook:
         from dit.evaluation.io import write_json
 
         write_json(out, result)
-        scalars = {k: float(result[k]) for k in SCALARS if k in result}
+        scalars = {k: float(result[k]) for k in SCALARS if result.get(k) is not None}
         self._log(trainer, step, scalars)
 
     def _log(self, trainer, step: int, scalars: dict[str, float]) -> None:

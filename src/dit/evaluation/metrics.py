@@ -7,7 +7,8 @@ business of :mod:`dit.evaluation.features`.
 
 * FID / sFID: Fréchet distance between Gaussians fitted to pool (resp. spatial) features
   (Heusel et al. 2017), with ADM's ``sqrtm`` guards.
-* Inception Score: exp E_x KL(p(y|x) || p(y)) averaged over 10 splits (Salimans et al. 2016).
+* Inception Score: exp E_x KL(p(y|x) || p(y)) averaged over consecutive chunks of 5,000
+  samples, as ADM (10 splits of 50K; Salimans et al. 2016 use 10 equal splits).
 * Precision / recall: k-nearest-neighbour manifolds, k = 3 (Kynkäänniemi et al. 2019).
 """
 
@@ -100,18 +101,35 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def inception_score(probs: np.ndarray, splits: int = 10) -> float:
     """Inception Score exp(E_x KL(p(y|x) || p(y))) averaged over ``splits`` equal parts.
 
-    ADM cuts the predictions into parts of 5000, i.e. 10 splits of its 50K samples; the original
-    improved-GAN code uses 10 splits. ``0·log 0`` counts as 0 (ADM would produce NaN there).
+    The improved-GAN code's way (``np.array_split`` into equal parts). ``dit eval`` reports
+    ADM's way instead, :func:`inception_score_chunks` (equal to this one for 50K samples and 10
+    splits). ``0·log 0`` counts as 0 (ADM would produce NaN there).
     """
     probs = np.asarray(probs, dtype=np.float64)  # (N, K)
     if probs.ndim != 2 or len(probs) < splits:
         raise ValueError(f"need probabilities of shape (N >= {splits}, K), got {probs.shape}")
-    scores = []
-    for part in np.array_split(probs, splits):  # (n, K) each
-        marginal = part.mean(axis=0, keepdims=True)  # (1, K)
-        kl = (xlogy(part, part) - xlogy(part, marginal)).sum(axis=1)  # (n,)
-        scores.append(np.exp(kl.mean()))
-    return float(np.mean(scores))
+    return float(np.mean([_split_score(part) for part in np.array_split(probs, splits)]))
+
+
+def _split_score(part: np.ndarray) -> float:
+    """exp(mean KL(p(y|x) || p(y))) of one split (n, K), p(y) the split's mean."""
+    marginal = part.mean(axis=0, keepdims=True)  # (1, K)
+    kl = (xlogy(part, part) - xlogy(part, marginal)).sum(axis=1)  # (n,)
+    return float(np.exp(kl.mean()))
+
+
+def inception_score_chunks(probs: np.ndarray, split_size: int = 5000) -> tuple[float, int]:
+    """ADM's Inception Score: the mean over consecutive chunks of ``split_size`` samples.
+
+    ADM's ``compute_inception_score(activations, split_size=5000)`` scores
+    ``preds[i : i + split_size]`` for i = 0, split_size, ...; the last chunk is shorter when N is
+    not a multiple (10K samples → 2 chunks, 50K → 10). Returns (score, number of chunks).
+    """
+    probs = np.asarray(probs, dtype=np.float64)  # (N, K)
+    if probs.ndim != 2 or len(probs) == 0 or split_size < 1:
+        raise ValueError(f"need probabilities (N >= 1, K) and split_size >= 1, got {probs.shape}, {split_size}")
+    scores = [_split_score(probs[i : i + split_size]) for i in range(0, len(probs), split_size)]
+    return float(np.mean(scores)), len(scores)
 
 
 def pairwise_sq_distances(u: np.ndarray, v: np.ndarray) -> np.ndarray:
