@@ -78,6 +78,23 @@ def test_npz_equals_an_independent_in_process_draw_and_weights_choice_matters(ck
     assert read_protocol_card(out)["settings"]["seed"] == 3  # `dit eval` finds the card
 
 
+def test_png_folder_holds_the_npz_images_one_file_each(ckpt, tmp_path):
+    npz = tmp_path / "s.npz"
+    assert main(sample_argv(ckpt, npz, "--num-samples", "5", "--batch-size", "2", "--seed", "4")) == 0
+    folder = tmp_path / "pngs"
+    assert main(sample_argv(ckpt, f"{folder}/", "--num-samples", "5", "--batch-size", "2", "--seed", "4")) == 0
+    images, labels = read_npz(npz)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"{i:06d}_class{c}.png" for i, c in enumerate(labels)]  # only PNGs: what clean-fid reads
+    for i, name in enumerate(names):
+        np.testing.assert_array_equal(np.asarray(Image.open(folder / name)), images[i])
+    card = read_protocol_card(folder)  # DIR.protocol.json, found by `dit eval DIR ...`
+    assert card["settings"]["num_samples"] == 5 and card["settings"]["tf32"] is None  # CPU: TF32 does not apply
+    assert not list(tmp_path.glob(".pngs.*"))  # the temporary folder was renamed into place
+    # A folder holding images already is refused before sampling (mixing runs would spoil an FID).
+    assert main(sample_argv(ckpt, f"{folder}/", "--num-samples", "5")) == 2
+
+
 def test_safetensors_export_gives_the_same_file_as_the_checkpoint(ckpt, tmp_path):
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     assert main(sample_argv(ckpt, a, "--num-samples", "3", "--class-labels", "2", "1", "2")) == 0

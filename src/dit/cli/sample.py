@@ -6,13 +6,14 @@ import argparse
 
 from dit.cli.argtypes import non_negative_float, positive_int
 
-HELP = "draw samples from a checkpoint into a PNG grid or an .npz (one process, or one rank per GPU under torchrun)"
+HELP = "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
     "Draw images from a dit checkpoint (EMA weights by default), its .safetensors export, or an official DiT .pt "
     "(then say which model: --model DiT-XL/2 --image-size 256; a non-official size needs a file that carries its "
     "config, e.g. `dit convert` output). --out FILE.png writes a grid (one row per class when classes are balanced); "
-    "--out FILE.npz writes arr_0 (N, H, W, 3) uint8 and arr_1 (N,) labels for `dit eval`. A protocol card "
-    "FILE.protocol.json records everything that fixed the pixels. Sample i depends only on the settings, the seed "
+    "--out FILE.npz writes arr_0 (N, H, W, 3) uint8 and arr_1 (N,) labels for `dit eval` and ADM's evaluator; "
+    "--out DIR/ writes one PNG per sample (000000.png, or 000000_class207.png with labels), the input of clean-fid "
+    "and torch-fidelity. A protocol card FILE.protocol.json (DIR.protocol.json) records everything that fixed the pixels. Sample i depends only on the settings, the seed "
     "and i, so the file is the same for any number of processes: torchrun --nproc_per_node 8 -m dit.cli.main sample "
     "... splits the work; an interrupted run picks up the shards already written in FILE.shards/ when rerun."
 )
@@ -48,9 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone")
 
     o = p.add_argument_group("output and speed")
-    o.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (arr_0 images, arr_1 labels)")
+    o.add_argument("--out", required=True,
+                   help="FILE.png (grid), FILE.npz (arr_0 images, arr_1 labels) or DIR/ (one PNG per sample; new or empty)")
     o.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass per process (keep it when resuming)")
     o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of the DiT (the VAE decodes in fp32)")
+    o.add_argument("--no-tf32", dest="tf32", action="store_false",
+                   help="no TensorFloat-32 matmuls/convolutions on CUDA (default on, as in training and the official sample_ddp.py)")
     o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     o.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")
     o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         class_labels=tuple(args.class_labels) if args.class_labels else None, sampler=args.sampler,
         num_sampling_steps=args.num_sampling_steps, cfg_scale=args.cfg_scale, guidance_channels=args.guidance_channels,
         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None, eta=args.eta,
-        seed=args.seed, precision=args.precision, batch_size=args.batch_size, device=args.device,
+        seed=args.seed, precision=args.precision, tf32=args.tf32, batch_size=args.batch_size, device=args.device,
         progress=args.progress,
     )
     out = generate_to_file(cfg, keep_shards=args.keep_shards)

@@ -10,8 +10,9 @@ size changes the floating-point summation order, hence a few pixels by one level
 
 Files (:func:`generate_to_file`): every chunk becomes an atomic shard
 ``<out>.shards/<start>-<stop>.npz``; a rerun skips the shards already there (after checking
-that they were made with the same settings), rank 0 merges them into ``<out>`` (``.npz`` or a
-``.png`` grid) and writes the protocol card ``<out>.protocol.json``.
+that they were made with the same settings), rank 0 merges them into ``<out>`` (``.npz``, a
+``.png`` grid or, for ``DIR/``, a folder of one PNG per sample) and writes the protocol card
+``<out>.protocol.json`` (``DIR.protocol.json`` for a folder).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch import nn
 from dit.config import DiffusionConfig, ModelConfig, SampleConfig
 from dit.errors import UserError
 from dit.evaluation import protocol
-from dit.evaluation.writers import to_uint8, write_npz, write_samples
+from dit.evaluation.writers import is_folder_output, to_uint8, write_npz, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write
 from dit.runtime.distributed import DistInfo, barrier, broadcast_object
@@ -177,6 +178,8 @@ class ImageSampler:
             "guidance_interval": list(c.guidance_interval) if c.guidance_interval else None,
             "guided": self.null_label is not None and c.cfg_scale != 1.0,
             "precision": c.precision,
+            # TF32 as in effect (set by `dit sample --no-tf32` or the trainer's tf32); None off CUDA
+            "tf32": bool(torch.backends.cuda.matmul.allow_tf32) if self.device.type == "cuda" else None,
             "seed": int(c.seed),
             "noise": "x_T row i ~ generator(seed, i, SAMPLE_INIT); step noise row i ~ generator(seed, i, SAMPLE_STEP)",
             "vae": self.codec.to_dict(),
@@ -382,8 +385,13 @@ def shard_complete(path: Path, chunk: range, image_shape: tuple[int, int]) -> bo
 
 def _check_out(out: str) -> Path:
     p = Path(out)
+    if is_folder_output(out):
+        if p.is_dir() and any(p.iterdir()):
+            raise UserError(f"--out {out}: the folder is not empty; give a new or empty folder for the PNGs")
+        return p
     if p.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise UserError(f"--out {out}: give a .png (a grid) or an .npz (arr_0 images, arr_1 labels) file name")
+        raise UserError(f"--out {out}: give a .png (a grid), an .npz (arr_0 images, arr_1 labels) or a folder "
+                        "ending in / (one PNG per sample)")
     return p
 
 
@@ -458,11 +466,12 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
     Ranks draw their chunks into shards (skipping shards already complete), rank 0 merges them
     into ``cfg.out``, writes the protocol card and removes the shards (unless ``keep_shards``).
     """
-    from dit.runtime.distributed import cleanup, init_distributed
+    from dit.runtime.distributed import cleanup, init_distributed, set_tf32
 
     out = _check_out(cfg.out)
     own_group = info is None
     info = info or init_distributed(cfg.device)
+    set_tf32(info.device, cfg.tf32)
     try:
         loaded = load_for_sampling(cfg, info.device)
         ckpt_path = loaded.checkpoint["path"]  # the local file or folder (a hub id resolved)
@@ -484,7 +493,7 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         drawn = _sum_over_ranks(len(todo), info)  # also the barrier before the merge
         if info.is_main:
             images = merge_shards(folder, chunks, sampler.image_shape)
-            write_samples(out, images, labels)
+            write_samples(str(out) + "/" if is_folder_output(cfg.out) else out, images, labels)
             extra = {"checkpoint_path": str(Path(ckpt_path).resolve()),
                      **protocol.provenance(info.world_size, str(info.device))}
             extra["shards"] = {"total": len(chunks), "drawn_now": drawn, "resumed": len(chunks) - drawn}

@@ -5,7 +5,9 @@
   half up of 127.5·(x + 1)), the conversion behind the published FID numbers.
 * :func:`grid_layout` picks one row per class when the labels are balanced over a few classes,
   else a near-square grid in sample order; :func:`make_grid` tiles uint8 images.
-* :func:`write_png` and :func:`write_npz` write atomically (temp file, fsync, rename).
+* :func:`write_png` and :func:`write_npz` write atomically (temp file, fsync, rename);
+  :func:`write_png_folder` writes one PNG per sample (what clean-fid and torch-fidelity read)
+  into a temporary folder renamed into place at the end.
   ``.npz`` holds ``arr_0`` (N, H, W, 3) uint8 and ``arr_1`` (N,) int64 labels (ADM's format);
   unconditional samples have no ``arr_1``.
 """
@@ -89,8 +91,46 @@ def write_npz(path: str | os.PathLike, images: np.ndarray, labels: Optional[np.n
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def png_name(index: int, label: Optional[int]) -> str:
+    """``000123.png``, or ``000123_class207.png`` for a labelled sample (sorting keeps sample order)."""
+    return f"{index:06d}.png" if label is None else f"{index:06d}_class{int(label)}.png"
+
+
+def is_folder_output(path: str | os.PathLike) -> bool:
+    """``--out DIR/`` (a trailing slash) or an existing folder: one PNG per sample."""
+    return str(path).endswith(("/", os.sep)) or Path(path).is_dir()
+
+
+def write_png_folder(folder: str | os.PathLike, images: np.ndarray, labels: Optional[np.ndarray]) -> Path:
+    """One PNG per sample in ``folder`` (flat, names from :func:`png_name`).
+
+    Written into ``.<folder>.tmp/`` beside it and renamed into place, so the folder never holds
+    a partial set; an existing folder must be empty (mixing two runs' images would spoil an FID).
+    """
+    import shutil
+    import tempfile
+
+    from dit.errors import UserError
+
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise UserError(f"{folder} is not empty; give a new or empty folder for the PNGs")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for i, image in enumerate(images):
+            write_png(tmp / png_name(i, None if labels is None else labels[i]), image)
+        os.replace(tmp, folder)  # onto an absent or empty folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
 def write_samples(path: str | os.PathLike, images: np.ndarray, labels: Optional[np.ndarray]) -> Path:
-    """``.png`` → a grid, ``.npz`` → the arrays (the two outputs of ``dit sample``)."""
+    """``DIR/`` → one PNG per sample, ``.png`` → a grid, ``.npz`` → the arrays (``dit sample``'s outputs)."""
+    if is_folder_output(path):
+        return write_png_folder(path, images, labels)
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
         return write_png(path, grid_image(images, None if labels is None else labels.tolist()))
