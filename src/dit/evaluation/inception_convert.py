@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -111,7 +112,9 @@ def fid_helper_torchscript() -> Path:
 def load_torchscript(path: str | os.PathLike) -> torch.jit.ScriptModule:
     """The TorchScript module on the CPU, in eval mode (UserError if it cannot be read)."""
     try:
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # torch ≥ 2.10 marks TorchScript deprecated; the file is TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:  # RuntimeError, ValueError, zip errors: a damaged or foreign file
         raise UserError(f"cannot read {path} as TorchScript ({type(e).__name__}: {e})") from None
 
