@@ -88,8 +88,8 @@ def test_info_lists_classes_samplers_defaults_and_limits(client):
 
 # ------------------------------------------------------------------ validation: one line, 4xx, JSON
 BAD = [
-    ("classes", {"classes": ["zebra"]}, "unknown class"),
-    ("classes", {"classes": [3]}, "unknown class 3"),
+    ("classes", {"classes": ["zebra"]}, "zebra"),  # the pipeline's own one-line reason follows "classes: "
+    ("classes", {"classes": [3]}, "0..2"),
     ("classes", {"classes": []}, "at least 1"),
     ("classes", {"classes": [{"a": 1}]}, "classes"),
     ("classes", {"classes": [0, 1, 2], "num_images": 2}, "at most one class per image"),
