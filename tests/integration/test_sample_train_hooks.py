@@ -57,6 +57,8 @@ def test_metrics_logged_beside_the_loss_and_reproducible_from_the_checkpoint(run
     for key in ("fid", "sfid", "inception_score", "precision", "recall", "class_accuracy"):
         assert np.isfinite(result[key]) and float(rows[0][key]) == pytest.approx(result[key], rel=1e-6)
     assert result["num_samples"] == 9 and result["protocol"]["settings"]["cfg_scale"] == 1.0
+    assert result["reference_statistics"]["source"] == "recomputed"  # training images: no stored statistics
+    assert len(result["not_comparable_because"]) == 3  # 9 samples, recomputed, classifier features
     assert "eval fid=" in (run / "log.txt").read_text()
     assert any(p.name.endswith(".eval") for p in (run / "tb").iterdir())  # TensorBoard scalars eval/*
     assert [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv"))] == [2, 4]  # loss rows untouched

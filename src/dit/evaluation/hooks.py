@@ -95,7 +95,7 @@ class EvalHook:
         return str(training_reference(trainer))
 
     def __call__(self, step: int, ema_model, trainer) -> None:
-        from dit.evaluation.evaluate import compute_metrics, reference_features
+        from dit.evaluation.evaluate import comparability_notes, compute_metrics, load_reference
 
         s = self.scfg
         sampler = _sampler(trainer, ema_model, s.sample_steps, s.eval_cfg_scale, self.seed)
@@ -107,11 +107,13 @@ class EvalHook:
             from dit.evaluation.features import make_extractor
 
             self._extractor = make_extractor(s.eval_features, s.inception, str(trainer.device))
-        ref = reference_features(self._reference(trainer), self._extractor, s.eval_batch_size)
+        ref = load_reference(str(self._reference(trainer)), self._extractor, s.eval_batch_size)
         feats = self._extractor.features(images, s.eval_batch_size)
         with_labels = s.eval_features.startswith("classifier:") and labels is not None
-        result = compute_metrics(feats, ref, labels if with_labels else None)
-        result.update(step=int(step), features=self._extractor.name, reference=self._reference(trainer))
+        result = compute_metrics(feats, ref.arrays, labels if with_labels else None)
+        result.update(step=int(step), features=self._extractor.name, reference=self._reference(trainer),
+                      reference_statistics=ref.describe(),
+                      not_comparable_because=comparability_notes(s.eval_samples, ref, s.eval_features))
         out = Path(trainer.run_dir) / "eval" / f"{step:07d}.json"
         result["protocol"] = _card(trainer, sampler, step, s.eval_samples, None, out)
         from dit.evaluation.io import write_json

@@ -34,7 +34,7 @@ from dit.diffusion import create_diffusion
 from dit.errors import UserError
 from dit.models import build_model
 from dit.runtime.checkpoint import checkpoint_path, remove_stray_temps
-from dit.runtime.distributed import DistInfo, all_reduce_max, barrier, cleanup, init_distributed
+from dit.runtime.distributed import DistInfo, all_reduce_max, barrier, cleanup, init_distributed, set_tf32
 from dit.runtime.logging import RunLogger
 from dit.runtime.revision import git_revision
 from dit.train import checkpointing, init_from
@@ -118,9 +118,7 @@ class Trainer:
         self.run_dir = Path(cfg.results_dir)
         self.resume_from = resolve_resume(cfg)
         barrier(info)  # every rank has checked the folder before rank 0 writes into it
-        if info.device.type == "cuda" and cfg.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        set_tf32(info.device, cfg.tf32)  # the same switch as `dit sample --no-tf32`
         # Fine-tuning: the source's weights (and its architecture when the run names no size)
         pretrained = init_from.read_pretrained(cfg.init_from) if cfg.init_from else None
         if pretrained is not None and model_cfg.name is None and model_cfg.depth is None:
