@@ -119,7 +119,7 @@ class DiffusersAdapter(nn.Module):
         super().__init__()
         from diffusers import DiTTransformer2DModel
 
-        from dit.models.convert import config_to_diffusers
+        from dit.weights.diffusers_keys import config_to_diffusers
         from dit.models.registry import resolve
 
         self.num_classes = cfg.num_classes

@@ -70,8 +70,8 @@ class Pipeline:
         self.device = torch.device(device)
         self.precision = precision_of(precision)
         self.num_classes = int(loaded.model_config.num_classes)
-        self.class_names: Optional[list[str]] = default_class_names(self.num_classes, loaded.checkpoint.get("class_names"))
-        self.path = Path(loaded.checkpoint["path"])
+        self.class_names: Optional[list[str]] = default_class_names(self.num_classes, loaded.checkpoint.class_names)
+        self.path = Path(loaded.checkpoint.path)
         self._sha256: Optional[str] = None
 
     @classmethod
@@ -146,7 +146,7 @@ class Pipeline:
             _DEFAULTS,
             ckpt=str(self.path),
             out="",
-            weights=str(self.loaded.checkpoint.get("weights")),
+            weights=str(self.loaded.checkpoint.weights),
             num_samples=num_images,
             class_labels=labels,
             sampler=sampler or _DEFAULTS.sampler,

@@ -357,7 +357,7 @@ def test_npz_loader_on_damaged_files(data):
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.one_of(damaged(".pt"), damaged(".safetensors")), ext=st.sampled_from([".pt", ".safetensors", ".bin"]))
 def test_checkpoint_loaders_on_damaged_files(data, ext):
-    from dit.models.checkpoint_io import read_weights
+    from dit.weights.formats import read_weights
     from dit.runtime.checkpoint import load_checkpoint
 
     with tempfile.TemporaryDirectory() as d:

@@ -119,7 +119,7 @@ def test_checkpoint_loaders_refuse_code(capsys, tmp_path, evil, data, fmt):
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(ckpt, run / "checkpoints" / "0000005.pt")
     assert_refused(capsys, train_args(data, run, "--max-steps", "6", "--resume", "auto"), tmp_path, "0000005.pt")
-    # official .pt / any weights file (dit.models.checkpoint_io: dit sample, dit convert)
+    # official .pt / any weights file (dit.weights.formats: dit sample, dit convert)
     for argv in (["sample", "--ckpt", ckpt, "--out", tmp_path / "s.npz", "--model", "DiT-S/8", "--image-size", "64"],
                  ["convert", ckpt, tmp_path / "out.safetensors"]):
         assert_refused(capsys, argv, tmp_path, str(ckpt))

@@ -12,7 +12,7 @@ import torch
 from dit.config import ModelConfig
 from dit.data.class_names import imagenet_class_names
 from dit.models import build_model
-from dit.models.export import write_diffusers
+from dit.weights.export import write_diffusers
 
 from .sample_utils import save_vae8
 

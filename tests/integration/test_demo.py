@@ -85,14 +85,14 @@ def test_loss_curve_and_metrics(run):
 
 @pytest.mark.slow
 def test_checkpoint_loads_and_config_is_recorded(run):
-    from dit.models.checkpoint_io import load_model
+    from dit.weights.formats import load_model
 
     cfg = json.loads((run / "demo.json").read_text())
     assert cfg["config"]["max_steps"] == 12 and cfg["config"]["image_size"] == SIZE
     assert set(cfg["commands"]) == {"train-classifier", "train", "sample", "eval-samples", "eval-real"}
     ckpt = cfg["checkpoint"]
     assert ckpt.endswith("0000012.pt") and cfg["commands"]["sample"].count(ckpt) == 1
-    model, _ = load_model(ckpt)
+    model = load_model(ckpt).model
     assert model.num_classes == 10 and tuple(model.input_size) == (SIZE, SIZE) and model.learn_sigma
     assert (run / "train" / "run.json").is_file() and (run / "classifier.safetensors").is_file()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -291,6 +292,6 @@ def test_no_stale_ema_warning_for_a_short_run_ema(tmp_path, capsys):
 @pytest.mark.parametrize("updates, warns", [(6000, True), (7000, False)])  # 0.9999^6000 = 0.55, ^7000 = 0.50
 def test_stale_ema_threshold_from_the_recorded_settings(updates, warns):
     meta = {"train": {"ema_decay": 0.9999, "global_batch_size": 256}, "ema_updates": updates}
-    line = gen.stale_ema_warning({"weights": "ema", "meta": meta, "step": updates}, "x.pt")
+    line = gen.stale_ema_warning(SimpleNamespace(weights="ema", meta=meta, step=updates), "x.pt")
     assert (line is not None) == warns
-    assert gen.stale_ema_warning({"weights": "ema", "meta": {}}, "official.pt") is None  # nothing recorded
+    assert gen.stale_ema_warning(SimpleNamespace(weights="ema", meta={}, step=None), "official.pt") is None  # nothing recorded

@@ -19,9 +19,9 @@ from dit.config import ModelConfig
 from dit.diffusion import create_diffusion
 from dit.diffusion.guidance import guided_model_fn
 from dit.diffusion.samplers import sample
-from dit.models.checkpoint_io import load_model
-from dit.models.convert import make_diffusers_official
-from dit.models.export import convert_checkpoint
+from dit.weights.formats import load_model
+from dit.weights.diffusers_keys import make_diffusers_official
+from dit.weights.export import convert_checkpoint
 from tests.unit.convert_helpers import make_tiny_vae, model_with, random_weights, tiny
 
 diffusers = pytest.importorskip("diffusers")
@@ -49,7 +49,7 @@ def _convert(tmp_path: Path, cfg: ModelConfig, seed: int = 0, **kw):
     src = tmp_path / "w.pt"
     torch.save({"version": 1, "format": "dit-weights", "ema": sd, "config": {"model": cfg.to_dict()}}, src)
     convert_checkpoint(src, tmp_path / "hf", **kw)
-    net, _ = load_model(tmp_path / "hf")
+    net = load_model(tmp_path / "hf").model
     return net, tmp_path / "hf"
 
 
@@ -214,7 +214,7 @@ def test_dit_pipeline_guided_run_equals_ours(tmp_path):
     net, folder = _convert(tmp_path, cfg, vae=str(vae_dir))
     pipe = DiTPipeline.from_pretrained(str(folder))
     assert pipe.labels["999"] == 999  # id2label "0".."999"
-    assert load_model(folder)[1]["vae"]["source"] == str((folder / "vae").resolve())  # `dit sample` decodes with it
+    assert load_model(folder).vae["source"] == str((folder / "vae").resolve())  # `dit sample` decodes with it
     make_diffusers_official(pipe.transformer)
     labels = [3, 999]
     with torch.no_grad():

@@ -145,7 +145,7 @@ def test_diffusers_adapter_is_the_same_function_as_ours():
     """With our weights converted and diffusers' two constants set to the official ones, the peer
     computes our model's output: the comparison is like for like."""
     from benchmarks.train_speed import DiffusersAdapter, build_dit
-    from dit.models.convert import make_diffusers_official, official_to_diffusers
+    from dit.weights.diffusers_keys import make_diffusers_official, official_to_diffusers
 
     cfg = MODELS["tiny"]
     torch.manual_seed(0)

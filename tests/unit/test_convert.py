@@ -18,15 +18,15 @@ import torch
 from dit.cli.main import main
 from dit.config import ModelConfig
 from dit.errors import UserError
-from dit.models.checkpoint_io import detect_format, infer_config, load_model, read_weights
-from dit.models.convert import (
+from dit.weights.formats import detect_format, infer_config, load_model, read_weights
+from dit.weights.diffusers_keys import (
     config_from_diffusers,
     config_to_diffusers,
     diffusers_to_official,
     official_to_diffusers,
 )
 from dit.models.embeddings import sincos_pos_embed_2d
-from dit.models.export import convert_checkpoint
+from dit.weights.export import convert_checkpoint
 from dit.models.registry import build_model, model_names, resolve
 from tests.unit.convert_helpers import assert_same_tensors, random_weights, tiny
 
@@ -50,8 +50,8 @@ def _dit_file(tmp_path: Path, cfg: ModelConfig, sd, name="src.pt") -> Path:
 
 
 def _loaded(path, **kw):
-    net, info = load_model(path, **kw)
-    return net.state_dict(), info
+    loaded = load_model(path, **kw)
+    return loaded.model.state_dict(), loaded
 
 
 # ------------------------------------------------------------------ pure mappings
@@ -156,8 +156,8 @@ def test_official_to_dit_to_diffusers_to_dit_is_bit_exact_s4(tmp_path):
     for name in ("ours.pt", "ours.safetensors", "hf", "back.pt"):
         got, info = _loaded(tmp_path / name)
         assert_same_tensors(sd, got)
-        assert info["config"]["num_classes"] == 10 and info["null_class"] == 10 and info["image_size"] == 64
-        assert info["config"]["name"] == "DiT-S/4" and info["learn_sigma"] is True
+        assert info.config.num_classes == 10 and info.null_class == 10 and info.image_size == 64
+        assert info.config.name == "DiT-S/4" and info.learn_sigma is True
     assert_same_tensors(sd, torch.load(tmp_path / "back_official.pt", weights_only=True))
 
 
@@ -172,7 +172,7 @@ def test_custom_sizes_travel_through_every_self_describing_format(tmp_path, name
     got, info = _loaded(tmp_path / "back.pt")
     assert_same_tensors(sd, got)
     for key in ("num_classes", "learn_sigma", "in_channels", "input_size", "patch_size", "hidden_size", "num_heads"):
-        assert info["config"][key] == getattr(cfg, key), key
+        assert getattr(info.config, key) == getattr(cfg, key), key
 
 
 def test_half_precision_weights_are_copied_unchanged(tmp_path):
@@ -180,7 +180,7 @@ def test_half_precision_weights_are_copied_unchanged(tmp_path):
     convert_checkpoint(_dit_file(tmp_path, CUSTOM["p2-sigma"], sd), tmp_path / "hf")
     convert_checkpoint(tmp_path / "hf", tmp_path / "o.pt", to="official")
     assert_same_tensors(sd, torch.load(tmp_path / "o.pt", weights_only=True))
-    net, _ = load_model(tmp_path / "hf")
+    net = load_model(tmp_path / "hf").model
     assert net.pos_embed.dtype == torch.float32  # the loaded model runs in fp32
 
 
@@ -193,7 +193,7 @@ def test_safetensors_sidecar_is_used_without_metadata(tmp_path):
     (tmp_path / "w.json").write_text(json.dumps({"model": cfg.to_dict()}))
     got, info = _loaded(tmp_path / "w.safetensors")
     assert_same_tensors(sd, got)
-    assert info["config"]["learn_sigma"] is False and info["format"] == "safetensors"
+    assert info.config.learn_sigma is False and info.format == "safetensors"
 
 
 def test_hub_style_diffusers_pipeline_folder_loads(tmp_path):
@@ -209,9 +209,9 @@ def test_hub_style_diffusers_pipeline_folder_loads(tmp_path):
     (tmp_path / "hub" / "model_index.json").write_text(json.dumps({"_class_name": "DiTPipeline", "id2label": labels}))
     got, info = _loaded(tmp_path / "hub")
     assert_same_tensors(sd, got)
-    assert info["format"] == "diffusers" and info["class_names"][3] == "name 3"
+    assert info.format == "diffusers" and info.class_names[3] == "name 3"
     convert_checkpoint(tmp_path / "hub", tmp_path / "w.safetensors")
-    assert _loaded(tmp_path / "w.safetensors")[1]["class_names"][4] == "name 4"
+    assert _loaded(tmp_path / "w.safetensors")[1].class_names[4] == "name 4"
 
 
 def test_class_names_must_match_the_class_count(tmp_path):
@@ -238,10 +238,10 @@ def test_official_train_checkpoint_picks_ema_by_default(tmp_path):
                tmp_path / "0001000.pt")
     got, info = _loaded(tmp_path / "0001000.pt")
     assert_same_tensors(ema_sd, got)
-    assert info["format"] == "official-train" and info["weights"] == "ema" and info["meta"]["args"]["vae"] == "ema"
+    assert info.format == "official-train" and info.weights == "ema" and info.meta["args"]["vae"] == "ema"
     got, info = _loaded(tmp_path / "0001000.pt", weights="model")  # DDP's module. prefix is dropped
     assert_same_tensors(model_sd, got)
-    assert info["weights"] == "model"
+    assert info.weights == "model"
 
 
 def test_dit_training_checkpoint_layout(tmp_path):
@@ -254,12 +254,12 @@ def test_dit_training_checkpoint_layout(tmp_path):
     torch.save(state, tmp_path / "0000042.pt")
     got, info = _loaded(tmp_path / "0000042.pt")
     assert_same_tensors(ema_sd, got)
-    assert (info["format"], info["weights"], info["step"], info["image_size"]) == ("dit-train", "ema", 42, 16)
-    assert info["class_names"][4] == "c4" and info["vae"] == {"id": "none"}
+    assert (info.format, info.weights, info.step, info.image_size) == ("dit-train", "ema", 42, 16)
+    assert info.class_names[4] == "c4" and info.vae == {"id": "none"}
     convert_checkpoint(tmp_path / "0000042.pt", tmp_path / "m.safetensors", weights="model")
     got, info = _loaded(tmp_path / "m.safetensors")
     assert_same_tensors(model_sd, got)
-    assert info["weights"] == "model" and info["class_names"][0] == "c0"
+    assert info.weights == "model" and info.class_names[0] == "c0"
 
 
 @pytest.mark.slow
@@ -273,11 +273,11 @@ def test_real_dit_train_checkpoint_and_ema_export_load(tmp_path):
     state = torch.load(ckpt, weights_only=True)
     got, info = _loaded(ckpt)
     assert_same_tensors(state["ema"], got)
-    assert info["format"] == "dit-train" and info["num_classes"] == 2 and info["image_size"] == 8
+    assert info.format == "dit-train" and info.num_classes == 2 and info.image_size == 8
     ema_export = ckpt.with_name(ckpt.name[:-3] + ".ema.safetensors")
     got, info = _loaded(ema_export)
     assert_same_tensors(state["ema"], got)
-    assert info["weights"] == "ema"
+    assert info.weights == "ema"
     assert main(["convert", str(ckpt), str(tmp_path / "hf")]) == 0
     assert_same_tensors(state["ema"], _loaded(tmp_path / "hf")[0])
 
@@ -306,7 +306,7 @@ def test_explicit_num_classes_without_null_row(tmp_path):
     assert infer_config(sd).num_classes == 9  # the shapes alone read a null row
     got, info = _loaded(tmp_path / "nonull.pt", num_classes=10)
     assert_same_tensors(sd, got)
-    assert info["null_class"] is None and info["num_classes"] == 10
+    assert info.null_class is None and info.num_classes == 10
 
 
 def test_custom_official_size_without_config_asks_for_a_described_file(tmp_path):

@@ -48,7 +48,7 @@ def _read_names(path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dit.models.export import convert_checkpoint
+    from dit.weights.export import convert_checkpoint
 
     summary = convert_checkpoint(
         args.src, args.dst, to=args.to, model=args.model, image_size=args.image_size,

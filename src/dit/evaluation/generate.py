@@ -30,17 +30,23 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from dit.config import DiffusionConfig, ModelConfig, SampleConfig
+from dit.diffusion import create_diffusion
+from dit.diffusion.guidance import guided_model_fn
+from dit.diffusion.samplers import SAMPLERS, STOCHASTIC, sample
 from dit.errors import UserError
 from dit.evaluation import protocol
 from dit.evaluation.writers import is_folder_output, to_uint8, write_npz, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write
-from dit.runtime.distributed import DistInfo, barrier, broadcast_object
+from dit.runtime.distributed import DistInfo, all_reduce_sum_int, barrier, broadcast_object, cleanup, init_distributed, set_tf32
 from dit.runtime.hub import resolve_pretrained
 from dit.train.ema import initial_weight_of
+from dit.vae import HUB_IDS, PIXEL_ID, load_codec
+from dit.weights.formats import LoadedModel, load_model
 
 # Warn when a checkpoint's EMA gives its initial (random) weights more than this share
 STALE_EMA_WEIGHT = 0.5
@@ -125,7 +131,6 @@ class ImageSampler:
     """
 
     def __init__(self, model: nn.Module, diffusion, codec, cfg: SampleConfig, device: torch.device | str = "cpu"):
-        from dit.diffusion.samplers import SAMPLERS
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -163,7 +168,6 @@ class ImageSampler:
 
     def settings(self) -> dict[str, Any]:
         """What this sampler contributes to the protocol card's settings."""
-        from dit.diffusion.samplers import STOCHASTIC
 
         c = self.cfg
         stochastic = c.sampler in STOCHASTIC or (c.sampler == "ddim" and c.eta > 0)
@@ -193,8 +197,6 @@ class ImageSampler:
 
         ``callback(step, t, x, pred_x0)`` is passed to the sampler (e.g. `dit demo`'s denoising strip).
         """
-        from dit.diffusion.guidance import guided_model_fn
-        from dit.diffusion.samplers import sample
 
         c = self.cfg
         b = len(indices)
@@ -248,8 +250,6 @@ def generate_images(
     parts = {c.start: sampler.images(list(c), None if labels is None else labels[c.start : c.stop])
              for c in _progress(mine, progress and info.is_main, "sample")}
     if info.distributed:
-        import torch.distributed as dist
-
         gathered = [None] * info.world_size if info.is_main else None
         dist.gather_object(parts, gathered, dst=0)
         if not info.is_main:
@@ -279,14 +279,13 @@ class Loaded:
     model_config: ModelConfig
     diffusion_config: DiffusionConfig
     codec: Any
-    checkpoint: dict[str, Any]
+    checkpoint: LoadedModel  # what the weights file says (path read, format, weights set, step, …)
 
 
 def _vae_spec_from_record(record: Optional[dict]) -> Optional[str]:
     """A ``--vae`` spec from a checkpoint's recorded codec header (``id``/``source``), if any."""
     if not record:
         return None
-    from dit.vae import HUB_IDS, PIXEL_ID
 
     vid = record.get("id")
     if vid == PIXEL_ID:
@@ -298,10 +297,10 @@ def _vae_spec_from_record(record: Optional[dict]) -> Optional[str]:
 
 
 def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", revision: Optional[str] = None) -> Loaded:
-    """Model (via :func:`dit.models.checkpoint_io.load_model`), diffusion config and codec for ``cfg``.
+    """Model (via :func:`dit.weights.formats.load_model`), diffusion config and codec for ``cfg``.
 
     ``cfg.ckpt`` is a local path or a Hugging Face hub id (:func:`dit.runtime.hub.resolve_pretrained`,
-    at ``revision``); ``Loaded.checkpoint["path"]`` is the local file or folder actually read.
+    at ``revision``); ``Loaded.checkpoint.path`` is the local file or folder actually read.
 
     The codec is ``cfg.vae`` when given, else the one recorded in the checkpoint, else (official
     files record none) ``"mse"``, the official sample.py default. The model's input size must be
@@ -309,19 +308,18 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", rev
     needs a file that carries its config (``dit train`` checkpoints, their safetensors export,
     ``dit convert`` output): official-format files name their size with ``--model`` only.
     """
-    from dit.models.checkpoint_io import load_model
-    from dit.vae import load_codec
 
     if not cfg.ckpt:
         raise UserError("no checkpoint: pass --ckpt PATH (a dit checkpoint, a .safetensors export or an official .pt)")
     path = resolve_pretrained(cfg.ckpt, revision)
-    model, info = load_model(
+    loaded = load_model(
         path, model=cfg.model, image_size=cfg.image_size, num_classes=cfg.num_classes, weights=cfg.weights,
         device="cpu",
     )
-    spec = cfg.vae or _vae_spec_from_record(info.get("vae")) or OFFICIAL_VAE
+    model = loaded.model
+    spec = cfg.vae or _vae_spec_from_record(loaded.vae) or OFFICIAL_VAE
     codec = load_codec(spec, device=device)
-    diffusion_cfg = DiffusionConfig.from_dict(info["diffusion"]) if info.get("diffusion") else DiffusionConfig()
+    diffusion_cfg = DiffusionConfig.from_dict(loaded.diffusion) if loaded.diffusion else DiffusionConfig()
     if diffusion_cfg.learn_sigma != bool(model.learn_sigma):
         diffusion_cfg = dataclasses.replace(diffusion_cfg, learn_sigma=bool(model.learn_sigma))
     if int(model.in_channels) != int(codec.latent_channels):
@@ -336,24 +334,24 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", rev
                 f"--image-size {cfg.image_size} with this VAE (downsampling {codec.downsample}) needs a model input of "
                 f"{want[0]}x{want[1]}, but the model takes {model.input_size[0]}x{model.input_size[1]}"
             )
-    return Loaded(model.to(device), model.config, diffusion_cfg, codec, info)
+    return Loaded(model.to(device), model.config, diffusion_cfg, codec, loaded)
 
 
-def stale_ema_warning(info: dict[str, Any], path: str) -> Optional[str]:
+def stale_ema_warning(info: LoadedModel, path: str) -> Optional[str]:
     """One line when the loaded EMA weights still are mostly the initial ones, else None.
 
     A constant 0.9999 EMA (the paper) keeps 0.9999^n of the initial weights after n updates:
     95% after 500 steps, still 37% after 10k. Sampling it gives noise however well the model
     trained; the raw weights (``--weights model``) or a short-run EMA (``--ema-type``) do not.
     """
-    if info.get("weights") != "ema":
+    if info.weights != "ema":
         return None
-    weight = initial_weight_of(info.get("meta") or {})
+    weight = initial_weight_of(info.meta or {})
     if weight is None or weight <= STALE_EMA_WEIGHT:
         return None
     return (
         f"warning: the EMA weights of {path} are still {weight:.0%} their initial random values (step "
-        f"{info.get('step')}); sample the trained weights with --weights model, or train with --ema-type halflife|power"
+        f"{info.step}); sample the trained weights with --weights model, or train with --ema-type halflife|power"
     )
 
 
@@ -440,7 +438,6 @@ def merge_shards(folder: Path, chunks: Sequence[range], image_shape: tuple[int, 
 def make_sampler(loaded: Loaded, cfg: SampleConfig, device: torch.device | str) -> ImageSampler:
     """The :class:`ImageSampler` of ``cfg``'s sampling settings over a loaded model (the training diffusion,
     respaced by the sampler itself)."""
-    from dit.diffusion import create_diffusion
 
     diffusion = create_diffusion(**dataclasses.replace(loaded.diffusion_config, timestep_respacing="").to_dict())
     return ImageSampler(loaded.model, diffusion, loaded.codec, cfg, device)
@@ -449,8 +446,8 @@ def make_sampler(loaded: Loaded, cfg: SampleConfig, device: torch.device | str) 
 def sampling_settings(loaded: Loaded, sampler: ImageSampler, cfg: SampleConfig, num_samples: int, ckpt_hash: str) -> dict:
     """The protocol card's ``settings``: everything that fixes the pixels (also the shards' resume check)."""
     return {
-        "checkpoint": {"sha256": ckpt_hash, "weights": loaded.checkpoint.get("weights", cfg.weights),
-                       "format": loaded.checkpoint.get("format"), "step": loaded.checkpoint.get("step")},
+        "checkpoint": {"sha256": ckpt_hash, "weights": loaded.checkpoint.weights,
+                       "format": loaded.checkpoint.format, "step": loaded.checkpoint.step},
         "model": loaded.model_config.to_dict(),
         "diffusion": loaded.diffusion_config.to_dict(),
         **sampler.settings(),
@@ -466,7 +463,6 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
     Ranks draw their chunks into shards (skipping shards already complete), rank 0 merges them
     into ``cfg.out``, writes the protocol card and removes the shards (unless ``keep_shards``).
     """
-    from dit.runtime.distributed import cleanup, init_distributed, set_tf32
 
     out = _check_out(cfg.out)
     own_group = info is None
@@ -474,7 +470,7 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
     set_tf32(info.device, cfg.tf32)
     try:
         loaded = load_for_sampling(cfg, info.device)
-        ckpt_path = loaded.checkpoint["path"]  # the local file or folder (a hub id resolved)
+        ckpt_path = loaded.checkpoint.path  # the local file or folder (a hub id resolved)
         sampler = make_sampler(loaded, cfg, info.device)
         n = _num_samples(cfg)
         labels = sample_labels(n, sampler.num_classes, cfg.class_labels)
@@ -490,7 +486,7 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         for c in _progress(todo, cfg.progress and info.is_main, f"sample (rank 0 of {info.world_size})"):
             images = sampler.images(list(c), None if labels is None else labels[c.start : c.stop])
             write_npz(shard_path(folder, c), images, None if labels is None else labels[c.start : c.stop])
-        drawn = _sum_over_ranks(len(todo), info)  # also the barrier before the merge
+        drawn = all_reduce_sum_int(len(todo), info)  # also the barrier before the merge
         if info.is_main:
             images = merge_shards(folder, chunks, sampler.image_shape)
             write_samples(str(out) + "/" if is_folder_output(cfg.out) else out, images, labels)
@@ -505,16 +501,3 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
     finally:
         if own_group:
             cleanup(info)
-
-
-def _sum_over_ranks(value: int, info: DistInfo) -> int:
-    """The sum of an int over ranks (a collective: every rank calls it)."""
-    if not info.distributed:
-        return int(value)
-    import torch.distributed as dist
-
-    t = torch.tensor([int(value)], dtype=torch.long)
-    if dist.get_backend() != "gloo":
-        t = t.to(info.device)
-    dist.all_reduce(t)
-    return int(t.item())

@@ -115,7 +115,7 @@ class EMASchedule:
 def initial_weight_of(meta: dict[str, Any]) -> Optional[float]:
     """The weight a checkpoint's EMA still gives the initial weights, from what the file records.
 
-    ``meta`` is :class:`dit.models.checkpoint_io.RawWeights`'s: a training checkpoint records
+    ``meta`` is :class:`dit.weights.formats.RawWeights`'s: a training checkpoint records
     its ``train`` settings and ``ema_updates``; an ``.ema.safetensors`` export records
     ``ema.initial_weight``. None when the file says neither (official and converted weights).
     """

@@ -27,7 +27,7 @@ import torch
 
 from dit.config import ModelConfig
 from dit.errors import UserError
-from dit.models.checkpoint_io import read_weights, resolve_config
+from dit.weights.formats import read_weights, resolve_config
 from dit.runtime.hub import resolve_pretrained
 
 StateDict = dict[str, torch.Tensor]

@@ -32,9 +32,9 @@ import torch
 
 from dit.config import ModelConfig
 from dit.errors import UserError
-from dit.models.convert import config_from_diffusers, diffusers_to_official, heads_for, official_name
 from dit.models.dit import DiT
 from dit.models.registry import build_model, resolve
+from dit.weights.diffusers_keys import config_from_diffusers, diffusers_to_official, heads_for, official_name
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -370,6 +370,26 @@ def build_from_state_dict(cfg: ModelConfig, sd: StateDict, where: str = "the wei
     return net.to(device)
 
 
+@dataclass
+class LoadedModel:
+    """A DiT loaded by :func:`load_model` (eval mode) and what its file says about it."""
+
+    model: DiT
+    path: str
+    format: str  # detect_format's name: dit-train, dit, safetensors, official, official-train, diffusers
+    weights: str  # the set actually loaded: "ema" or "model"
+    config: ModelConfig  # resolved (sizes of a named model filled in)
+    image_size: int  # pixels
+    num_classes: int
+    null_class: Optional[int]  # the label that means "no class" (None: the model cannot drop labels)
+    learn_sigma: bool
+    class_names: Optional[list[str]]
+    vae: Optional[Dict[str, Any]]  # the training data header's codec record
+    diffusion: Optional[Dict[str, Any]]  # DiffusionConfig dict recorded by training
+    step: Optional[int]
+    meta: Dict[str, Any]  # everything else the file records
+
+
 def load_model(
     path: str | Path,
     model: Optional[str] = None,
@@ -377,16 +397,12 @@ def load_model(
     num_classes: Optional[int] = None,
     weights: str = "ema",
     device: Any = "cpu",
-) -> Tuple[DiT, Dict[str, Any]]:
+) -> LoadedModel:
     """Load a DiT from any supported file (see the module doc) in eval mode.
 
     ``model``/``image_size``/``num_classes`` override what the file says (``image_size`` in
     pixels: the latent side is image_size/8 for 4-channel models). ``weights`` picks EMA (default)
-    or the raw model weights where the file holds both. Returns ``(model, info)``; ``info`` has
-    ``format``, ``weights`` (the set actually loaded), ``config`` (ModelConfig dict),
-    ``image_size``, ``num_classes``, ``null_class``, ``learn_sigma``, ``class_names`` (or None),
-    ``vae`` (the data header's codec dict, or None), ``diffusion`` (dict or None), ``step`` and
-    ``meta`` (everything else the file records).
+    or the raw model weights where the file holds both.
     """
     raw = read_weights(path, weights)
     cfg = resolve_config(raw, model, image_size, num_classes)
@@ -396,19 +412,19 @@ def load_model(
     names = data.get("class_names") or None
     if names is None and isinstance(raw.meta.get("id2label"), dict):
         names = [raw.meta["id2label"].get(str(i), str(i)) for i in range(cfg.num_classes)]
-    info = {
-        "path": str(path),
-        "format": raw.format,
-        "weights": raw.weights,
-        "config": cfg.to_dict(),
-        "image_size": int(image_size or data.get("image_size") or image_side(side, cfg.in_channels)),
-        "num_classes": cfg.num_classes,
-        "null_class": cfg.num_classes if (cfg.num_classes and cfg.class_dropout_prob > 0) else None,
-        "learn_sigma": cfg.learn_sigma,
-        "class_names": names,
-        "vae": data.get("vae"),
-        "diffusion": raw.meta.get("diffusion"),
-        "step": raw.meta.get("step"),
-        "meta": raw.meta,
-    }
-    return net, info
+    return LoadedModel(
+        model=net,
+        path=str(path),
+        format=raw.format,
+        weights=raw.weights,
+        config=cfg,
+        image_size=int(image_size or data.get("image_size") or image_side(side, cfg.in_channels)),
+        num_classes=cfg.num_classes,
+        null_class=cfg.num_classes if (cfg.num_classes and cfg.class_dropout_prob > 0) else None,
+        learn_sigma=cfg.learn_sigma,
+        class_names=names,
+        vae=data.get("vae"),
+        diffusion=raw.meta.get("diffusion"),
+        step=raw.meta.get("step"),
+        meta=raw.meta,
+    )

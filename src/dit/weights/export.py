@@ -4,7 +4,7 @@ Targets (``to``):
 
 * ``official``: a bare state dict ``.pt`` (what ``DiT-XL-2-256x256.pt`` is; no config);
 * ``dit``: our weights file ``.pt`` (``{"version", "format", "<ema|model>": state dict, "config"}``),
-  read by :func:`dit.models.checkpoint_io.load_model` without any flag;
+  read by :func:`dit.weights.formats.load_model` without any flag;
 * ``safetensors``: tensors plus the config in the safetensors metadata and a ``.json`` sidecar;
 * ``diffusers``: a folder with ``transformer/`` (``DiTTransformer2DModel`` config + safetensors)
   and ``scheduler/`` (the DiT schedule); with a VAE also ``vae/`` and ``model_index.json``
@@ -29,7 +29,7 @@ import torch
 
 from dit.config import DiffusionConfig, ModelConfig
 from dit.errors import UserError
-from dit.models.checkpoint_io import (
+from dit.weights.formats import (
     RawWeights,
     check_fits,
     image_side,
@@ -37,9 +37,10 @@ from dit.models.checkpoint_io import (
     resolve_config,
     sidecar_path,
 )
-from dit.models.convert import config_to_diffusers, official_to_diffusers, scheduler_config
 from dit.models.registry import build_model
 from dit.runtime.checkpoint import atomic_write, export_safetensors, save_checkpoint
+from dit.vae import load_codec
+from dit.weights.diffusers_keys import config_to_diffusers, official_to_diffusers, scheduler_config
 
 StateDict = Dict[str, torch.Tensor]
 FORMATS = ("official", "dit", "safetensors", "diffusers")
@@ -148,8 +149,6 @@ def write_diffusers(
         sched_name, sched_cfg = scheduler_config(scheduler, learn_sigma=cfg.learn_sigma)
     codec = None
     if vae is not None:
-        from dit.vae import load_codec
-
         codec = load_codec(vae)
         if not hasattr(codec, "vae"):
             raise UserError(f"--vae {vae} is not an AutoencoderKL; a DiTPipeline needs one (ema, mse or a local folder)")
