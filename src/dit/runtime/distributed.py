@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from dit.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,29 @@ def broadcast_object(obj, info: DistInfo, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def on_main_rank(fn: Callable[[], T], info: DistInfo, share: bool = True) -> Optional[T]:
+    """Run ``fn`` on rank 0 only and let every rank learn how it went.
+
+    A ``UserError`` on rank 0 is raised on every rank with the same message, so no rank waits in
+    a collective for a rank that has stopped. ``share``: the other ranks get ``fn``'s result
+    (it must pickle); otherwise they get None.
+    """
+    result: Optional[T] = None
+    error: Optional[str] = None
+    if info.is_main:
+        try:
+            result = fn()
+        except UserError as e:
+            error = str(e)
+    if info.distributed and dist.is_initialized():
+        error, shared = broadcast_object((error, result if share else None), info)
+        if not info.is_main:
+            result = shared
+    if error is not None:
+        raise UserError(error)
+    return result
 
 
 def cleanup(info: DistInfo) -> None:

@@ -37,6 +37,7 @@ from dit.runtime.checkpoint import checkpoint_path, remove_stray_temps
 from dit.runtime.distributed import DistInfo, all_reduce_max, barrier, cleanup, init_distributed, set_tf32
 from dit.runtime.logging import RunLogger
 from dit.runtime.revision import git_revision
+from dit.runtime.run_lock import lock_run_folder
 from dit.train import checkpointing, init_from
 from dit.train.callbacks import EveryNSteps, TrainCallback, due
 from dit.train.ema import EMA, EMASchedule
@@ -436,8 +437,14 @@ def train(
     ``dit.evaluation.hooks.training_callbacks(cfg, sampling_cfg)`` for ``--sample-every``/``--eval-every``.
     """
     info = init_distributed(cfg.device)
+    lock = None
     try:
+        lock = lock_run_folder(cfg.results_dir, info)  # one run per folder; torchrun ranks share rank 0's lock
         trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks)
+        if lock is not None and lock.describe_stale():
+            trainer.logger.info(lock.describe_stale())
         return trainer.fit()
     finally:
+        if lock is not None:
+            lock.release()
         cleanup(info)
