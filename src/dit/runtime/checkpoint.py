@@ -8,6 +8,10 @@ Knows nothing about DiT: it stores any dict of tensors/plain values.
 * ``load_checkpoint`` uses ``torch.load(weights_only=True)``: a pickle that would run code is
   refused, and a truncated or foreign file becomes a one-line ``UserError``.
 * Names are ``<step:07d>.pt``; ``latest_checkpoint`` parses the step (never mtime or size).
+* Beside each checkpoint, ``<step:07d>.pt.sha256`` holds its SHA-256 in ``sha256sum`` format
+  (``sha256sum -c`` checks it), written after the checkpoint. ``newest_intact_checkpoint``
+  walks back from the newest one past files whose bytes no longer match (a disk or copy that
+  damaged them after the save) or that do not load; ``verify_checkpoint`` refuses one such file.
 
 Test hook: with ``DIT_FAULT_PAUSE_BEFORE_RENAME=<glob>`` in the environment, ``atomic_write`` of a
 file whose name matches the glob (e.g. ``0000004.pt``) announces on stderr that the temp file is
@@ -31,9 +35,11 @@ from typing import Any, Callable, Optional
 import torch
 
 from dit.errors import UserError
+from dit.runtime.hashing import sha256_of
 
 CKPT_SUFFIX = ".pt"
 EMA_SUFFIX = ".ema.safetensors"
+CHECKSUM_SUFFIX = ".sha256"
 _NAME = re.compile(r"^(\d+)\.pt$")
 PAUSE_ENV = "DIT_FAULT_PAUSE_BEFORE_RENAME"
 
@@ -47,6 +53,12 @@ def ema_export_path(ckpt: str | os.PathLike) -> Path:
     """The safetensors file of EMA weights that sits beside checkpoint ``ckpt``."""
     p = Path(ckpt)
     return p.with_name(p.name[: -len(CKPT_SUFFIX)] + EMA_SUFFIX)
+
+
+def checksum_path(ckpt: str | os.PathLike) -> Path:
+    """The ``sha256sum``-format file that sits beside checkpoint ``ckpt``."""
+    p = Path(ckpt)
+    return p.with_name(p.name + CHECKSUM_SUFFIX)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -105,8 +117,72 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Atomically ``torch.save`` ``state`` to ``path``."""
-    return atomic_write(path, lambda f: torch.save(state, f))
+    """Atomically ``torch.save`` ``state`` to ``path``, then its SHA-256 beside it (``checksum_path``).
+
+    The checksum is taken from the bytes on disk after the rename, so it vouches for what a later
+    load will read; a crash between the two leaves a checkpoint without one, which readers accept
+    when it loads.
+    """
+    atomic_write(path, lambda f: torch.save(state, f))
+    write_checksum(path)
+    return Path(path)
+
+
+def write_checksum(path: str | os.PathLike) -> Path:
+    """Atomically write ``<path>.sha256`` (``sha256sum`` format) for the file at ``path``."""
+    path = Path(path)
+    line = f"{sha256_of(path)}  {path.name}\n".encode()
+    return atomic_write(checksum_path(path), lambda f: f.write(line))
+
+
+def checksum_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why ``path`` does not match the checksum saved with it; None when it matches or none was saved."""
+    path = Path(path)
+    sidecar = checksum_path(path)
+    try:
+        recorded = sidecar.read_text(encoding="utf-8").split()[0].lower()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, IndexError) as e:
+        return f"its checksum file {sidecar.name} is unreadable ({e.__class__.__name__})"
+    try:
+        actual = sha256_of(path)
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    if actual != recorded:
+        return (f"its SHA-256 {actual[:12]}… differs from {recorded[:12]}… recorded in {sidecar.name} when it was "
+                "saved: the file was damaged after the save")
+    return None
+
+
+def verify_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` if its bytes match the checksum saved with it (or none was saved); else a one-line ``UserError``."""
+    path = Path(path)
+    problem = checksum_problem(path)
+    if problem is not None:
+        raise UserError(f"checkpoint {path} is damaged: {problem}; pass an intact checkpoint or --resume auto")
+    return path
+
+
+def newest_intact_checkpoint(directory: str | os.PathLike) -> tuple[Optional[Path], list[tuple[Path, str]]]:
+    """The newest checkpoint in ``directory`` that is intact, and the newer ones skipped with why.
+
+    Intact: its bytes match its saved checksum; a checkpoint without one (written before checksums
+    existed, or killed between the two writes) must load instead. Returns (None, skipped) when no
+    checkpoint is intact, (None, []) when there is none.
+    """
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(list_checkpoints(directory)):
+        problem = checksum_problem(path)
+        if problem is None and not checksum_path(path).exists():
+            try:
+                load_checkpoint(path)
+            except UserError as e:
+                problem = f"it has no checksum and does not load ({e})"
+        if problem is None:
+            return path, skipped
+        skipped.append((path, problem))
+    return None, skipped
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -149,12 +225,12 @@ def latest_checkpoint(directory: str | os.PathLike) -> Optional[Path]:
 
 
 def prune_checkpoints(directory: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints (and their EMA exports); 0 keeps all."""
+    """Delete all but the newest ``keep_last`` checkpoints (with their checksums and EMA exports); 0 keeps all."""
     if keep_last <= 0:
         return []
     removed = []
     for p in list_checkpoints(directory)[:-keep_last]:
-        for q in (p, ema_export_path(p)):
+        for q in (p, checksum_path(p), ema_export_path(p)):
             try:
                 q.unlink()
                 removed.append(q)

@@ -34,7 +34,7 @@ from dit.diffusion import create_diffusion
 from dit.errors import UserError
 from dit.models import build_model
 from dit.runtime.checkpoint import checkpoint_path, remove_stray_temps
-from dit.runtime.distributed import DistInfo, all_reduce_max, barrier, cleanup, init_distributed, set_tf32
+from dit.runtime.distributed import DistInfo, all_reduce_max, cleanup, init_distributed, on_main_rank, set_tf32
 from dit.runtime.logging import RunLogger
 from dit.runtime.revision import git_revision
 from dit.runtime.run_lock import lock_run_folder
@@ -117,8 +117,8 @@ class Trainer:
         self.cfg, self.info, self.diffusion_cfg = cfg, info, diffusion_cfg
         self.device = info.device
         self.run_dir = Path(cfg.results_dir)
-        self.resume_from = resolve_resume(cfg)
-        barrier(info)  # every rank has checked the folder before rank 0 writes into it
+        # Rank 0 reads (and hashes) the checkpoints once; every rank resumes from its choice or stops with its error.
+        self.resume_from, skipped = on_main_rank(lambda: resolve_resume(cfg), info)
         set_tf32(info.device, cfg.tf32)  # the same switch as `dit sample --no-tf32`
         # Fine-tuning: the source's weights (and its architecture when the run names no size)
         pretrained = init_from.read_pretrained(cfg.init_from) if cfg.init_from else None
@@ -163,6 +163,8 @@ class Trainer:
             step = f", step {pretrained.step}" if pretrained.step is not None else ""
             self.logger.info(f"initialised from {pretrained.source} ({pretrained.format}{step}, model and EMA weights): "
                              f"{init_report.summary()}")
+        for path, reason in skipped:
+            self.logger.info(f"--resume auto skipped {path}: {reason}")
         if self.resume_from is not None:
             self._load(self.resume_from)
         if info.is_main:
