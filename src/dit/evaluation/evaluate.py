@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from dit.evaluation.io import (
     read_protocol_card,
     save_cached_features,
 )
+from dit.evaluation.set_shape import shape_mismatch
 
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
 FEATURES_KEY = "dit_features"  # in files made by make_reference: the extractor that made the statistics
@@ -243,6 +245,9 @@ def evaluate(cfg, progress: bool = False) -> dict:
     if cfg.batch_size < 1:
         raise UserError(f"--batch-size must be positive, got {cfg.batch_size}")
     n, batches, labels = image_batches(cfg.samples, cfg.batch_size)  # validates before the long part
+    mismatch = shape_mismatch(cfg.samples, cfg.reference)
+    if mismatch:
+        print(f"warning: {mismatch}", file=sys.stderr, flush=True)  # now, before the long part; also in the JSON
     ref = load_reference(cfg.reference, extractor, cfg.batch_size, cfg.cache, progress)
     first = next(batches)
     feats = extractor.features_from_batches(itertools.chain([first], batches), -(-n // cfg.batch_size), progress)
@@ -262,4 +267,6 @@ def evaluate(cfg, progress: bool = False) -> dict:
         seconds=round(time.time() - t0, 2),
         protocol=read_protocol_card(cfg.samples),
     )
+    if mismatch:
+        result["warnings"] = [mismatch]
     return result
