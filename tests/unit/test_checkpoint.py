@@ -33,7 +33,7 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
     with pytest.raises(RuntimeError):
         ck.atomic_write(path, half_then_crash)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0000001.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0000001.pt", "0000001.pt.sha256"]
 
 
 def test_stray_temp_file_is_never_taken_as_a_checkpoint(tmp_path):
@@ -41,7 +41,7 @@ def test_stray_temp_file_is_never_taken_as_a_checkpoint(tmp_path):
     (tmp_path / ".0000009.pt.abc.tmp").write_bytes(b"torn")  # what a SIGKILL mid-write leaves
     assert ck.latest_checkpoint(tmp_path).name == "0000003.pt"
     assert [p.name for p in ck.remove_stray_temps(tmp_path)] == [".0000009.pt.abc.tmp"]
-    assert [p.name for p in tmp_path.iterdir()] == ["0000003.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0000003.pt", "0000003.pt.sha256"]
 
 
 def test_latest_is_by_step_not_mtime_or_size(tmp_path):
@@ -54,15 +54,16 @@ def test_latest_is_by_step_not_mtime_or_size(tmp_path):
     assert ck.latest_checkpoint(tmp_path / "missing") is None
 
 
-def test_prune_keeps_newest_k_with_their_ema_exports(tmp_path):
+def test_prune_keeps_newest_k_with_their_checksums_and_ema_exports(tmp_path):
     for s in (1, 2, 3, 4):
         p = ck.save_checkpoint(_state(s), ck.checkpoint_path(tmp_path, s))
         ck.export_safetensors({"w": torch.ones(2)}, ck.ema_export_path(p))
     ck.prune_checkpoints(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "0000003.ema.safetensors", "0000003.pt", "0000004.ema.safetensors", "0000004.pt"]
+        "0000003.ema.safetensors", "0000003.pt", "0000003.pt.sha256",
+        "0000004.ema.safetensors", "0000004.pt", "0000004.pt.sha256"]
     ck.prune_checkpoints(tmp_path, 0)  # 0 keeps all
-    assert len(list(tmp_path.iterdir())) == 4
+    assert len(list(tmp_path.iterdir())) == 6
 
 
 def test_truncated_and_foreign_files_raise_user_error(tmp_path):
@@ -124,4 +125,4 @@ def test_full_disk_is_a_user_error_and_keeps_old_file(tmp_path):
     with pytest.raises(UserError, match="No space left"):
         ck.atomic_write(path, disk_full)
     assert ck.load_checkpoint(path)["step"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["0000001.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0000001.pt", "0000001.pt.sha256"]
