@@ -133,3 +133,38 @@ def test_failed_checkpoint_write_stops_every_rank_without_a_hang(data, tmp_path)
     assert any(e.startswith("error: rank 0 could not write") for e in errors)  # rank 1 learned it
     assert all("0000001.pt" in e and "last good checkpoint: none" in e for e in errors), errors
     assert time.monotonic() - started < 200  # the gloo barrier timeout would be 30 minutes
+
+
+def _full_disk_in_tensorboard_thread(monkeypatch, from_step: int) -> None:
+    """TensorBoard's writer thread hits ENOSPC on the first event of step ``from_step`` (and after)."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer import record_writer
+
+    real = record_writer.RecordWriter.write
+
+    def write(self, data):
+        if event_pb2.Event.FromString(data).step >= from_step:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", write)
+
+
+def test_full_disk_in_tensorboard_writer_thread_is_one_line(capsys, monkeypatch, data, straight, tmp_path):
+    """The same one line as a full disk under metrics.csv, no thread traceback, checkpoint 2 intact,
+    and once space is back the run resumes to the straight run's weights."""
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _full_disk_in_tensorboard_thread(m, from_step=3)
+        code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--log-every", "1"))
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert "Traceback" not in err and "Exception in thread" not in err, err
+    assert errors[0] == (f"error: cannot write {run / 'tb'}: No space left on device; free space or fix permissions "
+                         "(checkpoints already written are kept)")
+    ckpts = run / "checkpoints"
+    assert latest_checkpoint(ckpts).name == "0000002.pt" and load_checkpoint(ckpts / "0000002.pt")["step"] == 2
+    assert ck.checksum_problem(ckpts / "0000002.pt") is None
+    code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--log-every", "1", "--resume", "auto"))
+    assert code == 0, err
+    assert assert_states_close(straight, final_state(run), atol=0.0) == 0.0

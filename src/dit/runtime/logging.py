@@ -27,6 +27,60 @@ def _writing(path: Path):
         ) from e
 
 
+class _RecordWriterGuard:
+    """Stands in for TensorBoard's record writer inside its writer thread and keeps the first OSError.
+
+    TensorBoard writes events from a background thread; a full disk there ends that thread with a
+    traceback printed by the thread machinery, and the next ``add_scalar`` re-raises the bare
+    ``OSError``. With this guard the thread never fails: the error waits in :attr:`error`, and
+    :meth:`RunLogger.log_metrics` raises it as the same one-line ``UserError`` as a failed CSV write.
+    """
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.error: Optional[OSError] = None
+
+    def _call(self, name: str, *args) -> None:
+        if self.error is not None:
+            return  # the disk is full: drop further events instead of failing again
+        try:
+            getattr(self._inner, name)(*args)
+        except OSError as e:
+            self.error = e
+
+    def write(self, data: bytes) -> None:
+        self._call("write", data)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        except OSError as e:
+            self.error = self.error or e
+
+
+def _guard_tensorboard(writer) -> Optional[_RecordWriterGuard]:
+    """Put a :class:`_RecordWriterGuard` between ``SummaryWriter``'s writer thread and its file.
+
+    Reaches into tensorboard's ``EventFileWriter`` (``_async_writer._writer`` and the thread's
+    ``_record_writer``, both the same object); returns None when a tensorboard version lays them out
+    otherwise, in which case an error still arrives on the next write, as a bare ``OSError`` that
+    ``_writing`` turns into the one line.
+    """
+    try:
+        async_writer = writer._get_file_writer().event_writer._async_writer
+        thread = async_writer._worker
+        if thread._record_writer is not async_writer._writer:
+            return None
+    except AttributeError:
+        return None
+    guard = _RecordWriterGuard(async_writer._writer)
+    async_writer._writer = thread._record_writer = guard
+    return guard
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -43,6 +97,7 @@ class RunLogger:
         self._csv_file = None
         self._csv: Optional[csv.DictWriter] = None
         self._tb = None
+        self._tb_guard: Optional[_RecordWriterGuard] = None
         if not enabled:
             return
         with _writing(self.run_dir / "log.txt"):
@@ -51,7 +106,9 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+            with _writing(self.run_dir / "tb"):
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+            self._tb_guard = _guard_tensorboard(self._tb)
 
     def info(self, message: str) -> None:
         """A timestamped line on the console (stderr, so it does not break the progress bar) and in log.txt."""
@@ -88,17 +145,25 @@ class RunLogger:
             self._csv.writerow(row)
             self._csv_file.flush()
         if self._tb is not None:
-            for k, v in metrics.items():
-                self._tb.add_scalar(f"train/{k}", float(v), int(step))
-            self._tb.flush()
+            with _writing(self.run_dir / "tb"):
+                for k, v in metrics.items():
+                    self._tb.add_scalar(f"train/{k}", float(v), int(step))
+                self._tb.flush()  # waits for the writer thread: its error (if any) is in the guard now
+                self._raise_tensorboard_error()
         self.info(f"step {int(step):07d} " + " ".join(f"{k}={_fmt(float(v))}" for k, v in metrics.items()))
+
+    def _raise_tensorboard_error(self) -> None:
+        if self._tb_guard is not None and self._tb_guard.error is not None:
+            raise self._tb_guard.error  # inside _writing: one line
 
     def close(self) -> None:
         if not self.enabled:
             return
+        self.enabled = False
         if self._csv_file is not None:
             self._csv_file.close()
-        if self._tb is not None:
-            self._tb.close()
         self._text.close()
-        self.enabled = False
+        if self._tb is not None:
+            with _writing(self.run_dir / "tb"):
+                self._tb.close()
+                self._raise_tensorboard_error()
