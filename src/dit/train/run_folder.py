@@ -1,4 +1,4 @@
-"""The run folder: which checkpoint a run resumes from (past damaged ones), and ``run.json`` (config, git revision, world size)."""
+"""The run folder: the checkpoint a run resumes from (past damaged ones) and ``run.json`` (config, git, world size)."""
 
 from __future__ import annotations
 
