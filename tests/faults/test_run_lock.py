@@ -99,14 +99,16 @@ _HOLDER = textwrap.dedent("""
     lock = RunLock.acquire(sys.argv[1])
     if len(sys.argv) > 2:  # pretend the record names a process that has gone (another pid namespace)
         os.ftruncate(lock._fd, 0)
-        os.pwrite(lock._fd, (json.dumps({"host": sys.argv[2], "pid": int(sys.argv[3]), "started": 0}) + "\\n").encode(), 0)
+        fake = {"host": sys.argv[2], "pid": int(sys.argv[3]), "started": 0}
+        os.pwrite(lock._fd, (json.dumps(fake) + "\\n").encode(), 0)
     print("locked", flush=True)
     time.sleep(120)
 """)
 
 
 def _holder(folder: Path, *fake_owner: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), *fake_owner], stdout=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-c", _HOLDER, str(folder), *fake_owner]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -202,3 +204,26 @@ def test_results_dir_is_checked_before_any_run(capsys, data, tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_the_lock_and_stop_together_on_a_busy_folder(data, tmp_path):
+    """2 gloo ranks: on a folder another process holds, both ranks stop at once with the same line
+    (rank 1 learns it from rank 0, it does not wait in a collective); on a free folder the two
+    ranks run together under rank 0's one lock (a per-rank lock would turn rank 1 away)."""
+    from tests.torchrun import run_torchrun
+
+    run = tmp_path / "run"
+    holder = _holder(run)
+    try:
+        proc = run_torchrun(train_args(data, run, "--max-steps", "1"), timeout=240, check=False)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # both ranks share the stderr pipe: a line may land behind the other rank's output
+    errors = ["error:" + line.split("error:", 1)[1] for line in proc.stderr.splitlines() if "error:" in line]
+    assert proc.returncode != 0 and len(errors) == 2, proc.stderr[-3000:]
+    assert errors[0] == errors[1] and f"pid {holder.pid}" in errors[0] and "in use" in errors[0], errors
+    proc = run_torchrun(train_args(data, run, "--max-steps", "1", "--resume", "auto"), timeout=240)
+    assert proc.stderr.count("took over the lock") == 1  # the killed holder's record, reported by rank 0
+    assert (run / "checkpoints" / "0000001.pt").exists() and not (run / LOCK_NAME).exists()

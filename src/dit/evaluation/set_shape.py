@@ -58,6 +58,7 @@ def shape_mismatch(samples: str | os.PathLike, reference: str | os.PathLike) -> 
     a, b = stored_shape(samples), stored_shape(reference)
     if a is None or b is None or a == b:
         return None
-    what = " and ".join(w for w, differs in (("image size", a[:2] != b[:2]), ("channel count", a[2] != b[2])) if differs)
+    differs = (("image size", a[:2] != b[:2]), ("channel count", a[2] != b[2]))
+    what = " and ".join(name for name, differ in differs if differ)
     return (f"the samples are {_describe(a)} but the reference is {_describe(b)}; both are resized to the feature "
             f"network's input, so the scores also measure the {what} mismatch — check --image-size or the reference")

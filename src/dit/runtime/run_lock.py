@@ -109,7 +109,9 @@ class RunLock:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as e:
-                raise UserError(f"cannot create the lock file {path}: {e.strerror or e}; pick a folder you can write to") from None
+                raise UserError(
+                    f"cannot create the lock file {path}: {e.strerror or e}; pick a folder you can write to"
+                ) from None
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
