@@ -1,4 +1,4 @@
-"""scikit-learn digits → image-folder export: pixel values, stratified split, reuse, and the readers that consume it."""
+"""Bundled digits (checked against scikit-learn's copy) → image-folder export: pixel values, stratified split, reuse, and the readers that consume it."""
 
 from __future__ import annotations
 
@@ -89,3 +89,18 @@ def test_export_is_reused_with_the_same_settings_and_refused_with_others(tmp_pat
     (tmp_path / "other").mkdir()
     with pytest.raises(UserError, match="not a digits export"):
         export_digits(tmp_path / "other", image_size=8)
+
+
+def test_bundled_digits_load_without_scikit_learn(tmp_path):
+    """The demo's data comes from the package itself: scikit-learn is a test reference only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"  # any `import sklearn` now raises ImportError
+        "from dit.data.digits import load_digits_uint8\n"
+        "images, labels = load_digits_uint8(); print(images.shape, labels.shape, int(labels.sum()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["(1797,", "8,", "8)", "(1797,)", str(int(load_digits()["target"].sum()))]

@@ -9,7 +9,7 @@ from dit.cli.argtypes import positive_float, positive_int
 
 HELP = "the whole pipeline on bundled real digits in minutes on a CPU: train, sample, evaluate"
 DESCRIPTION = (
-    "Exports scikit-learn's 1,797 handwritten digits (8x8, no download) as an image folder, holds out a split, "
+    "Exports the 1,797 bundled handwritten digits (8x8, scikit-learn's copy of UCI's; no download) as an image folder, holds out a split, "
     "trains the evaluation classifier on it (`dit train-classifier`), trains a class-conditional pixel-space DiT "
     "(adaLN-Zero, learned sigma, L_simple + L_vlb; `dit train`), draws guided samples (`dit sample`) and evaluates "
     "them (`dit eval`: class agreement, and FID in the classifier's features beside the same figure for real "
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=_D.device, help="cuda or cpu; unset: cuda when available")
     g.add_argument("--dry-run", action="store_true", help="print the commands the demo runs and exit")
 
-    d = p.add_argument_group("data (sklearn.datasets.load_digits)")
+    d = p.add_argument_group("data (the bundled 8x8 digits, scikit-learn's copy of UCI's)")
     d.add_argument("--image-size", type=positive_int, default=_D.image_size, help="side the 8x8 digits are resized to (8 keeps the original pixels)")
     d.add_argument("--held-out-fraction", type=float, default=_D.held_out_fraction,
                    help="share of each class held out from the DiT: the classifier's training data and the FID reference")

@@ -1,4 +1,4 @@
-"""Harder, MNIST-like renderings of scikit-learn's 8×8 digits: jittered strokes, pose and colour.
+"""Harder, MNIST-like renderings of the bundled 8×8 digits: jittered strokes, pose and colour.
 
 Why: the bundled digits upsampled by bicubic are blurry, perfectly centred blobs — far easier to
 model than a real small dataset such as MNIST or Fashion-MNIST. To size models and recipes for

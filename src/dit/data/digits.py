@@ -1,8 +1,12 @@
-"""scikit-learn's handwritten digits as an image-folder tree: real labelled data with no download.
+"""The bundled handwritten digits as an image-folder tree: real labelled data with no download.
 
-``sklearn.datasets.load_digits`` ships 1,797 scans of handwritten digits (8×8, 16 grey levels,
-10 classes) inside the scikit-learn wheel, so ``dit demo`` can train on real images on a fresh
-machine. :func:`export_digits` writes them as ``<root>/train/<digit>/<index>.png`` and
+``digits_8x8.npz`` beside this module holds the 1,797 scans of handwritten digits (8×8, 17 grey
+levels 0..16, 10 classes) that scikit-learn ships as ``sklearn.datasets.load_digits`` (45 KB;
+the tests check it equals scikit-learn's copy), so ``dit demo`` trains on real images on a fresh
+machine without scikit-learn. The data is the test set of the UCI "Optical Recognition of
+Handwritten Digits" data set (E. Alpaydin and C. Kaynak, 1998), which UCI licenses under
+CC BY 4.0 and scikit-learn redistributes under its BSD-3-Clause licence; see
+``DIGITS_LICENCE`` below. :func:`export_digits` writes them as ``<root>/train/<digit>/<index>.png`` and
 ``<root>/test/<digit>/<index>.png`` (the layout :class:`dit.data.ImageFolder`, ``dit train``,
 ``dit train-classifier`` and ``dit eval`` read), resized to the side the model works at.
 
@@ -34,7 +38,12 @@ import numpy as np
 from dit.data.digit_styles import STYLES, render_digits
 from dit.errors import UserError
 
-DIGIT_LEVELS = 16  # load_digits pixel values are 0..16
+DIGIT_LEVELS = 16  # stored pixel values are 0..16
+DIGITS_FILE = Path(__file__).with_name("digits_8x8.npz")
+DIGITS_LICENCE = (
+    "UCI ML 'Optical Recognition of Handwritten Digits' (Alpaydin & Kaynak 1998), CC BY 4.0; "
+    "as redistributed by scikit-learn (sklearn/datasets/data/digits.csv.gz, BSD-3-Clause)"
+)
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
 
@@ -62,14 +71,17 @@ class DigitsExport:
         return Path(self.root) / "test"
 
 
-def load_digits_uint8() -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, 8, 8) white ink on black, labels int64 (N,)) from scikit-learn."""
-    from sklearn.datasets import load_digits
+def load_digit_levels() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled data as stored: (grey levels uint8 (N, 8, 8) in 0..16, labels int64 (N,))."""
+    with np.load(DIGITS_FILE, allow_pickle=False) as f:
+        return f["images"].copy(), f["labels"].astype(np.int64)
 
-    bunch = load_digits()
-    levels = np.asarray(bunch.images, dtype=np.float64)  # (N, 8, 8) in 0..16
-    images = np.rint(levels * 255.0 / DIGIT_LEVELS).astype(np.uint8)  # (N, 8, 8)
-    return images, np.asarray(bunch.target, dtype=np.int64)
+
+def load_digits_uint8() -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, 8, 8) white ink on black, labels int64 (N,)) from the bundled digits."""
+    levels, labels = load_digit_levels()
+    images = np.rint(levels.astype(np.float64) * 255.0 / DIGIT_LEVELS).astype(np.uint8)  # (N, 8, 8)
+    return images, labels
 
 
 def resize_digits(images: np.ndarray, image_size: int) -> np.ndarray:

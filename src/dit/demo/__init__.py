@@ -1,4 +1,4 @@
-"""`dit demo`: the whole pipeline on scikit-learn's bundled digits (see :mod:`dit.demo.pipeline`)."""
+"""`dit demo`: the whole pipeline on the bundled digits (see :mod:`dit.demo.pipeline`)."""
 
 from dit.demo.pipeline import run_demo, stage_commands
 

@@ -306,7 +306,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda m: print(m, fi
     commands = stage_commands(cfg)
     record = {"config": cfg.to_dict(), "commands": {k: format_command(v) for k, v in commands.items()}}
 
-    export = stages.run("export", f"exporting scikit-learn's digits at {cfg.image_size}px to {paths.data}",
+    export = stages.run("export", f"exporting the bundled digits at {cfg.image_size}px to {paths.data}",
                         lambda: export_digits(paths.data, cfg.image_size, cfg.held_out_fraction, cfg.seed))
     record["data"] = dataclasses.asdict(export)
     _write_json(paths.config, record)
