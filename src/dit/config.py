@@ -94,6 +94,7 @@ class TrainConfig(_DictMixin):
     ckpt_every: int = 50_000
     keep_last: int = 5
     log_every: int = 100
+    tensorboard: bool = False  # TensorBoard events in <run>/tb as well as metrics.csv (the tensorboard extra)
     seed: int = 0
     resume: Optional[str] = None
     # Fine-tuning: start from these pretrained weights (a checkpoint, export, official file, diffusers
@@ -237,7 +238,7 @@ class TrainSamplingConfig(_DictMixin):
 
 @dataclass
 class DemoConfig(_DictMixin):
-    """`dit demo`: the whole pipeline on scikit-learn's digits, as presets of the other commands' flags.
+    """`dit demo`: the whole pipeline on the bundled digits, as presets of the other commands' flags.
 
     Every field is one flag of `dit demo`; ``dit.demo.pipeline.stage_commands`` turns them into the
     `dit train-classifier`, `dit train`, `dit sample` and `dit eval` command lines it runs.
@@ -249,7 +250,7 @@ class DemoConfig(_DictMixin):
     resume: bool = False
     seed: int = 0
     device: Optional[str] = None
-    # Data (sklearn.datasets.load_digits, 8×8 → image_size; 8 keeps the original pixels)
+    # Data (the bundled 8×8 digits, dit.data.digits; 8 keeps the original pixels)
     image_size: int = 8
     held_out_fraction: float = 0.3
     # Model: a small custom pixel-space DiT (adaLN-Zero, learned Σ); 16 tokens of 2×2 pixels

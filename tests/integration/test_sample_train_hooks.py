@@ -34,7 +34,7 @@ def run(tmp_path_factory):
                           root / "clf.safetensors")
     run = root / "run"
     argv = train_args(data, run, "--max-steps", "4", "--log-every", "2", "--sample-every", "2", "--eval-every", "4",
-                      "--sample-steps", "2", "--eval-samples", "9", "--eval-features", f"classifier:{clf}")
+                      "--sample-steps", "2", "--eval-samples", "9", "--eval-features", f"classifier:{clf}", "--tensorboard")
     assert main(argv) == 0
     return run, clf
 

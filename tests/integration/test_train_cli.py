@@ -21,7 +21,8 @@ def data(tmp_path_factory):
 
 def test_trains_end_to_end_and_loss_falls(data, tmp_path):
     run = tmp_path / "run"
-    argv = train_args(data, run, "--max-steps", "40", "--log-every", "10", "--ckpt-every", "20", "--lr", "3e-3", batch=8)
+    argv = train_args(data, run, "--max-steps", "40", "--log-every", "10", "--ckpt-every", "20", "--lr", "3e-3",
+                      "--tensorboard", batch=8)
     assert main(argv) == 0
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
@@ -170,3 +171,22 @@ def test_logger_on_other_ranks_writes_nothing(tmp_path):
     log.log_metrics(1, {"loss": 1.0})
     log.close()
     assert not (tmp_path / "r1").exists()
+
+
+def test_trains_without_tensorboard_installed_and_asking_for_it_is_one_line(data, tmp_path):
+    """TensorBoard is an extra: a run without it writes metrics.csv; --tensorboard without it: one error line."""
+    import subprocess
+    import sys
+
+    block = "import sys; sys.modules['tensorboard'] = None; sys.modules['torch.utils.tensorboard'] = None\n"
+    code = block + "from dit.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    run = tmp_path / "run"
+    argv = train_args(data, run, "--max-steps", "2", "--log-every", "1")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [r["step"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2"] and not (run / "tb").exists()
+    asked = subprocess.run([sys.executable, "-c", code, *train_args(data, tmp_path / "tb_run", "--max-steps", "1",
+                                                                    "--tensorboard")],
+                           capture_output=True, text=True, timeout=300)
+    assert asked.returncode == 2 and asked.stderr.strip().splitlines()[-1].startswith("error: TensorBoard logging needs")
+    assert "dit[tensorboard]" in asked.stderr

@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--ckpt-every", type=positive_int, default=50_000, help="checkpoint every K steps (and always at the end)")
     r.add_argument("--keep-last", type=int, default=5, help="keep the newest K checkpoints (0 keeps all)")
     r.add_argument("--log-every", type=positive_int, default=100, help="log loss, mse, vb and speed every K steps")
+    r.add_argument("--tensorboard", action="store_true",
+                   help='also write TensorBoard events to RUN/tb (needs pip install "dit[tensorboard]"; metrics.csv is always written)')
     r.add_argument("--seed", type=int, default=0, help="seed of every random choice (data order, noise, t, dropout, flips)")
     r.add_argument("--resume", default=None, help="'auto' (latest checkpoint in the run folder, if any) or a checkpoint path")
     r.add_argument("--sample-every", type=int, default=0, help="write an EMA sample grid every K steps (0 = never)")
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         unconditional=args.unconditional, flip=args.flip, on_bad_image=args.on_bad_image,
         num_workers=args.num_workers, results_dir=args.results_dir, global_batch_size=args.global_batch_size,
         max_steps=args.max_steps, epochs=args.epochs, max_minutes=args.max_minutes, ckpt_every=args.ckpt_every,
-        keep_last=args.keep_last, log_every=args.log_every, seed=args.seed, resume=args.resume,
+        keep_last=args.keep_last, log_every=args.log_every, tensorboard=args.tensorboard, seed=args.seed, resume=args.resume,
         init_from=args.init_from, lr=args.lr,
         warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule, grad_clip=args.grad_clip,
         ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, ema_type=args.ema_type,

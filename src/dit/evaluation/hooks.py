@@ -28,6 +28,7 @@ from dit.errors import UserError
 from dit.evaluation import generate as gen
 from dit.evaluation import protocol
 from dit.evaluation.writers import write_npz, write_samples
+from dit.runtime.logging import tensorboard_writer
 
 GRID_CLASSES = 8
 GRID_PER_CLASS = 4
@@ -131,13 +132,12 @@ class EvalHook:
             if new:
                 w.writeheader()
             w.writerow({"step": int(step), **scalars})
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(log_dir=str(run / "tb"), filename_suffix=".eval")
-        for k, v in scalars.items():
-            self._tb.add_scalar(f"eval/{k}", v, int(step))
-        self._tb.flush()
+        if self._tb is None and getattr(trainer.cfg, "tensorboard", False):
+            self._tb = tensorboard_writer(run / "tb", filename_suffix=".eval")
+        if self._tb is not None:
+            for k, v in scalars.items():
+                self._tb.add_scalar(f"eval/{k}", v, int(step))
+            self._tb.flush()
         trainer.logger.info(f"step {int(step):07d} eval " + " ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
 
 

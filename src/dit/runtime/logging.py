@@ -1,7 +1,9 @@
-"""Run logging on rank 0: console lines, a text log, a CSV of metrics and TensorBoard events.
+"""Run logging on rank 0: console lines, a text log, a CSV of metrics and (when asked) TensorBoard events.
 
 Knows nothing about DiT. Other ranks get a logger whose methods do nothing, so callers never
 branch on the rank. Files live in the run folder: ``log.txt``, ``metrics.csv``, ``tb/``.
+TensorBoard is an optional extra (``pip install "dit[tensorboard]"``): without it training logs
+the CSV, and asking for it gives one :class:`UserError` line saying what to install.
 """
 
 from __future__ import annotations
@@ -81,6 +83,18 @@ def _guard_tensorboard(writer) -> Optional[_RecordWriterGuard]:
     return guard
 
 
+def tensorboard_writer(log_dir: str | Path, **kwargs: Any):
+    """A ``torch.utils.tensorboard.SummaryWriter``; UserError naming the extra when tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError(
+            'TensorBoard logging needs the tensorboard package: pip install "dit[tensorboard]" '
+            "(or drop --tensorboard: metrics.csv has the same numbers)"
+        ) from None
+    return SummaryWriter(log_dir=str(log_dir), **kwargs)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -90,7 +104,7 @@ def _fmt(v: Any) -> str:
 class RunLogger:
     """Writes messages and metric rows; a no-op unless ``enabled`` (rank 0)."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, console: bool = True):
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = False, console: bool = True):
         self.enabled = enabled
         self.console = console
         self.run_dir = Path(run_dir)
@@ -104,10 +118,8 @@ class RunLogger:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._text = open(self.run_dir / "log.txt", "a", encoding="utf-8")
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             with _writing(self.run_dir / "tb"):
-                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+                self._tb = tensorboard_writer(self.run_dir / "tb")
             self._tb_guard = _guard_tensorboard(self._tb)
 
     def info(self, message: str) -> None:

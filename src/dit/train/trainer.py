@@ -157,7 +157,7 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.bad_in_a_row = self.skipped_total = 0
         self.last_checkpoint: Optional[Path] = None
-        self.logger = RunLogger(self.run_dir, enabled=info.is_main)
+        self.logger = RunLogger(self.run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
         self._report_bad = BadImageReport(self.run_dir / BAD_IMAGE_LOG, self.logger)
         if init_report is not None:
             step = f", step {pretrained.step}" if pretrained.step is not None else ""
