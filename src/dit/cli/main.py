@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from dit.requirements import torch_too_old
+
+    old = torch_too_old()
+    if old:
+        print(f"error: {old}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
