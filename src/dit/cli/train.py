@@ -18,7 +18,7 @@ HELP = "train a DiT (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
     "Train a DiT with the paper's recipe (AdamW lr 1e-4, no weight decay, EMA 0.9999) on an image "
     "folder (one sub-folder per class) or a latent cache from `dit extract-latents`. The results "
-    "folder holds the config, logs (CSV, TensorBoard), and checkpoints/<step>.pt with EMA weights "
+    "folder holds the config, logs (metrics.csv; TensorBoard with --tensorboard), and checkpoints/<step>.pt with EMA weights "
     "beside them as .ema.safetensors. Launch on several GPUs with: torchrun --nproc_per_node 8 -m "
     "dit.cli.main train ... (multi-node: add --nnodes N --node_rank R --rdzv_endpoint HOST:PORT)."
 )
