@@ -156,7 +156,7 @@ def test_full_disk_in_tensorboard_writer_thread_is_one_line(capsys, monkeypatch,
     run = tmp_path / "run"
     with monkeypatch.context() as m:
         _full_disk_in_tensorboard_thread(m, from_step=3)
-        code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--log-every", "1"))
+        code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--log-every", "1", "--tensorboard"))
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1, err
     assert "Traceback" not in err and "Exception in thread" not in err, err
@@ -165,6 +165,6 @@ def test_full_disk_in_tensorboard_writer_thread_is_one_line(capsys, monkeypatch,
     ckpts = run / "checkpoints"
     assert latest_checkpoint(ckpts).name == "0000002.pt" and load_checkpoint(ckpts / "0000002.pt")["step"] == 2
     assert ck.checksum_problem(ckpts / "0000002.pt") is None
-    code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--log-every", "1", "--resume", "auto"))
+    code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--log-every", "1", "--tensorboard", "--resume", "auto"))
     assert code == 0, err
     assert assert_states_close(straight, final_state(run), atol=0.0) == 0.0
