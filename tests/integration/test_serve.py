@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dit.cli.main import main  # noqa: E402
-from dit.serve.app import Limits, create_app  # noqa: E402
+from dit.serve.app import BadRequest, GenerateRequest, Limits, check_request, create_app, preview_due  # noqa: E402
 from dit.serve.server import bind_message, load_pipeline  # noqa: E402
 
 from .sample_utils import read_npz, sample_argv, trained_run  # noqa: E402
@@ -90,10 +91,10 @@ def test_info_lists_classes_samplers_defaults_and_limits(client):
 BAD = [
     ("classes", {"classes": ["zebra"]}, "zebra"),  # the pipeline's own one-line reason follows "classes: "
     ("classes", {"classes": [3]}, "0..2"),
-    ("classes", {"classes": []}, "at least 1"),
+    ("classes", {"classes": []}, "at least one class"),
     ("classes", {"classes": [{"a": 1}]}, "classes"),
     ("classes", {"classes": [0, 1, 2], "num_images": 2}, "at most one class per image"),
-    ("classes", {}, "Field required"),
+    ("classes", {}, "at least one class"),
     ("num_images", {"num_images": 0}, "greater than or equal to 1"),
     ("num_images", {"num_images": 10**9}, "at most 6 images"),
     ("num_images", {"num_images": "many"}, "integer"),
@@ -162,6 +163,30 @@ def test_same_seed_and_settings_give_the_images_of_dit_sample(client, ckpt, tmp_
         assert ours[key] == theirs[key], key
     grid = png(client.get(state["grid"]).content)
     assert grid.shape == (2 * 10 + 2, 2 * 10 + 2, 3)  # 2 classes × 2 images of 8×8, padding 2: rows by class
+
+
+def test_previews_show_the_images_forming_and_the_last_is_the_result(client):
+    """Previews are the decoded x_0 predictions; DDIM's last step returns its x_0 prediction unchanged."""
+    job = client.post("/api/jobs", json={**OK, "num_images": 4, "num_steps": 4}).json()
+    state = follow(client, job["id"])
+    shown = [s["preview"] for s in state["_all"] if s.get("preview")]
+    assert shown and all(u.startswith(f"/api/jobs/{job['id']}/preview.png") for u in shown)
+    last = png(client.get(f"/api/jobs/{job['id']}/preview.png").content)
+    np.testing.assert_array_equal(last, png(client.get(state["grid"]).content))
+
+
+def test_preview_schedule():
+    assert [k for k in range(1, 11) if preview_due(k, 10, 3)] == [4, 8, 10]
+    assert [k for k in range(1, 4) if preview_due(k, 3, 8)] == [1, 2, 3]
+    assert not any(preview_due(k, 10, 0) for k in range(1, 11))
+
+
+def test_an_unconditional_model_takes_no_classes():
+    pipe = SimpleNamespace(num_classes=0, class_index=None)
+    work = check_request(GenerateRequest(num_images=3, num_steps=2), pipe, LIMITS)
+    assert work.classes is None and work.num_images == 3
+    with pytest.raises(BadRequest, match="unconditional"):
+        check_request(GenerateRequest(classes=[1], num_steps=2), pipe, LIMITS)
 
 
 def test_other_seed_gives_other_images(client):

@@ -70,8 +70,8 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     classes: list[Union[int, str]] = Field(
-        min_length=1, max_length=1000, description="class ids or names; image i gets classes[i mod len]",
-        examples=[["golden retriever"], [207, 360]])
+        [], max_length=1000, examples=[["golden retriever"], [207, 360]],
+        description="class ids or names; image i gets classes[i mod len] (empty for an unconditional model)")
     num_images: Optional[int] = Field(None, ge=1, description="how many images (default: one per class given)")
     sampler: str = Field(Defaults.sampler, description="a sampler name (GET /api/info lists them)")
     num_steps: int = Field(Defaults.num_steps, ge=1, description="sampler steps")
@@ -94,7 +94,8 @@ class BadRequest(Exception):
 class Work:
     """A validated request in the pipeline's terms."""
 
-    classes: list[int]
+    classes: Optional[list[int]]  # one per image; None for an unconditional model
+    num_images: int
     num_steps: int
     cfg_scale: float
     sampler: str
@@ -102,13 +103,19 @@ class Work:
     guidance_interval: Optional[tuple[int, int]]
 
     def pipeline_kwargs(self) -> dict[str, Any]:
-        return {"classes": self.classes, "num_steps": self.num_steps, "cfg_scale": self.cfg_scale,
+        return {"classes": self.classes, "num_images": self.num_images, "num_steps": self.num_steps,
+                "cfg_scale": self.cfg_scale,
                 "sampler": self.sampler, "seed": self.seed, "guidance_interval": self.guidance_interval}
 
 
 def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
     """The limits and the model's classes and samplers: :class:`BadRequest` naming the field."""
-    n = req.num_images if req.num_images is not None else len(req.classes)
+    conditional = int(pipe.num_classes) > 0
+    if conditional and not req.classes:
+        raise BadRequest("classes", "give at least one class (a name or an id; GET /api/info lists them)")
+    if not conditional and req.classes:
+        raise BadRequest("classes", "this model is unconditional: send no classes")
+    n = req.num_images if req.num_images is not None else max(1, len(req.classes))
     if n > limits.max_images:
         raise BadRequest("num_images", f"at most {limits.max_images} images per request (asked {n})")
     if len(req.classes) > n:
@@ -127,8 +134,9 @@ def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
             ids.append(int(pipe.class_index(c)))
         except UserError as e:
             raise BadRequest("classes", one_line(e)) from None
-    return Work([ids[i % len(ids)] for i in range(n)], req.num_steps, float(req.cfg_scale), req.sampler,
-                req.seed, tuple(req.guidance_interval) if req.guidance_interval else None)
+    classes = [ids[i % len(ids)] for i in range(n)] if ids else None
+    return Work(classes, n, req.num_steps, float(req.cfg_scale), req.sampler, req.seed,
+                tuple(req.guidance_interval) if req.guidance_interval else None)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -147,15 +155,33 @@ class Result:
     card: dict[str, Any]
 
 
-def run_job(pipe, job: Job) -> Result:
-    """Draw a job's images (its progress callback also stops it when cancelled), grid and card."""
+def preview_due(step: int, total: int, previews: int) -> bool:
+    """Whether step ``step`` (1-based) of ``total`` gets a preview: ``previews`` evenly spaced, the last included."""
+    if previews <= 0:
+        return False
+    every = max(1, -(-total // previews))  # ceil
+    return step % every == 0 or step == total
+
+
+def run_job(pipe, job: Job, previews: int = 8) -> Result:
+    """Draw a job's images, grid and card; its progress callback reports steps, makes previews, stops it when cancelled.
+
+    A preview is the current batch's predicted x_0 decoded (``pipe.decode``) as a grid, at
+    ``previews`` evenly spaced steps: it shows the images forming while the sampler runs.
+    """
     work: Work = job.request
     job.num_steps = work.num_steps
     kwargs = work.pipeline_kwargs()
-    images = pipe(**kwargs, output_type="pil", callback=lambda i, n, latent: job.progress(i + 1, n))
-    arrays = np.stack([np.asarray(im.convert("RGB")) for im in images])  # (N, H, W, 3) uint8
+
+    def on_step(i: int, total: int, x0) -> None:
+        job.progress(i + 1, total)  # raises Cancelled once the job was cancelled
+        if preview_due(i + 1, total, previews):
+            job.preview = png_bytes(grid_image(pipe.decode(x0, output_type="np")))  # (H', W', 3)
+            job.version += 1
+
+    images = pipe(**kwargs, output_type="np", callback=on_step)  # (N, H, W, 3) uint8
     card = pipe.protocol_card(**kwargs)
-    return Result([png_bytes(a) for a in arrays], png_bytes(grid_image(arrays, work.classes)), card)
+    return Result([png_bytes(a) for a in images], png_bytes(grid_image(images, work.classes)), card)
 
 
 def error(status: int, message: str, headers: Optional[dict[str, str]] = None, **extra: Any) -> JSONResponse:
@@ -167,6 +193,8 @@ def job_state(job: Job, queue: JobQueue) -> dict[str, Any]:
     state: dict[str, Any] = {"id": job.id, "status": job.status, "step": job.step,
                              "num_steps": job.num_steps or job.request.num_steps,
                              "position": queue.position(job), "error": job.error}
+    if job.status == "running" and job.preview is not None:
+        state["preview"] = f"/api/jobs/{job.id}/preview.png?step={job.step}"
     if job.status == "done" and isinstance(job.result, Result):
         base = f"/api/jobs/{job.id}"
         state["images"] = [f"{base}/images/{k}.png" for k in range(len(job.result.images))]
@@ -193,11 +221,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 
 
 def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(), ckpt: str = "",
-               queue: Optional[JobQueue] = None) -> FastAPI:
-    """The app around one pipeline on one device (one job at a time; see :class:`JobQueue`)."""
+               previews: int = 8) -> FastAPI:
+    """The app around one :class:`dit.Pipeline` on one device (one job at a time; see :class:`JobQueue`).
+
+    ``previews``: how many decoded previews a running job shows (0: none).
+    """
     app = FastAPI(title="dit serve", version=__version__, docs_url=None, redoc_url=None,  # Swagger UI needs a CDN
                   description="Sample a DiT checkpoint. Every error is JSON {\"error\": \"...\"}.")
-    jobs = queue or JobQueue(lambda job: run_job(pipe, job), max_waiting=limits.max_waiting)
+    jobs = JobQueue(lambda job: run_job(pipe, job, previews), max_waiting=limits.max_waiting)
     app.state.jobs = jobs
     app.router.add_event_handler("shutdown", jobs.close)
 
@@ -239,8 +270,7 @@ def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(),
 
     @app.get("/api/info", summary="The model, samplers, defaults and limits")
     def info() -> dict[str, Any]:
-        names = pipe.class_names
-        n = int(getattr(pipe, "num_classes", len(names) if names else 0))
+        names, n = pipe.class_names, int(pipe.num_classes)
         classes = [{"id": k, "name": names[k] if names and k < len(names) else f"class {k}"} for k in range(n)]
         return {"dit_version": __version__, "checkpoint": ckpt, "classes": classes, "samplers": list(SAMPLERS),
                 "defaults": defaults.__dict__, "limits": limits.__dict__, "max_timestep": MAX_TIMESTEP,
@@ -302,6 +332,14 @@ def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(),
         if not 0 <= index < len(result.images):
             raise StarletteHTTPException(404, f"job {job_id} has images 0..{len(result.images) - 1}")
         return Response(result.images[index], media_type="image/png")
+
+    @app.get("/api/jobs/{job_id}/preview.png", summary="The latest preview of a running job (predicted images)",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def preview(job_id: str):
+        job = find(job_id)
+        if job.preview is None:
+            raise StarletteHTTPException(404, f"job {job_id} has no preview yet")
+        return Response(job.preview, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/jobs/{job_id}/grid.png", summary="All images of a finished job as one PNG grid",
              response_class=Response, responses={200: {"content": {"image/png": {}}}})

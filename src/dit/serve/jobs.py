@@ -47,6 +47,7 @@ class Job:
     num_steps: int = 0
     error: Optional[str] = None
     result: Any = None
+    preview: Optional[bytes] = None  # a PNG of the images as they form (set by the work)
     created: float = field(default_factory=time.time)
     finished_at: Optional[float] = None
     version: int = 0  # bumped on every change; watchers send an update when it moves

@@ -5,20 +5,25 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from typing import Optional
+from typing import Any, Optional
 
 import uvicorn
 
 from dit.errors import UserError
+from dit.pipeline import Pipeline
 from dit.serve.app import Limits, create_app
-from dit.serve.pipeline_adapter import AdapterPipeline
 
 LOOPBACK = "127.0.0.1"
 
 
-def load_pipeline(ckpt: str, weights: str = "ema", device: Optional[str] = None):
-    """The pipeline the server samples with (one per server, one device)."""
-    return AdapterPipeline.from_pretrained(ckpt, weights=weights, device=device)
+def load_pipeline(ckpt: str, weights: str = "ema", device: Optional[str] = None, precision: str = "fp32",
+                  **official: Any) -> Pipeline:
+    """The pipeline the server samples with (one per server, one device): a path or a hub id.
+
+    ``official``: ``model``, ``image_size``, ``num_classes``, ``vae`` as ``dit sample`` takes them.
+    """
+    pipe = Pipeline.from_pretrained(ckpt, weights=weights, device=device, **official)
+    return pipe.to(pipe.device, precision)
 
 
 def is_loopback(host: str) -> bool:
@@ -51,13 +56,13 @@ def check_free(host: str, port: int) -> None:
 
 
 def serve(ckpt: str, host: str = LOOPBACK, port: int = 7860, weights: str = "ema", device: Optional[str] = None,
-          limits: Limits = Limits()) -> None:
+          precision: str = "fp32", limits: Limits = Limits(), previews: int = 8, **official: Any) -> None:
     """Load ``ckpt`` and serve the page and API until interrupted."""
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")
     check_free(host, port)
-    pipe = load_pipeline(ckpt, weights=weights, device=device)
-    app = create_app(pipe, limits, ckpt=str(ckpt))
+    pipe = load_pipeline(ckpt, weights=weights, device=device, precision=precision, **official)
+    app = create_app(pipe, limits, ckpt=str(ckpt), previews=previews)
     print(bind_message(host, port), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -97,6 +97,17 @@ function show(state) {
     say(`denoising: step ${state.step} of ${state.num_steps}`);
     $("progress").max = state.num_steps;
     $("progress").value = state.step;
+    if (state.preview) {
+      // the images as they form: the predicted x_0 of the current step, decoded by the server
+      let img = document.querySelector("#images img.preview");
+      if (!img) {
+        img = document.createElement("img");
+        img.className = "preview";
+        img.alt = "preview";
+        $("images").replaceChildren(img);
+      }
+      img.src = state.preview;
+    }
   } else if (state.status === "done") {
     say(`done: ${state.images.length} image(s), ${state.num_steps} steps`);
     const box = $("images");
@@ -138,6 +149,9 @@ async function generate(ev) {
     return;
   }
   jobId = body.id;
+  $("images").replaceChildren();
+  $("downloads").hidden = true;
+  $("card-box").hidden = true;
   running(true);
   show(body);
   source = new EventSource(`/api/jobs/${jobId}/events`);
