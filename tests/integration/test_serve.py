@@ -157,7 +157,7 @@ def test_same_seed_and_settings_give_the_images_of_dit_sample(client, ckpt, tmp_
     np.testing.assert_array_equal(got, ref)
     assert labels.tolist() == [0, 2, 0, 2]
     ours = client.get(state["protocol"]).json()["settings"]
-    theirs = json.loads(open(f"{out}.protocol.json").read())["settings"]
+    theirs = json.loads((tmp_path / "ref.npz.protocol.json").read_text())["settings"]
     for key in ("checkpoint", "model", "sampler", "num_sampling_steps", "cfg_scale", "guidance_interval", "seed",
                 "num_samples", "vae"):
         assert ours[key] == theirs[key], key

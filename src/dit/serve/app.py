@@ -135,8 +135,8 @@ def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
         except UserError as e:
             raise BadRequest("classes", one_line(e)) from None
     classes = [ids[i % len(ids)] for i in range(n)] if ids else None
-    return Work(classes, n, req.num_steps, float(req.cfg_scale), req.sampler, req.seed,
-                tuple(req.guidance_interval) if req.guidance_interval else None)
+    interval = (int(req.guidance_interval[0]), int(req.guidance_interval[1])) if req.guidance_interval else None
+    return Work(classes, n, req.num_steps, float(req.cfg_scale), req.sampler, req.seed, interval)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -293,8 +293,9 @@ def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(),
 
     @app.post("/api/jobs/{job_id}/cancel", summary="Stop a job (waiting: dropped; running: stops at its next step)")
     def cancel(job_id: str) -> dict[str, Any]:
-        find(job_id)
-        return job_state(jobs.cancel(job_id, "cancelled by request"), jobs)
+        job = find(job_id)
+        jobs.cancel(job_id, "cancelled by request")
+        return job_state(job, jobs)
 
     @app.get("/api/jobs/{job_id}/events", summary="Server-sent events: the job's state at every change",
              response_class=StreamingResponse)

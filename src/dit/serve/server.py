@@ -56,13 +56,13 @@ def check_free(host: str, port: int) -> None:
 
 
 def serve(ckpt: str, host: str = LOOPBACK, port: int = 7860, weights: str = "ema", device: Optional[str] = None,
-          precision: str = "fp32", limits: Limits = Limits(), previews: int = 8, **official: Any) -> None:
+          precision: str = "fp32", limits: Optional[Limits] = None, previews: int = 8, **official: Any) -> None:
     """Load ``ckpt`` and serve the page and API until interrupted."""
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")
     check_free(host, port)
     pipe = load_pipeline(ckpt, weights=weights, device=device, precision=precision, **official)
-    app = create_app(pipe, limits, ckpt=str(ckpt), previews=previews)
+    app = create_app(pipe, limits or Limits(), ckpt=str(ckpt), previews=previews)
     print(bind_message(host, port), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="warning")
