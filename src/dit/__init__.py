@@ -2,7 +2,7 @@
 
 Layout (dependencies run one way, left to right):
 ``config``/``errors`` ← ``runtime`` ← ``models``, ``diffusion``, ``vae``, ``data`` ←
-``train``, ``evaluation`` ← ``pipeline`` ← ``cli``.
+``train``, ``evaluation`` ← ``pipeline`` ← ``demo``, ``serve`` ← ``cli``.
 
 The public Python interface is :class:`dit.Pipeline` (``dit.pipeline``), imported on first use so
 that ``import dit`` (and ``dit --help``) stays fast.
