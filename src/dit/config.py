@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple, Union
 
@@ -27,6 +28,23 @@ class _DictMixin:
         if unknown:
             raise UserError(f"{cls.__name__}: unknown fields {unknown}; expected some of {sorted(names)}")
         return cls(**d)
+
+
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_num_workers() -> int:
+    """Data-loading workers per process by default: min(4, the CPUs this process may use / local ranks).
+
+    More workers than cores only adds context switches (and torch warns about it): a 2-core machine
+    gets 2, eight ranks on 16 cores get 2 each.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(MAX_DEFAULT_WORKERS, cpus // local_ranks))
 
 
 @dataclass
@@ -84,7 +102,7 @@ class TrainConfig(_DictMixin):
     unconditional: bool = False
     flip: bool = True
     on_bad_image: str = "skip"
-    num_workers: int = 4
+    num_workers: int = field(default_factory=default_num_workers)
     # Run folder, budget, checkpoints, logs
     results_dir: str = "results"
     global_batch_size: int = 256

@@ -35,6 +35,27 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default shown once, and only where it says something.
+
+    argparse's defaults formatter appends ``(default: X)`` to every flag: beside a help text that
+    already names its default it printed two (``(default: cuda when available) (default: None)``),
+    and on switches it printed the attribute's value (``--no-flip (default: True)``). Here a help
+    text that mentions a default keeps its own words; switches (store_true/store_false/const) and
+    flags whose default is None (meaning "not given") get nothing appended.
+    """
+
+    _SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, argparse.SUPPRESS) or isinstance(action, self._SWITCHES):
+            return text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text  # a required positional has no default
+        return text + " (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with status 2 and a one-line reason, never a traceback.
 
@@ -62,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
-from dit.config import EMA_TYPES, TrainConfig
+from dit.config import EMA_TYPES, TrainConfig, default_num_workers
 
 _T = TrainConfig()  # the defaults of the flags that map one-to-one to its fields
 
@@ -33,7 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--unconditional", action="store_true", help="ignore labels: train an unconditional model")
     d.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips (digits, text)")
     d.add_argument("--on-bad-image", choices=["skip", "fail"], default="skip", help="unreadable images: skip and list them, or stop")
-    d.add_argument("--num-workers", type=int, default=4, help="data-loading worker processes per rank")
+    d.add_argument("--num-workers", type=int, default=None,
+                   help="data-loading worker processes per rank (default: min(4, CPUs per rank), here "
+                   f"{default_num_workers()})")
 
     m = p.add_argument_group("model and diffusion")
     m.add_argument("--model", default=None, help="official size such as DiT-XL/2 or DiT-S/8, ignored with --depth etc. "
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data_path=args.data_path, image_size=args.image_size, vae=args.vae, num_classes=args.num_classes,
         unconditional=args.unconditional, flip=args.flip, on_bad_image=args.on_bad_image,
-        num_workers=args.num_workers, results_dir=args.results_dir, global_batch_size=args.global_batch_size,
+        num_workers=default_num_workers() if args.num_workers is None else args.num_workers, results_dir=args.results_dir, global_batch_size=args.global_batch_size,
         max_steps=args.max_steps, epochs=args.epochs, max_minutes=args.max_minutes, ckpt_every=args.ckpt_every,
         keep_last=args.keep_last, log_every=args.log_every, tensorboard=args.tensorboard, seed=args.seed, resume=args.resume,
         init_from=args.init_from, lr=args.lr,
