@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", metavar="SAMPLES", help="generated images: .npz or folder of images")
     parser.add_argument("reference", metavar="REFERENCE", help="reference images: .npz or folder of images")
     parser.add_argument("--inception", metavar="PATH", default=None,
-                        help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth in the cache folder")
+                        help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth or "
+                             "inception-2015-12-05-tf-graph.pth (`dit convert-inception`) in the cache folder")
     parser.add_argument("--features", default="inception",
                         help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)")
     parser.add_argument("--out", metavar="JSON", default=None, help="result file; when unset, <SAMPLES>.eval.json")
@@ -36,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--is-split-size", type=int, default=5000,
                         help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk "
                              "is shorter when N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)")
+    # The old flag counted equal splits, which is not what ADM does: refused with a pointer.
+    parser.add_argument("--is-splits", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def format_result(result: dict) -> str:
@@ -53,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from dit.evaluation.evaluate import evaluate
     from dit.evaluation.io import write_json
 
+    if args.is_splits is not None:
+        raise UserError("--is-splits (a number of equal splits) is gone: ADM's Inception Score uses consecutive "
+                        "chunks of 5,000 samples; use --is-split-size (default 5000)")
     if args.batch_size < 1 or args.nearest_k < 1 or args.is_split_size < 1:
         raise UserError("--batch-size, --nearest-k and --is-split-size must be positive")
     cfg = EvalConfig(samples=args.samples, reference=args.reference, features=args.features, inception=args.inception,
