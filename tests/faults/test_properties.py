@@ -105,6 +105,9 @@ _REQUIRED = {  # what each sub-command needs to get past parsing (paths that do 
     "train-classifier": ["--data-path", "nodata.npz", "--out", "c.safetensors"],
     "flops": [],
     "demo": ["--dry-run", "--out", "demo"],  # the full demo takes minutes: check its flags, print its commands
+    "make-reference": ["imgs.npz", "ref.npz"],
+    "convert-inception": ["no_torchscript.pt"],  # a missing SRC: never converts the installed 95 MB file
+    "serve": ["--ckpt", "no.pt"],  # refused before any server starts
 }
 
 
