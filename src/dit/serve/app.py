@@ -7,7 +7,8 @@ Endpoints (``docs/serve.md`` has examples):
 * ``GET /api/jobs/{id}``: the job's state (for polling); ``GET /api/jobs/{id}/events``: the same as
   server-sent events until it finishes. When the last page streaming a job goes away before it
   finishes, the job is cancelled.
-* ``POST /api/jobs/{id}/cancel``; ``GET /api/jobs/{id}/images/{k}.png``, ``/grid.png``,
+* ``POST /api/jobs/{id}/cancel``; ``GET /api/jobs/{id}/preview.png``: the images as they form
+  (decoded x_0 predictions); ``GET /api/jobs/{id}/images/{k}.png``, ``/grid.png``,
   ``/protocol.json``: the results.
 
 Every error is JSON ``{"error": "<one line>"}`` (plus ``field`` for bad input), never a traceback.
@@ -28,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -141,8 +143,6 @@ def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
 
 def png_bytes(image: np.ndarray) -> bytes:
     """uint8 (H, W, 3) → PNG file bytes."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
     return buf.getvalue()
