@@ -118,7 +118,7 @@ def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Seque
             seed: int, device: torch.device, say=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
     """Sample every configuration, evaluate it, and return the JSON-ready result."""
     from dit.config import SampleConfig
-    from dit.diffusion import create_diffusion
+    from dit.diffusion import build_objective
     from dit.evaluation.evaluate import compute_metrics, reference_features
     from dit.evaluation.features import make_extractor
     from dit.evaluation.generate import ImageSampler, generate_images, load_for_sampling, sample_labels
@@ -126,7 +126,7 @@ def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Seque
     base = SampleConfig(ckpt=str(run.checkpoint), cfg_scale=run.cfg_scale, precision=run.precision, seed=seed,
                         batch_size=batch_size, progress=False)
     loaded = load_for_sampling(base, device)
-    diffusion = create_diffusion(**dataclasses.replace(loaded.diffusion_config, timestep_respacing="").to_dict())
+    diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
     extractor = make_extractor(f"classifier:{run.classifier}", device=str(device))
     ref = reference_features(str(run.reference), extractor, cache=False)  # leave the run folder untouched
     counter = EvalCounter(loaded.model)

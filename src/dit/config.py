@@ -71,9 +71,19 @@ class ModelConfig(_DictMixin):
     mlp_ratio: float = 4.0
 
 
+OBJECTIVES = ("gaussian", "flow")
+TIMESTEP_SAMPLINGS = ("uniform", "logit-normal")
+
+
 @dataclass
 class DiffusionConfig(_DictMixin):
-    """Arguments of ``dit.diffusion.create_diffusion`` (ADM / DiT defaults)."""
+    """The training objective: the arguments of ``dit.diffusion.create_diffusion`` (ADM / DiT defaults)
+    for ``objective="gaussian"``, or flow matching (SiT: linear interpolant, velocity, no learned Σ)
+    for ``objective="flow"``; and how training draws timesteps (``uniform``, the paper's, or
+    ``logit-normal`` with ``logit_normal_mean``/``logit_normal_std``, SD3's). Stored in every
+    checkpoint, so samplers know what the model predicts (older files without these fields are
+    Gaussian with uniform timesteps).
+    """
 
     timestep_respacing: str = ""
     noise_schedule: str = "linear"
@@ -83,6 +93,27 @@ class DiffusionConfig(_DictMixin):
     learn_sigma: bool = True
     rescale_learned_sigmas: bool = False
     diffusion_steps: int = 1000
+    objective: str = "gaussian"
+    timestep_sampling: str = "uniform"
+    logit_normal_mean: float = 0.0
+    logit_normal_std: float = 1.0
+
+    def validate(self) -> "DiffusionConfig":
+        """Raise a one-line UserError for settings that cannot train; returns self."""
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"--objective {self.objective!r} is unknown; choose one of {list(OBJECTIVES)}")
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise UserError(f"--timestep-sampling {self.timestep_sampling!r} is unknown; choose one of {list(TIMESTEP_SAMPLINGS)}")
+        if not (self.logit_normal_std > 0 and abs(self.logit_normal_mean) < float("inf")):
+            raise UserError("--logit-normal-std must be positive and --logit-normal-mean finite")
+        if self.objective == "flow" and self.learn_sigma:
+            raise UserError("flow matching predicts a velocity without a learned variance; drop --learn-sigma")
+        return self
+
+    def diffusion_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``create_diffusion`` (the Gaussian objective's own fields)."""
+        flow_fields = {"objective", "timestep_sampling", "logit_normal_mean", "logit_normal_std"}
+        return {k: v for k, v in self.to_dict().items() if k not in flow_fields}
 
 
 @dataclass
@@ -118,6 +149,8 @@ class TrainConfig(_DictMixin):
     # Fine-tuning: start from these pretrained weights (a checkpoint, export, official file, diffusers
     # folder or hub id); see dit.train.init_from
     init_from: Optional[str] = None
+    # The recipe these settings started from (see RECIPES); explicit flags override its values
+    recipe: str = "paper"
     # Optimiser (AdamW, constant lr 1e-4, no weight decay; warm-up and cosine optional)
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -160,6 +193,35 @@ class TrainConfig(_DictMixin):
             raise UserError(f"--ema-rampup-ratio must be positive (EDM: 0.05), got {self.ema_rampup_ratio}")
         if not 0.0 < self.ema_std <= 0.28:  # σ_rel(γ) peaks near 0.3 (γ ≈ −0.3): wider has no γ
             raise UserError(f"--ema-std must be in (0, 0.28) (EDM2: 0.05-0.15), got {self.ema_std}")
+
+
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    # The paper's recipe: every dataclass default (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999).
+    "paper": {},
+    # For short runs (minutes to hours): flow matching with velocity prediction (SiT) and
+    # logit-normal(0, 1) timesteps (SD3), a higher lr with a short warm-up, gradient clipping,
+    # AdamW β2 0.99 (adapts faster), and EDM's half-life EMA (half-life min(500k, 0.05 × images
+    # seen)), so that a run of a few hundred steps averages its recent weights, not its initial ones.
+    "fast": {
+        "diffusion": {"objective": "flow", "learn_sigma": False, "timestep_sampling": "logit-normal",
+                      "logit_normal_mean": 0.0, "logit_normal_std": 1.0},
+        "model": {"learn_sigma": False},
+        "train": {"lr": 5e-4, "warmup_steps": 100, "grad_clip": 1.0, "betas": (0.9, 0.99), "ema_type": "halflife"},
+    },
+}
+"""Recipe name → {config section → field overrides}; each field is also a `dit train` flag of its own."""
+
+
+def apply_recipe(name: str, train: "TrainConfig", model: "ModelConfig", diffusion: "DiffusionConfig"):
+    """(train, model, diffusion) with recipe ``name``'s values; ``train.recipe`` records the name."""
+    if name not in RECIPES:
+        raise UserError(f"--recipe {name!r} is unknown; choose one of {list(RECIPES)}")
+    r = RECIPES[name]
+    return (
+        dataclasses.replace(train, recipe=name, **r.get("train", {})),
+        dataclasses.replace(model, **r.get("model", {})),
+        dataclasses.replace(diffusion, **r.get("diffusion", {})),
+    )
 
 
 @dataclass
@@ -218,12 +280,16 @@ class SampleConfig(_DictMixin):
     # What to draw and how
     num_samples: Optional[int] = None
     class_labels: Optional[Tuple[int, ...]] = None
-    sampler: str = "ddpm"
-    num_sampling_steps: int = 250
+    # None: the objective's default (Gaussian: DDPM 250, the paper's FID; flow: Heun 25)
+    sampler: Optional[str] = None
+    num_sampling_steps: Optional[int] = None
     cfg_scale: float = 1.5
     guidance_channels: str = "all"
     guidance_interval: Optional[Tuple[int, int]] = None
     eta: float = 0.0
+    # Flow samplers only: SD3 time shift of the grid (1 = none) and the SDE's g(t)² = c·t scale c
+    time_shift: float = 1.0
+    sde_diffusion: float = 1.0
     seed: int = 0
     precision: str = "fp32"
     # TensorFloat-32 matmuls/convolutions on CUDA, as TrainConfig.tf32 (official sample_ddp.py: on)
@@ -237,14 +303,15 @@ class SampleConfig(_DictMixin):
 class TrainSamplingConfig(_DictMixin):
     """The sampling and evaluation hooks of `dit train` (``--sample-every``/``--eval-every``).
 
-    Grids use ``sample_steps`` DDPM steps at ``sample_cfg_scale`` (4.0, the official sample.py
+    Grids use ``sample_steps`` steps of the objective's default sampler (None: DDPM 250 for
+    Gaussian models, Heun 25 for flow models) at ``sample_cfg_scale`` (4.0, the official sample.py
     default for pictures); evaluation draws ``eval_samples`` class-balanced samples at
     ``eval_cfg_scale`` (1.0: unguided) and compares them with ``eval_ref`` (an ``.npz`` or image
     folder; default: the training images, centre-cropped) through ``eval_features``
     (``inception`` or ``classifier:PATH``).
     """
 
-    sample_steps: int = 250
+    sample_steps: Optional[int] = None
     sample_cfg_scale: float = 4.0
     eval_samples: int = 1000
     eval_ref: Optional[str] = None

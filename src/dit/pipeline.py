@@ -201,12 +201,13 @@ class Pipeline:
 
     def _draw(self, drawer: ImageSampler, cfg: SampleConfig, n: int, labels, callback) -> np.ndarray:
         chunks = chunk_ranges(n, cfg.batch_size)
-        total = len(chunks) * cfg.num_sampling_steps
+        steps = drawer.cfg.num_sampling_steps  # resolved: None in cfg means the objective's default
+        total = len(chunks) * steps
         parts = []
         for k, chunk in enumerate(chunks):
             step_fn = None
             if callback is not None:
-                def step_fn(i, t, x, pred_x0, offset=k * cfg.num_sampling_steps):
+                def step_fn(i, t, x, pred_x0, offset=k * steps):
                     callback(offset + i, total, pred_x0)
             parts.append(drawer.images(list(chunk), None if labels is None else labels[chunk.start : chunk.stop], step_fn))
         return np.concatenate(parts)  # (N, H, W, 3)

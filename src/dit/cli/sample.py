@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dit.cli.argtypes import non_negative_float, positive_int
+from dit.cli.argtypes import non_negative_float, positive_float, positive_int
 
 HELP = "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
@@ -37,15 +37,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="number of images (default: one per --class-labels entry, else 16)")
     s.add_argument("--class-labels", type=int, nargs="+", default=None,
                    help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)")
-    s.add_argument("--sampler", default="ddpm",
-                   help="ddpm (ancestral, the paper's), ddim, dpm++2m, dpm++2m-karras, ... (an unknown name lists all)")
-    s.add_argument("--num-sampling-steps", type=positive_int, default=250, help="sampler steps (the paper's FID: 250 DDPM)")
+    s.add_argument("--sampler", default=None,
+                   help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
+                   "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which "
+                   "(an unknown name lists all)")
+    s.add_argument("--num-sampling-steps", type=positive_int, default=None,
+                   help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)")
     s.add_argument("--cfg-scale", type=non_negative_float, default=1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
     s.add_argument("--guidance-channels", choices=["all", "official"], default="all",
                    help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)")
     s.add_argument("--guidance-interval", type=int, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="guide only at timesteps LO <= t <= HI (of 0..999); other steps run conditional only")
+                   help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only")
     s.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM η (0 = deterministic)")
+    s.add_argument("--time-shift", type=positive_float, default=1.0,
+                   help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)")
+    s.add_argument("--sde-diffusion", type=non_negative_float, default=1.0,
+                   help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)")
     s.add_argument("--seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone")
 
     o = p.add_argument_group("output and speed")
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         class_labels=tuple(args.class_labels) if args.class_labels else None, sampler=args.sampler,
         num_sampling_steps=args.num_sampling_steps, cfg_scale=args.cfg_scale, guidance_channels=args.guidance_channels,
         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None, eta=args.eta,
+        time_shift=args.time_shift, sde_diffusion=args.sde_diffusion,
         seed=args.seed, precision=args.precision, tf32=args.tf32, batch_size=args.batch_size, device=args.device,
         progress=args.progress,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
-from dit.config import EMA_TYPES, TrainConfig, default_num_workers
+from dit.config import EMA_TYPES, OBJECTIVES, RECIPES, TIMESTEP_SAMPLINGS, TrainConfig, default_num_workers
 
 _T = TrainConfig()  # the defaults of the flags that map one-to-one to its fields
 
@@ -16,7 +16,8 @@ def _ratio_or_none(text: str):
 
 HELP = "train a DiT (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
-    "Train a DiT with the paper's recipe (AdamW lr 1e-4, no weight decay, EMA 0.9999) on an image "
+    "Train a DiT with the paper's recipe (AdamW lr 1e-4, no weight decay, EMA 0.9999; or --recipe fast "
+    "for short runs: flow matching, logit-normal timesteps, higher lr, growing EMA) on an image "
     "folder (one sub-folder per class) or a latent cache from `dit extract-latents`. The results "
     "folder holds the config, logs (metrics.csv; TensorBoard with --tensorboard), and checkpoints/<step>.pt with EMA weights "
     "beside them as .ema.safetensors. Launch on several GPUs with: torchrun --nproc_per_node 8 -m "
@@ -49,7 +50,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--hidden-size", type=positive_int, default=None, help="custom size: token width D")
     m.add_argument("--num-heads", type=positive_int, default=None, help="custom size: attention heads")
     m.add_argument("--patch-size", type=positive_int, default=None, help="custom size: patch side p")
-    m.add_argument("--learn-sigma", action=argparse.BooleanOptionalAction, default=True, help="learn the variance (L_simple + L_vlb) as in the paper")
+    m.add_argument("--learn-sigma", action=argparse.BooleanOptionalAction, default=None,
+                   help="learn the variance (L_simple + L_vlb) as in the paper (default: on for the gaussian objective, off for flow)")
+    m.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="gaussian: ε-prediction (+ learned Σ), the paper's; flow: flow matching with velocity prediction "
+                   "(SiT; sampled with heun/euler/sde) (default: from --recipe)")
+    m.add_argument("--timestep-sampling", choices=TIMESTEP_SAMPLINGS, default=None,
+                   help="training timesteps: uniform (paper) or logit-normal (SD3) (default: from --recipe)")
+    m.add_argument("--logit-normal-mean", type=float, default=None, help="logit-normal timesteps: mean m of logit(t) (fast: 0)")
+    m.add_argument("--logit-normal-std", type=positive_float, default=None, help="logit-normal timesteps: std s of logit(t) (fast: 1)")
     m.add_argument("--class-dropout-prob", type=float, default=0.1, help="probability a label is dropped to the null class")
 
     r = p.add_argument_group("run, budget and checkpoints")
@@ -68,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--sample-every", type=int, default=0, help="write an EMA sample grid every K steps (0 = never)")
     r.add_argument("--eval-every", type=int, default=0, help="evaluate the EMA model every K steps (0 = never)")
     # In-training sampling/evaluation settings (dit.config.TrainSamplingConfig, used by dit.evaluation.hooks)
-    r.add_argument("--sample-steps", type=positive_int, default=250, help="DDPM steps of the grid and eval samples")
+    r.add_argument("--sample-steps", type=positive_int, default=None,
+                   help="sampler steps of the grid and eval samples (default: DDPM 250 for gaussian, Heun 25 for flow)")
     r.add_argument("--sample-cfg-scale", type=float, default=4.0, help="guidance scale of the sample grids")
     r.add_argument("--eval-samples", type=positive_int, default=1000, help="class-balanced samples per evaluation")
     r.add_argument("--eval-ref", default=None, help="reference images (.npz or folder; default: the training images)")
@@ -76,14 +86,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--eval-cfg-scale", type=float, default=1.0, help="guidance scale of the eval samples (1 = none)")
     r.add_argument("--inception", default=None, help="FID Inception weights file for --eval-features inception (default: cache folder)")
 
-    o = p.add_argument_group("optimisation and numerics")
-    o.add_argument("--lr", type=positive_float, default=1e-4, help="AdamW learning rate")
-    o.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up steps")
+    o = p.add_argument_group("recipe, optimisation and numerics")
+    o.add_argument("--recipe", choices=list(RECIPES), default="paper",
+                   help="paper: the paper's recipe, bit-exact (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999); fast: for "
+                   "short runs (flow matching, logit-normal(0,1) t, lr 5e-4 with 100 warm-up steps, grad clip 1, "
+                   "AdamW β2 0.99, half-life EMA). Flags given explicitly override the recipe's values")
+    o.add_argument("--lr", type=positive_float, default=None, help="AdamW learning rate (paper: 1e-4, fast: 5e-4)")
+    o.add_argument("--warmup-steps", type=int, default=None, help="linear lr warm-up steps (paper: 0, fast: 100)")
     o.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="lr after warm-up (cosine needs --max-steps)")
     o.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay per step")
     o.add_argument("--ema-warmup", action="store_true", help="use decay min(d, (1+n)/(10+n)) so short runs get a useful EMA")
-    o.add_argument("--ema-type", choices=EMA_TYPES, default=_T.ema_type,
-                   help="constant: --ema-decay every step (paper); halflife: EDM half-life growing with images seen; "
+    o.add_argument("--ema-type", choices=EMA_TYPES, default=None,
+                   help="(paper: constant, fast: halflife) constant: --ema-decay every step; halflife: EDM half-life growing with images seen; "
                    "power: EDM2 power-function EMA of relative width --ema-std (the last two suit short runs)")
     o.add_argument("--ema-halflife-kimg", type=positive_float, default=_T.ema_halflife_kimg,
                    help="halflife EMA: longest half-life in thousands of images (EDM: 500)")
@@ -91,8 +105,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="halflife EMA: half-life at most this fraction of the images seen so far ('none': no ramp-up)")
     o.add_argument("--ema-std", type=positive_float, default=_T.ema_std,
                    help="power EMA: relative standard deviation σ_rel of the average over the run (EDM2: 0.05-0.15)")
-    o.add_argument("--adam-beta2", type=float, default=_T.betas[1], help="AdamW β2 (paper 0.999; lower, e.g. 0.99 or 0.95, adapts faster in short runs)")
-    o.add_argument("--grad-clip", type=positive_float, default=None, help="clip the global gradient norm to this value")
+    o.add_argument("--adam-beta2", type=float, default=None, help="AdamW β2 (paper 0.999, fast 0.99; lower adapts faster in short runs)")
+    o.add_argument("--grad-clip", type=positive_float, default=None,
+                   help="clip the global gradient norm to this value (paper: none, fast: 1.0)")
     o.add_argument("--max-bad-steps", type=positive_int, default=20, help="stop after this many non-finite steps in a row")
     o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision (fp16 adds a grad scaler)")
     o.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward to save memory")
@@ -101,10 +116,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from dit.config import DiffusionConfig, ModelConfig, TrainConfig
+# Flags whose default comes from --recipe: (config section, field); the flag is --field with dashes
+# (betas: --adam-beta2).
+RECIPE_FLAGS = (
+    ("train", "lr"), ("train", "warmup_steps"), ("train", "grad_clip"), ("train", "ema_type"), ("train", "adam_beta2"),
+    ("diffusion", "objective"), ("diffusion", "timestep_sampling"), ("diffusion", "logit_normal_mean"),
+    ("diffusion", "logit_normal_std"),
+)
+
+
+def build_configs(args: argparse.Namespace):
+    """(TrainConfig, ModelConfig, DiffusionConfig): the dataclass defaults, then --recipe's values, then the
+    flags given explicitly. --learn-sigma, unless given, follows the objective (on for gaussian, off for flow)."""
+    import dataclasses
+
+    from dit.config import DiffusionConfig, ModelConfig, apply_recipe
     from dit.errors import UserError
-    from dit.train.trainer import train
 
     custom = [args.depth, args.hidden_size, args.num_heads, args.patch_size]
     if any(v is not None for v in custom) and not all(v is not None for v in custom):
@@ -114,25 +141,40 @@ def run(args: argparse.Namespace) -> int:
     model_cfg = ModelConfig(
         name=None if custom[0] is not None else name,
         block=args.block,
-        learn_sigma=args.learn_sigma,
         class_dropout_prob=args.class_dropout_prob,
         **(sizes if custom[0] is not None else {}),
     )
-    diffusion_cfg = DiffusionConfig(learn_sigma=args.learn_sigma)
     cfg = TrainConfig(
         data_path=args.data_path, image_size=args.image_size, vae=args.vae, num_classes=args.num_classes,
         unconditional=args.unconditional, flip=args.flip, on_bad_image=args.on_bad_image,
         num_workers=default_num_workers() if args.num_workers is None else args.num_workers, results_dir=args.results_dir, global_batch_size=args.global_batch_size,
         max_steps=args.max_steps, epochs=args.epochs, max_minutes=args.max_minutes, ckpt_every=args.ckpt_every,
         keep_last=args.keep_last, log_every=args.log_every, tensorboard=args.tensorboard, seed=args.seed, resume=args.resume,
-        init_from=args.init_from, lr=args.lr,
-        warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule, grad_clip=args.grad_clip,
-        ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, ema_type=args.ema_type,
+        init_from=args.init_from, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay, ema_warmup=args.ema_warmup,
         ema_halflife_kimg=args.ema_halflife_kimg, ema_rampup_ratio=args.ema_rampup_ratio, ema_std=args.ema_std,
-        betas=(_T.betas[0], args.adam_beta2), precision=args.precision,
+        precision=args.precision,
         grad_checkpointing=args.grad_checkpointing, compile=args.compile, fsdp=args.fsdp, device=args.device,
         max_bad_steps=args.max_bad_steps, sample_every=args.sample_every, eval_every=args.eval_every,
     )
+    cfg, model_cfg, diffusion_cfg = apply_recipe(args.recipe, cfg, model_cfg, DiffusionConfig())
+    given: dict[str, dict] = {"train": {}, "diffusion": {}}
+    for section, field in RECIPE_FLAGS:
+        if getattr(args, field) is not None:
+            given[section][field] = getattr(args, field)
+    if "adam_beta2" in given["train"]:
+        given["train"]["betas"] = (cfg.betas[0], given["train"].pop("adam_beta2"))
+    cfg = dataclasses.replace(cfg, **given["train"])
+    diffusion_cfg = dataclasses.replace(diffusion_cfg, **given["diffusion"])
+    learn_sigma = args.learn_sigma if args.learn_sigma is not None else diffusion_cfg.objective == "gaussian"
+    model_cfg = dataclasses.replace(model_cfg, learn_sigma=learn_sigma)
+    diffusion_cfg = dataclasses.replace(diffusion_cfg, learn_sigma=learn_sigma).validate()
+    return cfg, model_cfg, diffusion_cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from dit.train.trainer import train
+
+    cfg, model_cfg, diffusion_cfg = build_configs(args)
     from dit.config import TrainSamplingConfig
     from dit.evaluation.hooks import training_callbacks
 

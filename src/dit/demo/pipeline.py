@@ -212,7 +212,7 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
     import torch
 
     from dit.config import SampleConfig
-    from dit.diffusion import create_diffusion
+    from dit.diffusion import build_objective
     from dit.evaluation.generate import ImageSampler, load_for_sampling
     from dit.evaluation.writers import to_uint8
     from dit.runtime import rng
@@ -221,7 +221,7 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
                         cfg_scale=cfg.cfg_scale, seed=cfg.seed, precision=cfg.precision, device=cfg.device)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     loaded = load_for_sampling(scfg, device)
-    diffusion = create_diffusion(**dataclasses.replace(loaded.diffusion_config, timestep_respacing="").to_dict())
+    diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
     sampler = ImageSampler(loaded.model, diffusion, loaded.codec, scfg, device)
     # x_T exactly as ImageSampler draws it (the generation path's per-index noise contract)
     x_T = rng.randn_rows((1, *sampler.latent_shape), rng.example_generators(cfg.seed, [index], rng.SAMPLE_INIT))

@@ -1,17 +1,24 @@
-"""Gaussian diffusion, samplers and classifier-free guidance (DDPM / Improved DDPM / ADM, DiT).
+"""Gaussian diffusion and flow matching, their samplers and classifier-free guidance.
 
-``create_diffusion`` has the official DiT signature; ``samplers.sample`` is the functional
+``build_objective(DiffusionConfig)`` gives the training object of either objective (Gaussian:
+DDPM / Improved DDPM / ADM as in DiT; flow: SiT's linear interpolant, :mod:`.flow`);
+``create_diffusion`` has the official DiT signature; ``flow_samplers.sample`` integrates flow models; ``samplers.sample`` is the functional
 interface (DDPM, DDIM, DPM-Solver++); ``guidance.guided_model_fn`` wraps a conditional model
 for classifier-free guidance. Knows nothing about ``dit.models``: models are callables.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
+from dit.config import DiffusionConfig
+from dit.diffusion import flow_samplers
+from dit.diffusion import samplers as gaussian_samplers
+from dit.diffusion.flow import FlowMatching
 from dit.diffusion.gaussian import GaussianDiffusion, LossType, ModelMeanType, ModelVarType
 from dit.diffusion.respace import SpacedDiffusion
 from dit.diffusion.schedules import get_named_beta_schedule, space_timesteps
+from dit.diffusion.timesteps import continuous_map, discrete_map
 from dit.errors import UserError
 
 PREDICTION_TYPES = ("epsilon", "xstart", "v")
@@ -59,7 +66,54 @@ def create_diffusion(
     )
 
 
+def build_objective(cfg: DiffusionConfig, timestep_respacing: Optional[str] = None):
+    """The training/sampling object of ``cfg``: a :class:`SpacedDiffusion` (``objective="gaussian"``)
+    or :class:`FlowMatching` (``"flow"``). ``timestep_respacing`` overrides the config's."""
+    cfg.validate()
+    if cfg.objective == "flow":
+        return FlowMatching()
+    kwargs = cfg.diffusion_kwargs()
+    if timestep_respacing is not None:
+        kwargs["timestep_respacing"] = timestep_respacing
+    return create_diffusion(**kwargs)
+
+
+def training_timesteps(cfg: DiffusionConfig) -> Callable:
+    """Map of per-example uniform coins u (n,) float64 → training timesteps (n,): integers 0..T−1 for
+    the Gaussian objective (uniform: the paper's ⌊u·T⌋), floats in [0, 1] for flow matching."""
+    cfg.validate()
+    if cfg.objective == "flow":
+        cont = continuous_map(cfg.timestep_sampling, cfg.logit_normal_mean, cfg.logit_normal_std)
+        return lambda u: cont(u).float()
+    return discrete_map(cfg.timestep_sampling, cfg.diffusion_steps, cfg.logit_normal_mean, cfg.logit_normal_std)
+
+
+SAMPLER_NAMES = {"gaussian": tuple(gaussian_samplers.SAMPLERS), "flow": tuple(flow_samplers.SAMPLERS)}
+"""Objective → the ``--sampler`` names that fit its models."""
+DEFAULT_SAMPLING = {"gaussian": ("ddpm", 250), "flow": (flow_samplers.DEFAULT_SAMPLER, flow_samplers.DEFAULT_STEPS)}
+"""Objective → (sampler, steps) used when none is given (DDPM-250 is the paper's FID protocol)."""
+OBJECTIVE_NAMES = {"gaussian": "a Gaussian-diffusion (ε-prediction) model", "flow": "a flow-matching (velocity) model"}
+
+
+def check_sampler(objective: str, sampler: str) -> None:
+    """One clear UserError when ``sampler`` does not fit models of ``objective``."""
+    if sampler in SAMPLER_NAMES[objective]:
+        return
+    names = ", ".join(SAMPLER_NAMES[objective])
+    for other, others in SAMPLER_NAMES.items():
+        if sampler in others:
+            raise UserError(
+                f"--sampler {sampler} is for {OBJECTIVE_NAMES[other]}, but this checkpoint is {OBJECTIVE_NAMES[objective]}; "
+                f"use one of {names} (default {DEFAULT_SAMPLING[objective][0]})"
+            )
+    raise UserError(f"unknown sampler {sampler!r}; this checkpoint is {OBJECTIVE_NAMES[objective]}: choose one of {names}")
+
+
 __all__ = [
+    "build_objective",
+    "training_timesteps",
+    "check_sampler",
+    "FlowMatching",
     "create_diffusion",
     "GaussianDiffusion",
     "SpacedDiffusion",

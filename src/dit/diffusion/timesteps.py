@@ -15,9 +15,8 @@ from typing import Callable
 
 import torch
 
+from dit.config import TIMESTEP_SAMPLINGS
 from dit.errors import UserError
-
-TIMESTEP_SAMPLINGS = ("uniform", "logit-normal")
 
 
 def uniform(u: torch.Tensor) -> torch.Tensor:

@@ -34,9 +34,9 @@ import torch.distributed as dist
 from torch import nn
 
 from dit.config import DiffusionConfig, ModelConfig, SampleConfig
-from dit.diffusion import create_diffusion
+from dit.diffusion import DEFAULT_SAMPLING, build_objective, check_sampler, flow_samplers
 from dit.diffusion.guidance import guided_model_fn
-from dit.diffusion.samplers import SAMPLERS, STOCHASTIC, sample
+from dit.diffusion.samplers import STOCHASTIC, sample
 from dit.errors import UserError
 from dit.evaluation import protocol
 from dit.evaluation.writers import is_folder_output, to_uint8, write_npz, write_samples
@@ -134,9 +134,13 @@ class ImageSampler:
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        # What the model predicts decides the samplers: ε (+Σ) for Gaussian diffusion, v for flow matching.
+        self.objective = getattr(diffusion, "objective", "gaussian")
+        default_sampler, default_steps = DEFAULT_SAMPLING[self.objective]
+        cfg = dataclasses.replace(cfg, sampler=default_sampler if cfg.sampler is None else cfg.sampler,
+                                  num_sampling_steps=default_steps if cfg.num_sampling_steps is None else cfg.num_sampling_steps)
         self.diffusion, self.codec, self.cfg = diffusion, codec, cfg
-        if cfg.sampler not in SAMPLERS:
-            raise UserError(f"unknown sampler {cfg.sampler!r}; choose one of {', '.join(sorted(SAMPLERS))}")
+        check_sampler(self.objective, cfg.sampler)
         if cfg.precision not in PRECISIONS:
             raise UserError(f"--precision {cfg.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
         if cfg.num_sampling_steps < 1:
@@ -170,8 +174,12 @@ class ImageSampler:
         """What this sampler contributes to the protocol card's settings."""
 
         c = self.cfg
-        stochastic = c.sampler in STOCHASTIC or (c.sampler == "ddim" and c.eta > 0)
+        stochastic = c.sampler in STOCHASTIC | flow_samplers.STOCHASTIC or (c.sampler == "ddim" and c.eta > 0)
+        # Flow models add their objective and flow-sampler knobs (Gaussian cards stay as they were).
+        flow = {"objective": "flow", "time_shift": float(c.time_shift),
+                "sde_diffusion": float(c.sde_diffusion) if c.sampler in flow_samplers.STOCHASTIC else None}
         return {
+            **(flow if self.objective == "flow" else {}),
             "sampler": c.sampler,
             "num_sampling_steps": int(c.num_sampling_steps),
             "eta": float(c.eta) if c.sampler == "ddim" else None,
@@ -212,6 +220,13 @@ class ImageSampler:
         kwargs = {}
         if labels is not None and self.num_classes:
             kwargs["y"] = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self.device)  # (B,)
+        if self.objective == "flow":
+            return flow_samplers.sample(
+                fn, (b, *self.latent_shape), sampler=c.sampler, num_steps=c.num_sampling_steps,
+                noise=noise.to(self.device), generator=step_gens, model_kwargs=kwargs,
+                clip_denoised=self.clip_denoised, time_shift=c.time_shift, sde_diffusion=c.sde_diffusion,
+                device=self.device, callback=callback,
+            )  # (B, C, h, w)
         return sample(
             self.diffusion, fn, (b, *self.latent_shape), sampler=c.sampler, num_steps=c.num_sampling_steps,
             noise=noise.to(self.device), generator=step_gens, model_kwargs=kwargs, clip_denoised=self.clip_denoised,
@@ -436,10 +451,10 @@ def merge_shards(folder: Path, chunks: Sequence[range], image_shape: tuple[int, 
 
 
 def make_sampler(loaded: Loaded, cfg: SampleConfig, device: torch.device | str) -> ImageSampler:
-    """The :class:`ImageSampler` of ``cfg``'s sampling settings over a loaded model (the training diffusion,
-    respaced by the sampler itself)."""
+    """The :class:`ImageSampler` of ``cfg``'s sampling settings over a loaded model (the training objective:
+    a Gaussian diffusion, respaced by the sampler itself, or flow matching)."""
 
-    diffusion = create_diffusion(**dataclasses.replace(loaded.diffusion_config, timestep_respacing="").to_dict())
+    diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
     return ImageSampler(loaded.model, diffusion, loaded.codec, cfg, device)
 
 

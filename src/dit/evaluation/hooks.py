@@ -37,10 +37,11 @@ MAX_REFERENCE = 50_000
 SCALARS = ("fid", "sfid", "inception_score", "precision", "recall", "class_accuracy")
 
 
-def _sampler(trainer, ema_model, steps: int, cfg_scale: float, seed: int) -> gen.ImageSampler:
-    """The trainer's EMA model, diffusion and codec as an :class:`ImageSampler` (DDPM, fp32)."""
+def _sampler(trainer, ema_model, steps: Optional[int], cfg_scale: float, seed: int) -> gen.ImageSampler:
+    """The trainer's EMA model, diffusion and codec as an :class:`ImageSampler` (fp32; the objective's
+    default sampler: DDPM for Gaussian models, Heun for flow models)."""
     scale = cfg_scale if trainer.source.num_classes and trainer.model_cfg.class_dropout_prob > 0 else 1.0
-    cfg = SampleConfig(sampler="ddpm", num_sampling_steps=steps, cfg_scale=scale, seed=seed, progress=False)
+    cfg = SampleConfig(num_sampling_steps=steps, cfg_scale=scale, seed=seed, progress=False)
     return gen.ImageSampler(ema_model, trainer.diffusion, trainer.source.codec, cfg, trainer.device)
 
 
@@ -163,7 +164,7 @@ def training_reference(trainer) -> Path:
 def training_callbacks(cfg: TrainConfig, scfg: Optional[TrainSamplingConfig] = None) -> list:
     """The hooks ``cfg.sample_every``/``cfg.eval_every`` ask for, as the trainer's ``callbacks`` list."""
     scfg = scfg or TrainSamplingConfig()
-    if scfg.sample_steps < 1 or scfg.eval_samples < 1 or scfg.eval_batch_size < 1:
+    if (scfg.sample_steps is not None and scfg.sample_steps < 1) or scfg.eval_samples < 1 or scfg.eval_batch_size < 1:
         raise UserError("--sample-steps, --eval-samples and --eval-batch-size must be positive")
     if cfg.eval_every > 0:  # fail before training, not at the first evaluation
         if scfg.eval_ref and not Path(scfg.eval_ref).exists():

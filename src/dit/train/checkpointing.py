@@ -9,7 +9,7 @@ safetensors. Files are written atomically by :mod:`dit.runtime.checkpoint`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.tensor import distribute_tensor
 
-from dit.config import TrainConfig
+from dit.config import DiffusionConfig, TrainConfig
 from dit.errors import UserError
 from dit.runtime.checkpoint import ema_export_path, export_safetensors, load_checkpoint, prune_checkpoints, save_checkpoint
 from dit.train.ema import EMA
@@ -59,13 +59,17 @@ def write_training_checkpoint(
     prune_checkpoints(path.parent, keep_last)
 
 
-def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_batch_size: int) -> dict[str, Any]:
-    """Load ``path`` (to CPU, without pickle) and check that it continues this run's model and batch size."""
+def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_batch_size: int,
+                             diffusion_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Load ``path`` (to CPU, without pickle) and check that it continues this run's objective (when
+    ``diffusion_config`` is given), model and batch size."""
     state = load_checkpoint(path, map_location="cpu")  # every rank reads to CPU: no GPU-0 pile-up
     for key in REQUIRED_KEYS:
         if key not in state:
             raise UserError(f"{path} is not a training checkpoint (no {key!r}); pass one written by dit train")
     saved = state["config"]
+    if diffusion_config is not None:  # first: another objective also means another model (learn_sigma)
+        check_objective(path, saved, diffusion_config)
     if saved.get("model") != model_config:
         have = saved.get("model") or {}
         diff = ", ".join(
@@ -81,6 +85,17 @@ def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_ba
             "resume with the same value (the data position depends on it)"
         )
     return state
+
+
+def check_objective(path: Path, saved: dict[str, Any], diffusion_config: dict[str, Any]) -> None:
+    """Refuse to resume under another objective or timestep law (older checkpoints: the paper's)."""
+    have = DiffusionConfig.from_dict(saved.get("diffusion") or {}).to_dict()
+    diff = [f"{k} {have[k]!r} vs {v!r}" for k, v in diffusion_config.items() if have.get(k) != v]
+    if diff:
+        raise UserError(
+            f"{path} was trained with another objective (checkpoint vs this run: {', '.join(diff)}); resume with "
+            f"the same --recipe ({saved.get('train', {}).get('recipe', 'paper')}) and objective flags"
+        )
 
 
 # Settings a resumed run must share with its checkpoint: the optimiser state and the EMA average

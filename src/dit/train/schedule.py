@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
@@ -42,7 +42,7 @@ class StepRandomness:
     """One rank's random draws for one step (rows = its local examples)."""
 
     noise: torch.Tensor  # (n, C, h, w)
-    t: torch.Tensor  # (n,) int64
+    t: torch.Tensor  # (n,) int64 (Gaussian) or float32 in [0, 1] (flow)
     drop_mask: torch.Tensor  # (n,) bool
     flip_mask: torch.Tensor  # (n,) bool
     posterior_gens: list[torch.Generator]
@@ -59,17 +59,23 @@ def draw_step_randomness(
     drop_prob: float,
     flip: bool,
     device: torch.device,
+    timesteps_from_coins: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> StepRandomness:
     """Per-example draws keyed by (seed, slot, purpose), slot = step·B + global batch position.
 
     Noise and posterior generators live on ``device`` (on CUDA the draws run there, not on the
     host); the three small choices (t, label-drop coin, flip coin) come from one host stream per
     example. The draws depend on the device type, never on the world size.
+    ``timesteps_from_coins`` maps the timestep coins (n,) float64 to t (the objective's
+    :func:`dit.diffusion.training_timesteps`); without it t is uniform over 0..T−1 (the paper's).
     """
     local = global_batch // world
     slots = [step * global_batch + rank * local + j for j in range(local)]
     coins = rng.rand_rows((local, 3), rng.example_generators(seed, slots, rng.TIMESTEP), dtype=torch.float64)
-    t = (coins[:, 0] * num_timesteps).long().clamp_(max=num_timesteps - 1)  # (n,) uniform over 0..T-1
+    if timesteps_from_coins is None:
+        t = (coins[:, 0] * num_timesteps).long().clamp_(max=num_timesteps - 1)  # (n,) uniform over 0..T-1
+    else:
+        t = timesteps_from_coins(coins[:, 0])  # (n,) int64 (Gaussian) or float in [0, 1] (flow)
     drop = coins[:, 1] < drop_prob  # (n,)
     flip_mask = (coins[:, 2] < 0.5) & flip  # (n,)
     noise = rng.randn_rows((local, *latent_shape), rng.example_generators(seed, slots, rng.NOISE, device))

@@ -30,7 +30,7 @@ from torch import nn
 
 from dit.config import DiffusionConfig, ModelConfig, TrainConfig
 from dit.data import build_source
-from dit.diffusion import create_diffusion
+from dit.diffusion import build_objective, training_timesteps
 from dit.errors import UserError
 from dit.models import build_model
 from dit.runtime.checkpoint import checkpoint_path, remove_stray_temps
@@ -94,7 +94,7 @@ def build_components(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: Di
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only (same on every rank)
     model = build_model(model_cfg)
     model_cfg = model.config  # resolved: the sizes of a named model filled in
-    diffusion = create_diffusion(**diffusion_cfg.to_dict())
+    diffusion = build_objective(diffusion_cfg)
     return source, model, model_cfg, diffusion
 
 
@@ -114,6 +114,7 @@ class Trainer:
             raise UserError(
                 "sample_every/eval_every need their hooks: pass callbacks=dit.evaluation.hooks.training_callbacks(cfg)"
             )
+        self.timesteps_from_coins = training_timesteps(diffusion_cfg)  # validates diffusion_cfg
         self.cfg, self.info, self.diffusion_cfg = cfg, info, diffusion_cfg
         self.device = info.device
         self.run_dir = Path(cfg.results_dir)
@@ -252,7 +253,8 @@ class Trainer:
         self.logger.info(f"saved checkpoint {path}")
 
     def _load(self, path: Path) -> None:
-        state = checkpointing.read_training_checkpoint(path, self.model_cfg.to_dict(), self.cfg.global_batch_size)
+        state = checkpointing.read_training_checkpoint(path, self.model_cfg.to_dict(), self.cfg.global_batch_size,
+                                                       self.diffusion_cfg.to_dict())
         checkpointing.check_resume_settings(path, state["config"].get("train", {}), self.cfg)
         checkpointing.restore_weights(self.model, self.ema, self.opt, state, self.cfg.fsdp)
         if self.scaler is not None and state.get("scaler"):
@@ -287,7 +289,7 @@ class Trainer:
         r = draw_step_randomness(
             cfg.seed, self.step, cfg.global_batch_size, self.info.rank, self.info.world_size,
             self.source.latent_shape, self.diffusion.num_timesteps, self.model_cfg.class_dropout_prob,
-            bool(self.source.flip), self.device,
+            bool(self.source.flip), self.device, self.timesteps_from_coins,
         )
         items = items.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
