@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dit.cli.main import build_parser, main
+from dit.cli.train import build_configs
 from dit.config import DemoConfig
 from dit.demo.pipeline import balanced_subset, check_config, frame_indices, stage_commands
 from dit.errors import UserError
@@ -28,7 +29,9 @@ def test_every_stage_command_parses_and_carries_the_settings(parser):
     t = parsed["train"]
     assert (t.depth, t.hidden_size, t.num_heads, t.patch_size) == (3, 48, 3, 4)
     assert (t.max_steps, t.lr, t.precision, t.vae, t.flip, t.ema_warmup) == (77, 3e-4, "bf16", "none", False, True)
-    assert t.learn_sigma and t.block == "adaln-zero" and t.class_dropout_prob == 0.1  # the paper's model and loss
+    _, model_cfg, diffusion_cfg = build_configs(t)  # --learn-sigma's default follows the objective
+    assert model_cfg.learn_sigma and diffusion_cfg.objective == "gaussian"  # the paper's model and loss
+    assert t.block == "adaln-zero" and t.class_dropout_prob == 0.1
     assert t.data_path == "/tmp/x/data/train" and t.device == "cpu"
     s = parsed["sample"]
     assert (s.cfg_scale, s.num_sampling_steps, s.num_samples, s.sampler) == (2.5, 9, 300, cfg.sampler)
