@@ -93,6 +93,10 @@ class DiffusionConfig(_DictMixin):
     learn_sigma: bool = True
     rescale_learned_sigmas: bool = False
     diffusion_steps: int = 1000
+    # Gaussian objective only: what the model predicts (None: from predict_xstart, i.e. ε) and the
+    # min-SNR-γ loss weight (Hang et al. 2023; None: unweighted, the paper's)
+    prediction_type: Optional[str] = None
+    min_snr_gamma: Optional[float] = None
     objective: str = "gaussian"
     timestep_sampling: str = "uniform"
     logit_normal_mean: float = 0.0
@@ -108,6 +112,12 @@ class DiffusionConfig(_DictMixin):
             raise UserError("--logit-normal-std must be positive and --logit-normal-mean finite")
         if self.objective == "flow" and self.learn_sigma:
             raise UserError("flow matching predicts a velocity without a learned variance; drop --learn-sigma")
+        if self.prediction_type not in (None, "epsilon", "xstart", "v"):
+            raise UserError(f"--prediction-type {self.prediction_type!r} is unknown; choose epsilon, xstart or v")
+        if self.min_snr_gamma is not None and not (0 < self.min_snr_gamma < float("inf")):
+            raise UserError(f"--min-snr-gamma must be a positive number (Hang et al.: 5), got {self.min_snr_gamma}")
+        if self.objective == "flow" and (self.prediction_type not in (None, "v") or self.min_snr_gamma is not None):
+            raise UserError("--prediction-type and --min-snr-gamma apply to the gaussian objective; drop them for flow")
         return self
 
     def diffusion_kwargs(self) -> dict[str, Any]:

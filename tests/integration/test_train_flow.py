@@ -54,7 +54,20 @@ def test_resume_refuses_another_objective(data, tmp_path, capsys):
     assert "another objective" in err and "objective 'flow' vs 'gaussian'" in err and "\n" not in err
 
 
+def test_v_prediction_with_min_snr_trains_and_samples(data, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--max-steps", "2", "--prediction-type", "v", "--min-snr-gamma", "5")) == 0
+    diffusion = load_checkpoint(run / "checkpoints" / "0000002.pt")["config"]["diffusion"]
+    assert (diffusion["objective"], diffusion["prediction_type"], diffusion["min_snr_gamma"]) == ("gaussian", "v", 5.0)
+    out = tmp_path / "s.npz"
+    assert main(["sample", "--ckpt", str(run / "checkpoints" / "0000002.pt"), "--num-samples", "3", "--sampler",
+                 "dpm++2m", "--num-sampling-steps", "2", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    card = json.loads((tmp_path / "s.npz.protocol.json").read_text())["settings"]
+    assert card["diffusion"]["prediction_type"] == "v"
+
+
 @pytest.mark.parametrize("flags, message", [
+    (["--recipe", "fast", "--min-snr-gamma", "5"], "apply to the gaussian objective"),
     (["--objective", "flow", "--learn-sigma"], "drop --learn-sigma"),
     (["--timestep-sampling", "logit-normal", "--logit-normal-mean", "inf"], "mean finite"),
 ])

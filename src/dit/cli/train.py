@@ -58,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--timestep-sampling", choices=TIMESTEP_SAMPLINGS, default=None,
                    help="training timesteps: uniform (paper) or logit-normal (SD3) (default: from --recipe)")
     m.add_argument("--logit-normal-mean", type=float, default=None, help="logit-normal timesteps: mean m of logit(t) (fast: 0)")
+    m.add_argument("--prediction-type", choices=["epsilon", "v", "xstart"], default=None,
+                   help="gaussian objective: what the model predicts (default: epsilon, the paper's)")
+    m.add_argument("--min-snr-gamma", type=positive_float, default=None,
+                   help="gaussian objective: weight the MSE by min-SNR-γ (Hang et al. 2023 use 5; default: unweighted)")
     m.add_argument("--logit-normal-std", type=positive_float, default=None, help="logit-normal timesteps: std s of logit(t) (fast: 1)")
     m.add_argument("--class-dropout-prob", type=float, default=0.1, help="probability a label is dropped to the null class")
 
@@ -121,7 +125,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 RECIPE_FLAGS = (
     ("train", "lr"), ("train", "warmup_steps"), ("train", "grad_clip"), ("train", "ema_type"), ("train", "adam_beta2"),
     ("diffusion", "objective"), ("diffusion", "timestep_sampling"), ("diffusion", "logit_normal_mean"),
-    ("diffusion", "logit_normal_std"),
+    ("diffusion", "logit_normal_std"), ("diffusion", "prediction_type"), ("diffusion", "min_snr_gamma"),
 )
 
 

@@ -34,13 +34,15 @@ def create_diffusion(
     rescale_learned_sigmas: bool = False,
     diffusion_steps: int = 1000,
     prediction_type: Optional[str] = None,
+    min_snr_gamma: Optional[float] = None,
 ) -> SpacedDiffusion:
     """The diffusion of the official DiT ``create_diffusion`` (ADM semantics).
 
     ``timestep_respacing``: ``""``/``None`` (all steps, training), ``"250"``, ``"ddim50"``,
     ``"10,10,5"`` or a list of section counts. ``prediction_type`` (``"epsilon"``, ``"xstart"``,
     ``"v"``) overrides ``predict_xstart`` when given. ``learn_sigma`` selects the learned-range
-    Σ (output 2C channels); otherwise ``sigma_small`` picks β̃_t, else β_t.
+    Σ (output 2C channels); otherwise ``sigma_small`` picks β̃_t, else β_t. ``min_snr_gamma``
+    weights the MSE term by min-SNR-γ (Hang et al. 2023; None: unweighted, the paper's).
     """
     if prediction_type is None:
         prediction_type = "xstart" if predict_xstart else "epsilon"
@@ -63,6 +65,7 @@ def create_diffusion(
         model_mean_type=ModelMeanType(prediction_type),
         model_var_type=var_type,
         loss_type=loss_type,
+        min_snr_gamma=min_snr_gamma,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -103,10 +103,12 @@ class GaussianDiffusion:
         model_mean_type: ModelMeanType = ModelMeanType.EPSILON,
         model_var_type: ModelVarType = ModelVarType.LEARNED_RANGE,
         loss_type: LossType = LossType.MSE,
+        min_snr_gamma: Optional[float] = None,
     ):
         betas = np.asarray(betas, dtype=np.float64)
         assert betas.ndim == 1 and (betas > 0).all() and (betas <= 1).all()
         self.model_mean_type, self.model_var_type, self.loss_type = model_mean_type, model_var_type, loss_type
+        self.min_snr_gamma = min_snr_gamma  # None: L_simple unweighted (the paper)
         self.num_timesteps = int(betas.shape[0])
 
         alphas = 1.0 - betas
@@ -270,8 +272,24 @@ class GaussianDiffusion:
         }[self.model_mean_type]
         assert target.shape == mean_out.shape == x_start.shape
         terms["mse"] = mean_flat((target - mean_out) ** 2)
-        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        simple = terms["mse"] if self.min_snr_gamma is None else self.min_snr_weight(t).to(terms["mse"]) * terms["mse"]
+        terms["loss"] = simple + terms["vb"] if "vb" in terms else simple
         return terms
+
+    def min_snr_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-γ weights (Hang et al. 2023, eq. 11) of the MSE term at timesteps t (N,), float64.
+
+        With SNR(t) = ᾱ_t/(1 − ᾱ_t): ε-prediction min(SNR, γ)/SNR, v-prediction min(SNR, γ)/(SNR + 1),
+        x_0-prediction min(SNR, γ): each equals min(SNR, γ) on the x_0-error scale.
+        """
+        ac = self.alphas_cumprod.to(t.device)[t]  # (N,)
+        snr = ac / (1.0 - ac)
+        clipped = snr.clamp(max=float(self.min_snr_gamma))
+        if self.model_mean_type == ModelMeanType.EPSILON:
+            return clipped / snr
+        if self.model_mean_type == ModelMeanType.VELOCITY:
+            return clipped / (snr + 1.0)
+        return clipped
 
     # ---- likelihood ----
     def _prior_bpd(self, x_start):
