@@ -10,11 +10,25 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Literal, Optional, Tuple, Union, get_args
 
 from dit.errors import UserError
 
 EMA_TYPES = ("constant", "halflife", "power")  # dit.train.ema.EMASchedule.kind
+
+
+# Classifier-free guidance on every ε channel ("all", the standard form) or on the first 3 only
+# ("official": the official DiT code, needed to match its published FID). One name everywhere.
+GuidanceChannels = Literal["all", "official"]
+GUIDANCE_CHANNELS: tuple[str, ...] = get_args(GuidanceChannels)
+OFFICIAL_GUIDED_CHANNELS = 3
+
+
+def guided_channel_count(channels: str, eps_channels: int) -> int:
+    """How many leading ε channels guidance ``channels`` ("all" | "official") applies to."""
+    if channels not in GUIDANCE_CHANNELS:
+        raise UserError(f"unknown guidance channels {channels!r}; choose one of {list(GUIDANCE_CHANNELS)}")
+    return eps_channels if channels == "all" else min(OFFICIAL_GUIDED_CHANNELS, eps_channels)
 
 
 class _DictMixin:

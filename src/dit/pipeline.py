@@ -35,6 +35,7 @@ from dit.evaluation.generate import (
     sample_labels,
     sampling_settings,
 )
+from dit.evaluation.writers import to_uint8
 
 ClassSpec = Union[str, int]
 OUTPUT_TYPES = ("pil", "pt", "np")
@@ -220,8 +221,6 @@ class Pipeline:
 
     def decode(self, latents: torch.Tensor, output_type: str = "pil"):
         """Latents (B, C, h, w) (e.g. a callback's x0 prediction) as images, for previews."""
-        from dit.evaluation.writers import to_uint8
-
         with torch.no_grad():
             x = self.loaded.codec.decode(latents.to(self.device))  # (B, 3, H, W) in [-1, 1]
         return convert_images(to_uint8(x).numpy(), output_type)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from dit.config import DemoConfig
 from dit.cli.argtypes import positive_float, positive_int
+from dit.config import DemoConfig
 
 HELP = "the whole pipeline on bundled real digits in minutes on a CPU: train, sample, evaluate"
 DESCRIPTION = (
@@ -70,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from dit.cli.main import main
     from dit.demo.pipeline import check_config, format_command, run_demo, stage_commands
 
     fields = {f.name for f in dataclasses.fields(DemoConfig)}
@@ -79,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
         for argv in stage_commands(cfg).values():
             print(format_command(argv))
         return 0
-    run_demo(cfg)
+    run_demo(cfg, run_command=main)
     return 0

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from dit.data.image_folder import ImageFolder
 from dit.errors import UserError
 from dit.runtime.checkpoint import atomic_write
 
@@ -193,8 +194,6 @@ def extract_latents(
     Under an initialised torch.distributed, ranks take disjoint shards and rank 0 writes the header.
     """
     from safetensors.torch import save as st_save
-
-    from dit.data.image_folder import ImageFolder
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r} is not one of {sorted(DTYPES)}")

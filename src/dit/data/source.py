@@ -18,6 +18,13 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from dit.data.image_folder import ImageFolder
+from dit.data.latent_cache import (
+    LatentCacheDataset,
+    check_header,
+    is_latent_cache,
+    read_header,
+)
 from dit.errors import UserError
 from dit.runtime.rng import randn_rows
 
@@ -92,8 +99,6 @@ def build_source(
 
     A cache made with another VAE id, scale factor or image size raises UserError naming both.
     """
-    from dit.data.latent_cache import LatentCacheDataset, check_header, is_latent_cache, read_header
-
     if is_latent_cache(data_path):
         header = read_header(data_path)
         check_header(header, codec, image_size, where=f"cache {data_path}")
@@ -113,8 +118,6 @@ def build_source(
         latent_shape = tuple(header["latent_shape"])
         kind, extra = "cache", {"cache": {k: v for k, v in header.items() if k != "shards"}}
     else:
-        from dit.data.image_folder import ImageFolder
-
         latent_shape = codec.latent_shape(image_size)
         dataset = ImageFolder(data_path, image_size, num_classes, unconditional, on_bad_image)
         names = list(dataset.class_names)

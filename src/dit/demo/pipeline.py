@@ -31,12 +31,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from dit.config import DemoConfig
+from dit.config import DemoConfig, SampleConfig
+from dit.data.digits import export_digits
+from dit.demo.plots import loss_curve_image, read_metrics_csv, strip_image
+from dit.diffusion import build_objective
 from dit.errors import UserError
+from dit.evaluation.classifier import accuracy, load_classifier
+from dit.evaluation.generate import ImageSampler, load_for_sampling
+from dit.evaluation.io import load_images
+from dit.evaluation.writers import to_uint8, write_npz, write_png, write_samples
+from dit.runtime import rng
+from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, load_checkpoint
 
 NUM_CLASSES = 10
 CHECKPOINT_PLACEHOLDER = "<last checkpoint>"
@@ -171,9 +180,6 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def write_real_subset(train_dir: Path, out: Path, n: int, seed: int) -> int:
     """A class-balanced ``.npz`` of ``n`` real training digits (the real-vs-real FID's 'samples')."""
-    from dit.evaluation.io import load_images
-    from dit.evaluation.writers import write_npz
-
     real = load_images(train_dir)
     idx = balanced_subset(real.labels, n, seed)
     write_npz(out, real.images[idx], real.labels[idx])
@@ -182,9 +188,6 @@ def write_real_subset(train_dir: Path, out: Path, n: int, seed: int) -> int:
 
 def write_grid(samples: Path, out: Path, per_class: int) -> np.ndarray:
     """The first ``per_class`` samples of every class as a PNG grid, one row per class (dit sample's writer)."""
-    from dit.evaluation.io import load_images
-    from dit.evaluation.writers import write_samples
-
     s = load_images(samples)
     n = NUM_CLASSES * per_class  # balanced labels: sample i has class i mod 10
     write_samples(out, s.images[:n], s.labels[:n])
@@ -210,12 +213,6 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
     from that state.
     """
     import torch
-
-    from dit.config import SampleConfig
-    from dit.diffusion import build_objective
-    from dit.evaluation.generate import ImageSampler, load_for_sampling
-    from dit.evaluation.writers import to_uint8
-    from dit.runtime import rng
 
     scfg = SampleConfig(ckpt=checkpoint, sampler=cfg.sampler, num_sampling_steps=cfg.sampling_steps,
                         cfg_scale=cfg.cfg_scale, seed=cfg.seed, precision=cfg.precision, device=cfg.device)
@@ -244,9 +241,6 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
 
 def loss_curve(run_dir: Path, out: Path) -> None:
     """``loss_curve.png`` from the training run's ``metrics.csv`` (loss = L_simple + L_vlb, and the MSE)."""
-    from dit.demo.plots import loss_curve_image, read_metrics_csv
-    from dit.evaluation.writers import write_png
-
     m = read_metrics_csv(run_dir / "metrics.csv")
     series = {k: m[k] for k in ("loss", "mse") if k in m}
     write_png(out, loss_curve_image(m["step"], series, title="dit demo: training loss"))
@@ -257,11 +251,9 @@ def loss_curve(run_dir: Path, out: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _run_command(argv: list[str]) -> None:
-    """One sub-command through the `dit` entry point (same parsing, same errors as the shell)."""
-    from dit.cli.main import main
-
-    code = main(argv)
+def _run_command(run: Callable[[list[str]], int], argv: list[str]) -> None:
+    """One sub-command through ``run`` (the `dit` entry point: same parsing, same errors as the shell)."""
+    code = run(argv)
     if code != 0:
         raise UserError(f"`{format_command(argv)}` failed (exit status {code}); see the error above")
 
@@ -287,17 +279,16 @@ def _check_out(paths: RunPaths, resume: bool) -> None:
         raise UserError(f"{paths.root} already holds a demo run; pass --resume to continue it or choose another --out")
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    from dit.evaluation.io import write_json
+def run_demo(
+    cfg: DemoConfig,
+    run_command: Callable[[list[str]], int],
+    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> dict:
+    """Run the whole demo for ``cfg``; returns the content of ``metrics.json``.
 
-    write_json(path, obj)
-
-
-def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
-    """Run the whole demo for ``cfg``; returns the content of ``metrics.json``."""
-    from dit.data.digits import export_digits
-    from dit.runtime.checkpoint import latest_checkpoint
-
+    ``run_command(argv) -> exit status`` runs one `dit` sub-command (``dit.cli.main.main``: the CLI
+    passes it in, so ``demo`` does not import ``cli``).
+    """
     check_config(cfg)
     paths = RunPaths(Path(cfg.out))
     _check_out(paths, cfg.resume)
@@ -309,18 +300,18 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda m: print(m, fi
     export = stages.run("export", f"exporting the bundled digits at {cfg.image_size}px to {paths.data}",
                         lambda: export_digits(paths.data, cfg.image_size, cfg.held_out_fraction, cfg.seed))
     record["data"] = dataclasses.asdict(export)
-    _write_json(paths.config, record)
+    atomic_write_json(paths.config, record)
 
     def classifier() -> dict:
         if not (cfg.resume and paths.classifier.is_file()):
-            _run_command(commands["train-classifier"])
+            _run_command(run_command, commands["train-classifier"])
         return _classifier_accuracy(paths)
 
     cls = stages.run("classifier", f"training the evaluation classifier on the {export.num_test} held-out digits",
                      classifier)
 
     def train() -> Path:
-        _run_command(commands["train"] + (["--resume", "auto"] if cfg.resume else []))
+        _run_command(run_command, commands["train"] + (["--resume", "auto"] if cfg.resume else []))
         ckpt = latest_checkpoint(paths.run / "checkpoints")
         if ckpt is None:
             raise UserError(f"training wrote no checkpoint in {paths.run / 'checkpoints'}")
@@ -331,19 +322,16 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda m: print(m, fi
     commands = stage_commands(cfg, checkpoint=str(ckpt))
     record["commands"] = {k: format_command(v) for k, v in commands.items()}
     record["checkpoint"] = str(ckpt)
-    _write_json(paths.config, record)
+    atomic_write_json(paths.config, record)
 
     def sample() -> None:
-        _run_command(commands["sample"])
+        _run_command(run_command, commands["sample"])
         write_grid(paths.samples, paths.grid, cfg.grid_per_class)
 
     stages.run("sample", f"sampling {cfg.num_samples} digits ({cfg.sampler}, {cfg.sampling_steps} steps, "
                          f"guidance {cfg.cfg_scale})", sample)
 
     def strip() -> None:
-        from dit.demo.plots import strip_image
-        from dit.evaluation.writers import write_png
-
         xt, x0 = denoising_frames(cfg, str(ckpt), index=cfg.strip_class, label=cfg.strip_class)
         write_png(paths.strip, strip_image([xt, x0], scale=strip_scale(cfg.image_size)))
 
@@ -351,24 +339,21 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = lambda m: print(m, fi
 
     def evaluate() -> tuple[dict, dict]:
         write_real_subset(paths.train_data, paths.real, cfg.num_samples, cfg.seed)
-        _run_command(commands["eval-samples"])
-        _run_command(commands["eval-real"])
+        _run_command(run_command, commands["eval-samples"])
+        _run_command(run_command, commands["eval-real"])
         return json.loads(paths.eval_samples.read_text()), json.loads(paths.eval_real.read_text())
 
     ev, real = stages.run("eval", "evaluating samples and real digits against the held-out digits", evaluate)
     stages.run("plots", f"drawing the loss curve to {paths.loss_curve}", lambda: loss_curve(paths.run, paths.loss_curve))
 
     metrics = _gather_metrics(cfg, paths, ckpt, cls, ev, real, stages.seconds, time.monotonic() - started)
-    _write_json(paths.metrics, metrics)
+    atomic_write_json(paths.metrics, metrics)
     say(summary(metrics, paths))
     return metrics
 
 
 def _classifier_accuracy(paths: RunPaths) -> dict:
     """The classifier's accuracy on all training-split digits: real digits it never saw."""
-    from dit.evaluation.classifier import accuracy, load_classifier
-    from dit.evaluation.io import load_images
-
     real = load_images(paths.train_data)
     info = json.loads(paths.classifier.with_suffix(".json").read_text())
     return {
@@ -381,9 +366,6 @@ def _classifier_accuracy(paths: RunPaths) -> dict:
 
 def _final_losses(run_dir: Path, ckpt: Path) -> dict:
     """Steps trained (from the checkpoint: --max-minutes may stop between log lines) and the last logged losses."""
-    from dit.demo.plots import read_metrics_csv
-    from dit.runtime.checkpoint import load_checkpoint
-
     m = read_metrics_csv(run_dir / "metrics.csv")
     return {"steps": int(load_checkpoint(ckpt)["step"]), "last_logged_step": int(m["step"][-1]),
             **{k: float(m[k][-1]) for k in ("loss", "mse", "vb") if k in m}}

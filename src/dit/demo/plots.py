@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dit.errors import UserError
+from dit.evaluation.writers import make_grid
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
 BACKGROUND = (255, 255, 255)
@@ -142,8 +143,6 @@ def strip_image(rows: Sequence[np.ndarray], scale: int = 4, padding: int = 1) ->
 
     The result is (R·(H+p)+p, F·(W+p)+p, 3) before enlarging, with p = ``padding``.
     """
-    from dit.evaluation.writers import make_grid
-
     frames = np.concatenate(list(rows))  # (R·F, H, W, 3)
     columns = len(rows[0])
     if any(len(r) != columns for r in rows):

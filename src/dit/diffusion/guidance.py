@@ -20,16 +20,17 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
+from dit.config import GUIDANCE_CHANNELS, GuidanceChannels, guided_channel_count
 from dit.errors import UserError
 
-GUIDANCE_CHANNELS = ("all", "official")
+__all__ = ["GUIDANCE_CHANNELS", "guided_model_fn"]
 
 
 def guided_model_fn(
     model: Callable,
     cfg_scale: float,
     null_label: Optional[int],
-    channels: str = "all",
+    channels: GuidanceChannels = "all",
     interval: Optional[Tuple[int, int]] = None,
 ) -> Callable:
     """``fn(x, t, y=None)`` → (N, C or 2C, ...): ``model(x, t, y)`` with guidance scale s.
@@ -39,8 +40,7 @@ def guided_model_fn(
     The returned function has a ``guidance`` dict (scale, channels, interval, guided) for
     recording the protocol wherever samples are written.
     """
-    if channels not in GUIDANCE_CHANNELS:
-        raise UserError(f"unknown guidance channels {channels!r}; choose one of {list(GUIDANCE_CHANNELS)}")
+    guided_channel_count(channels, 1)  # an unknown name fails here, before any sampling
     if cfg_scale < 0:
         raise UserError(f"cfg scale must be >= 0, got {cfg_scale}")
     if interval is not None and interval[0] > interval[1]:
@@ -68,7 +68,7 @@ def guided_model_fn(
         null = torch.full((idx.numel(),), null_label, dtype=y.dtype, device=y.device)
         out = model(torch.cat([x, x[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null]))  # (N+M, C|2C, ...)
         cond, uncond = out[:N], out[N:]  # (N, ...), (M, ...)
-        k = C if channels == "all" else min(3, C)  # guided ε channels
+        k = guided_channel_count(channels, C)  # guided ε channels
         eps_c = cond[idx, :k]  # (M, k, ...)
         guided = uncond[:, :k] + cfg_scale * (eps_c - uncond[:, :k])
         result = cond.clone()

@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dit.errors import UserError
+from dit.evaluation.io import load_images, write_json
+from dit.runtime.checkpoint import export_safetensors
+from dit.runtime.distributed import resolve_device
 
 GRID = 4  # the last conv map is average-pooled to 4×4; the head reads it flattened
 SPATIAL_CHANNELS = 8  # the spatial features: that grid's first 8 channels → 128 dims
@@ -86,9 +89,6 @@ class SmallClassifier(nn.Module):
 
 def save_classifier(model: SmallClassifier, path: str | os.PathLike, info: Optional[dict] = None) -> Path:
     """Weights (safetensors, architecture in metadata) + a readable JSON beside; both atomic."""
-    from dit.evaluation.io import write_json
-    from dit.runtime.checkpoint import export_safetensors
-
     path = Path(path)
     arch = vars(model.arch)
     export_safetensors(model.state_dict(), path, metadata={"format": "dit-classifier", "config": arch})
@@ -154,8 +154,6 @@ def train_classifier(cfg, progress: bool = False) -> dict:
     data is held out; returns a dict with held-out and training accuracy, sizes and the path.
     AdamW with a cosine learning-rate decay and random shifts of 1/8 of the image side.
     """
-    from dit.evaluation.io import load_images
-
     if not str(cfg.out).endswith(".safetensors"):
         raise UserError(f"--out must end with .safetensors, got {cfg.out}")
     if not 0 <= cfg.val_fraction < 1:
@@ -169,8 +167,6 @@ def train_classifier(cfg, progress: bool = False) -> dict:
     tr, va = _split(len(images), cfg.val_fraction, cfg.seed)
     size = cfg.image_size or images.shape[1]
     torch.manual_seed(cfg.seed)
-    from dit.runtime.distributed import resolve_device
-
     device = resolve_device(cfg.device)  # a bad --device is a one-line error, not a traceback
     arch = ClassifierArch(num_classes=int(labels.max()) + 1, image_size=int(size), width=cfg.width)
     model = SmallClassifier(arch).to(device)

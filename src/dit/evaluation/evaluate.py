@@ -37,6 +37,8 @@ from dit.evaluation.io import (
     save_cached_features,
 )
 from dit.evaluation.set_shape import shape_mismatch
+from dit.runtime.checkpoint import atomic_write
+from dit.runtime.distributed import resolve_device
 
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
 FEATURES_KEY = "dit_features"  # in files made by make_reference: the extractor that made the statistics
@@ -158,8 +160,6 @@ def make_reference(images: str, out: str | os.PathLike, extractor: FeatureExtrac
     features) and ``mu_s``, ``sigma_s`` (spatial features), and ``dit_features``, the extractor's
     name, so ``dit eval`` uses these statistics only with the same network. Returns a summary.
     """
-    from dit.runtime.checkpoint import atomic_write
-
     if Path(out).suffix != ".npz":
         raise UserError(f"{out}: the reference file must end in .npz")
     data = load_images(images)
@@ -237,8 +237,6 @@ def compute_metrics(
 
 def evaluate(cfg, progress: bool = False) -> dict:
     """Run ``dit eval`` for a :class:`dit.config.EvalConfig`; returns the result dict."""
-    from dit.runtime.distributed import resolve_device
-
     t0 = time.time()
     device = str(resolve_device(cfg.device))  # a bad --device is a one-line error, not a traceback
     extractor = make_extractor(cfg.features, cfg.inception, device)

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from dit.errors import UserError
+from dit.evaluation.classifier import load_classifier
+from dit.evaluation.inception import find_weights, load_inception
 from dit.runtime.hashing import sha256_of
 
 FEATURE_KEYS = ("pool", "spatial", "logits")
@@ -72,16 +74,12 @@ class FeatureExtractor:
 
 def inception_extractor(path: Optional[str] = None, device: str = "cpu") -> FeatureExtractor:
     """The FID Inception-v3 from a local weights file (see :mod:`dit.evaluation.inception`)."""
-    from dit.evaluation.inception import find_weights, load_inception
-
     weights = find_weights(path)
     return FeatureExtractor(load_inception(weights), f"inception-{file_digest(weights)}", device)
 
 
 def classifier_extractor(path: str, device: str = "cpu") -> FeatureExtractor:
     """A classifier trained by ``dit train-classifier`` (safetensors + JSON config)."""
-    from dit.evaluation.classifier import load_classifier
-
     net = load_classifier(path)
     return FeatureExtractor(net, f"classifier-{file_digest(path)}", device)
 

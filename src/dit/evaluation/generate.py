@@ -41,8 +41,16 @@ from dit.errors import UserError
 from dit.evaluation import protocol
 from dit.evaluation.writers import is_folder_output, to_uint8, write_npz, write_samples
 from dit.runtime import rng
-from dit.runtime.checkpoint import atomic_write
-from dit.runtime.distributed import DistInfo, all_reduce_sum_int, barrier, broadcast_object, cleanup, init_distributed, set_tf32
+from dit.runtime.checkpoint import atomic_write_json
+from dit.runtime.distributed import (
+    DistInfo,
+    all_reduce_sum_int,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+    set_tf32,
+)
 from dit.runtime.hub import resolve_pretrained
 from dit.train.ema import initial_weight_of
 from dit.vae import HUB_IDS, PIXEL_ID, load_codec
@@ -432,8 +440,7 @@ def _prepare_shards(folder: Path, settings: dict, info: DistInfo) -> None:
             )
     barrier(info)
     if info.is_main and not record.is_file():
-        blob = (json.dumps(settings, indent=2) + "\n").encode()
-        atomic_write(record, lambda f: f.write(blob))
+        atomic_write_json(record, settings)
     barrier(info)
 
 

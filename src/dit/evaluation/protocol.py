@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from dit import __version__
+from dit.evaluation.io import write_json
 from dit.runtime.hashing import sha256_of
 from dit.runtime.revision import git_revision
 
@@ -40,8 +42,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 def provenance(world_size: int = 1, device: str = "cpu") -> dict[str, Any]:
     """Where and when: git revision of the source, dit and torch versions, UTC time, processes, device."""
     import torch
-
-    from dit import __version__
 
     return {
         "git": git_revision(),
@@ -66,8 +66,6 @@ def make_card(settings: dict[str, Any], output: str | os.PathLike, extra: Option
 
 def write_card(samples: str | os.PathLike, card: dict) -> Path:
     """Atomically write ``card`` as ``<samples>.protocol.json``."""
-    from dit.evaluation.io import write_json
-
     return write_json(card_path(samples), card)
 
 

@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from dit.errors import UserError
 from dit.runtime.checkpoint import atomic_write
 
 MAX_CLASS_ROWS = 32
@@ -109,8 +110,6 @@ def write_png_folder(folder: str | os.PathLike, images: np.ndarray, labels: Opti
     """
     import shutil
     import tempfile
-
-    from dit.errors import UserError
 
     folder = Path(folder)
     if folder.is_dir() and any(folder.iterdir()):

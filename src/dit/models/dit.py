@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from dit.config import ModelConfig
+from dit.config import GuidanceChannels, ModelConfig, guided_channel_count
 from dit.errors import UserError
 from dit.models.blocks import BLOCK_DESIGNS, DiTBlock, FinalLayer
 from dit.models.embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d
@@ -207,23 +207,21 @@ class DiT(nn.Module):
         t: torch.Tensor,
         y: torch.Tensor,
         cfg_scale: float,
-        guidance_channels: Optional[int] = None,
+        guidance_channels: GuidanceChannels = "all",
     ) -> torch.Tensor:
         """Classifier-free guidance in one batched forward (the official semantics).
 
         The batch is [conditional rows; null-label rows]: only the first half of ``x`` is used
         (duplicated), ``y`` carries the real labels then the null label ``num_classes``. The guided
         ε̂ = ε_uncond + s·(ε_cond − ε_uncond) is written to both halves. ``guidance_channels``
-        picks how many leading output channels are guided: ``None`` (our default) guides all
-        ``in_channels`` ε channels, the standard form; ``3`` reproduces the official code, which
-        guides only the first 3 of the 4 latent channels "for exact reproducibility". Remaining
+        (the name used everywhere, :data:`dit.config.GUIDANCE_CHANNELS`): ``"all"`` (default) guides
+        all ``in_channels`` ε channels, the standard form; ``"official"`` reproduces the official
+        code, which guides only the first 3 of the 4 latent channels "for exact reproducibility". Remaining
         channels (the unguided ones and the variance channels) pass through unchanged.
         """
         if x.shape[0] % 2:
             raise UserError(f"forward_with_cfg needs an even batch (conditional + null halves), got {x.shape[0]}")
-        g = self.in_channels if guidance_channels is None else int(guidance_channels)
-        if not 1 <= g <= self.in_channels:
-            raise UserError(f"guidance_channels must be in 1..{self.in_channels}, got {guidance_channels}")
+        g = guided_channel_count(guidance_channels, self.in_channels)
         half = x[: x.shape[0] // 2]  # (N/2, C, H, W)
         out = self.forward(torch.cat([half, half], dim=0), t, y)  # (N, C_out, H, W)
         eps, rest = out[:, :g], out[:, g:]  # (N, g, H, W), (N, C_out - g, H, W)

@@ -21,10 +21,10 @@ window deterministically (tests/faults/test_kill.py).
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import os
-import fnmatch
 import re
 import sys
 import tempfile
@@ -114,6 +114,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
         raise
     _fsync_dir(directory)
     return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = False, default: Any = None) -> Path:
+    """Atomically write ``obj`` as indented JSON with a final newline (``default``: as in ``json.dumps``)."""
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=default) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -24,7 +24,13 @@ from torch.distributed.tensor import distribute_tensor
 
 from dit.config import DiffusionConfig, TrainConfig
 from dit.errors import UserError
-from dit.runtime.checkpoint import ema_export_path, export_safetensors, load_checkpoint, prune_checkpoints, save_checkpoint
+from dit.runtime.checkpoint import (
+    ema_export_path,
+    export_safetensors,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from dit.train.ema import EMA
 
 CHECKPOINT_VERSION = 1

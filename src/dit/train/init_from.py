@@ -27,8 +27,8 @@ import torch
 
 from dit.config import ModelConfig
 from dit.errors import UserError
-from dit.weights.formats import read_weights, resolve_config
 from dit.runtime.hub import resolve_pretrained
+from dit.weights.formats import read_weights, resolve_config
 
 StateDict = dict[str, torch.Tensor]
 POS_EMBED = "pos_embed"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 from dit.config import TrainConfig
 from dit.errors import UserError
-from dit.runtime.checkpoint import atomic_write, latest_checkpoint, newest_intact_checkpoint, verify_checkpoint
+from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, newest_intact_checkpoint, verify_checkpoint
 from dit.runtime.revision import git_revision
 
 BAD_IMAGE_LOG = "bad_images.tsv"  # path<TAB>reason of each unreadable image skipped (run folder)
@@ -52,5 +51,4 @@ def resolve_resume(cfg: TrainConfig) -> tuple[Optional[Path], list[tuple[Path, s
 def write_run_info(run_dir: Path, config: dict[str, Any], world_size: int) -> Path:
     """``<run>/run.json``: the full config, the git revision and the number of processes (atomic)."""
     info = {"config": config, "git": git_revision(), "world_size": world_size}
-    blob = json.dumps(info, indent=2, default=str).encode()
-    return atomic_write(Path(run_dir) / RUN_INFO, lambda f: f.write(blob))
+    return atomic_write_json(Path(run_dir) / RUN_INFO, info, default=str)

@@ -18,7 +18,6 @@ a folder is assembled beside its destination and renamed into place.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -29,6 +28,18 @@ import torch
 
 from dit.config import DiffusionConfig, ModelConfig
 from dit.errors import UserError
+from dit.models.registry import build_model
+from dit.runtime.checkpoint import (
+    atomic_write_json,
+    export_safetensors,
+    save_checkpoint,
+)
+from dit.vae import load_codec
+from dit.weights.diffusers_keys import (
+    config_to_diffusers,
+    official_to_diffusers,
+    scheduler_config,
+)
 from dit.weights.formats import (
     RawWeights,
     check_fits,
@@ -37,10 +48,6 @@ from dit.weights.formats import (
     resolve_config,
     sidecar_path,
 )
-from dit.models.registry import build_model
-from dit.runtime.checkpoint import atomic_write, export_safetensors, save_checkpoint
-from dit.vae import load_codec
-from dit.weights.diffusers_keys import config_to_diffusers, official_to_diffusers, scheduler_config
 
 StateDict = Dict[str, torch.Tensor]
 FORMATS = ("official", "dit", "safetensors", "diffusers")
@@ -111,13 +118,11 @@ def write_dit(sd: StateDict, desc: Dict[str, Any], dst: Path) -> None:
 def write_safetensors(sd: StateDict, desc: Dict[str, Any], dst: Path) -> None:
     """Safetensors with the description as metadata (JSON strings) and as a ``.json`` sidecar."""
     export_safetensors(sd, dst, metadata=desc)
-    blob = json.dumps(desc, indent=2, sort_keys=True).encode()
-    atomic_write(sidecar_path(dst), lambda f: f.write(blob))
+    atomic_write_json(sidecar_path(dst), desc, sort_keys=True)
 
 
 def _write_json(path: Path, obj: Dict[str, Any]) -> None:
-    blob = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-    atomic_write(path, lambda f: f.write(blob))
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def write_diffusers(

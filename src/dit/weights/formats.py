@@ -34,7 +34,12 @@ from dit.config import ModelConfig
 from dit.errors import UserError
 from dit.models.dit import DiT
 from dit.models.registry import build_model, resolve
-from dit.weights.diffusers_keys import config_from_diffusers, diffusers_to_official, heads_for, official_name
+from dit.weights.diffusers_keys import (
+    config_from_diffusers,
+    diffusers_to_official,
+    heads_for,
+    official_name,
+)
 
 StateDict = Dict[str, torch.Tensor]
 
