@@ -64,3 +64,48 @@ def test_num_workers_default_follows_the_machine(monkeypatch):
     assert default_num_workers() == 2  # 16 cores shared by 8 ranks
     args = build_parser().parse_args(["train", "--data-path", "d", "--results-dir", "r"])
     assert args.num_workers is None  # resolved to default_num_workers() when the config is built
+
+
+def test_sampler_choices_are_the_registry():
+    from dit.config import SAMPLER_NAMES
+    from dit.diffusion import flow_samplers, samplers
+
+    assert set(SAMPLER_NAMES) == set(samplers.SAMPLERS) | set(flow_samplers.SAMPLERS)
+    for name in ("sample", "demo"):
+        (action,) = [a for a in PARSERS[name]._actions if a.dest == "sampler"]
+        assert list(action.choices) == list(SAMPLER_NAMES)
+        assert "{" + ",".join(SAMPLER_NAMES) + "}" in PARSERS[name].format_help()
+
+
+# One name per concept; the old names and the official scripts' names parse to the same setting.
+ALIASES = {
+    "sample": {
+        "num_sampling_steps": (["--num-sampling-steps", "--sampling-steps", "--sample-steps"], "7", 7),
+        "seed": (["--seed", "--global-seed"], "5", 5),
+        "batch_size": (["--batch-size", "--per-proc-batch-size"], "3", 3),
+        "num_samples": (["--num-samples", "--num-fid-samples"], "9", 9),
+        "out": (["--out", "--sample-dir"], "samples/", "samples/"),
+    },
+    "train": {
+        "sample_steps": (["--num-sampling-steps", "--sample-steps", "--sampling-steps"], "7", 7),
+        "seed": (["--seed", "--global-seed"], "5", 5),
+    },
+    "demo": {"sampling_steps": (["--num-sampling-steps", "--sampling-steps", "--sample-steps"], "7", 7)},
+}
+REQUIRED = {"sample": ["--ckpt", "c.pt"], "train": ["--data-path", "d", "--results-dir", "r"], "demo": []}
+
+
+@pytest.mark.parametrize("command", sorted(ALIASES))
+def test_aliases_set_the_same_field(command):
+    for dest, (flags, text, value) in ALIASES[command].items():
+        for flag in flags:
+            args = build_parser().parse_args([command, *REQUIRED[command], flag, text])
+            assert getattr(args, dest) == value, (command, flag)
+
+
+def test_sample_dir_is_a_folder_and_tf32_is_a_pair():
+    parse = build_parser().parse_args
+    assert parse(["sample", "--ckpt", "c", "--sample-dir", "samples"]).out == "samples/"
+    for command, extra in (("sample", ["--ckpt", "c"]), ("train", REQUIRED["train"])):
+        assert parse([command, *extra]).tf32 is True
+        assert parse([command, *extra, "--no-tf32"]).tf32 is False and parse([command, *extra, "--tf32"]).tf32 is True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
-from dit.config import DemoConfig
+from dit.config import SAMPLER_NAMES, DemoConfig
 
 HELP = "the whole pipeline on bundled real digits in minutes on a CPU: train, sample, evaluate"
 DESCRIPTION = (
@@ -57,8 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--classifier-width", type=positive_int, default=_D.classifier_width, help="classifier channels")
 
     s = p.add_argument_group("sampling and evaluation (dit sample, dit eval)")
-    s.add_argument("--sampler", default=_D.sampler, help="sampler name (see dit sample --help)")
-    s.add_argument("--sampling-steps", type=positive_int, default=_D.sampling_steps, help="sampler steps")
+    s.add_argument("--sampler", choices=SAMPLER_NAMES, default=_D.sampler, help="sampler (see dit sample --help)")
+    s.add_argument("--num-sampling-steps", "--sampling-steps", "--sample-steps", dest="sampling_steps", type=positive_int,
+                   default=_D.sampling_steps, help="sampler steps")
     s.add_argument("--cfg-scale", type=float, default=_D.cfg_scale, help="classifier-free guidance scale")
     s.add_argument("--num-samples", type=positive_int, default=_D.num_samples,
                    help="class-balanced samples for the metrics (the grid is their first rows)")

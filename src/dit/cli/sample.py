@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import non_negative_float, positive_float, positive_int
+from dit.config import SAMPLER_NAMES
 
 HELP = "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
@@ -20,8 +21,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # No choices= read from dit.diffusion (it imports torch, and `dit --help` must stay fast):
-    # the sampler name is checked by dit.evaluation.generate, which lists the registry's names.
+    # Official script names (sample.py / sample_ddp.py) are accepted where they mean the same:
+    # --global-seed, --per-proc-batch-size, --num-fid-samples, --sample-dir, --tf32/--no-tf32.
     w = p.add_argument_group("weights")
     w.add_argument("--ckpt", required=True, help="a dit checkpoint (.pt), its .safetensors export, an official DiT .pt, "
                    "a diffusers folder or a Hugging Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)")
@@ -33,15 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the one recorded in the checkpoint; mse for official files, as the official sample.py)")
 
     s = p.add_argument_group("what to draw")
-    s.add_argument("--num-samples", type=positive_int, default=None,
+    s.add_argument("--num-samples", "--num-fid-samples", type=positive_int, default=None,
                    help="number of images (default: one per --class-labels entry, else 16)")
     s.add_argument("--class-labels", type=int, nargs="+", default=None,
                    help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)")
-    s.add_argument("--sampler", default=None,
+    s.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
                    help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
-                   "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which "
-                   "(an unknown name lists all)")
-    s.add_argument("--num-sampling-steps", type=positive_int, default=None,
+                   "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which")
+    s.add_argument("--num-sampling-steps", "--sampling-steps", "--sample-steps", dest="num_sampling_steps",
+                   type=positive_int, default=None,
                    help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)")
     s.add_argument("--cfg-scale", type=non_negative_float, default=1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
     s.add_argument("--guidance-channels", choices=["all", "official"], default="all",
@@ -53,22 +54,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)")
     s.add_argument("--sde-diffusion", type=non_negative_float, default=1.0,
                    help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)")
-    s.add_argument("--seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone")
+    s.add_argument("--seed", "--global-seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone")
 
     o = p.add_argument_group("output and speed")
-    o.add_argument("--out", required=True,
+    o.add_argument("--out", default=None,
                    help="FILE.png (grid), FILE.npz (arr_0 images, arr_1 labels) or DIR/ (one PNG per sample; new or empty)")
-    o.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass per process (keep it when resuming)")
+    o.add_argument("--sample-dir", dest="out", type=_folder, metavar="DIR",
+                   help="the official sample_ddp.py's name for --out DIR/ (one PNG per sample)")
+    o.add_argument("--batch-size", "--per-proc-batch-size", type=positive_int, default=32,
+                   help="images per forward pass per process (keep it when resuming)")
     o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of the DiT (the VAE decodes in fp32)")
-    o.add_argument("--no-tf32", dest="tf32", action="store_false",
-                   help="no TensorFloat-32 matmuls/convolutions on CUDA (default on, as in training and the official sample_ddp.py)")
+    o.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                   help="TensorFloat-32 matmuls/convolutions on CUDA (on by default, as in training and the official sample_ddp.py)")
     o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     o.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")
     o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
+def _folder(text: str) -> str:
+    return text.rstrip("/") + "/"
+
+
 def run(args: argparse.Namespace) -> int:
     from dit.config import SampleConfig
+    from dit.errors import UserError
+
+    if not args.out:
+        raise UserError("no output: pass --out FILE.png, FILE.npz or DIR/ (or --sample-dir DIR)")
     from dit.evaluation.generate import generate_to_file
 
     cfg = SampleConfig(

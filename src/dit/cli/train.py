@@ -76,12 +76,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--log-every", type=positive_int, default=100, help="log loss, mse, vb and speed every K steps")
     r.add_argument("--tensorboard", action="store_true",
                    help='also write TensorBoard events to RUN/tb (needs pip install "dit[tensorboard]"; metrics.csv is always written)')
-    r.add_argument("--seed", type=int, default=0, help="seed of every random choice (data order, noise, t, dropout, flips)")
+    r.add_argument("--seed", "--global-seed", type=int, default=0,
+                   help="seed of every random choice (data order, noise, t, dropout, flips)")
     r.add_argument("--resume", default=None, help="'auto' (latest checkpoint in the run folder, if any) or a checkpoint path")
     r.add_argument("--sample-every", type=int, default=0, help="write an EMA sample grid every K steps (0 = never)")
     r.add_argument("--eval-every", type=int, default=0, help="evaluate the EMA model every K steps (0 = never)")
     # In-training sampling/evaluation settings (dit.config.TrainSamplingConfig, used by dit.evaluation.hooks)
-    r.add_argument("--sample-steps", type=positive_int, default=None,
+    r.add_argument("--num-sampling-steps", "--sample-steps", "--sampling-steps", dest="sample_steps",
+                   type=positive_int, default=None,
                    help="sampler steps of the grid and eval samples (default: DDPM 250 for gaussian, Heun 25 for flow)")
     r.add_argument("--sample-cfg-scale", type=float, default=4.0, help="guidance scale of the sample grids")
     r.add_argument("--eval-samples", type=positive_int, default=1000, help="class-balanced samples per evaluation")
@@ -114,6 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="clip the global gradient norm to this value (paper: none, fast: 1.0)")
     o.add_argument("--max-bad-steps", type=positive_int, default=20, help="stop after this many non-finite steps in a row")
     o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision (fp16 adds a grad scaler)")
+    o.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=_T.tf32,
+                   help="TensorFloat-32 matmuls/convolutions on CUDA (the official train.py's --tf32)")
     o.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward to save memory")
     o.add_argument("--compile", action="store_true", help="torch.compile each block")
     o.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (fully_shard) instead of DDP")
@@ -156,7 +160,7 @@ def build_configs(args: argparse.Namespace):
         keep_last=args.keep_last, log_every=args.log_every, tensorboard=args.tensorboard, seed=args.seed, resume=args.resume,
         init_from=args.init_from, lr_schedule=args.lr_schedule, ema_decay=args.ema_decay, ema_warmup=args.ema_warmup,
         ema_halflife_kimg=args.ema_halflife_kimg, ema_rampup_ratio=args.ema_rampup_ratio, ema_std=args.ema_std,
-        precision=args.precision,
+        precision=args.precision, tf32=args.tf32,
         grad_checkpointing=args.grad_checkpointing, compile=args.compile, fsdp=args.fsdp, device=args.device,
         max_bad_steps=args.max_bad_steps, sample_every=args.sample_every, eval_every=args.eval_every,
     )

@@ -163,7 +163,7 @@ def training_callbacks(cfg: TrainConfig, scfg: Optional[TrainSamplingConfig] = N
     """The hooks ``cfg.sample_every``/``cfg.eval_every`` ask for, as the trainer's ``callbacks`` list."""
     scfg = scfg or TrainSamplingConfig()
     if (scfg.sample_steps is not None and scfg.sample_steps < 1) or scfg.eval_samples < 1 or scfg.eval_batch_size < 1:
-        raise UserError("--sample-steps, --eval-samples and --eval-batch-size must be positive")
+        raise UserError("--num-sampling-steps, --eval-samples and --eval-batch-size must be positive")
     if cfg.eval_every > 0:  # fail before training, not at the first evaluation
         if scfg.eval_ref and not Path(scfg.eval_ref).exists():
             raise UserError(f"--eval-ref {scfg.eval_ref} does not exist; pass an .npz of reference images or a folder")
