@@ -40,7 +40,7 @@ from dit.evaluation.writers import to_uint8
 ClassSpec = Union[str, int]
 OUTPUT_TYPES = ("pil", "pt", "np")
 _PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-_DEFAULTS = SampleConfig()  # `dit sample`'s defaults: sampler ddpm, 250 steps, batch 32
+_DEFAULTS = SampleConfig()  # `dit sample`'s defaults (sampler and steps: the checkpoint objective's), batch 32
 
 
 def default_device() -> torch.device:
@@ -182,7 +182,7 @@ class Pipeline:
 
         Without ``classes``: ``num_images`` (default 16) images, classes balanced (i mod num_classes),
         or an unconditional model's samples. ``num_steps``/``sampler`` default to `dit sample`'s
-        (250, ``ddpm``); ``cfg_scale`` 1 turns guidance off; ``guidance_interval=(lo, hi)`` guides
+        (``ddpm`` 250 for gaussian checkpoints, ``heun`` 25 for flow ones); ``cfg_scale`` 1 turns guidance off; ``guidance_interval=(lo, hi)`` guides
         only for lo <= t <= hi. ``output_type``: ``"pil"`` (a list of PIL images), ``"np"`` (uint8
         (N, H, W, 3), what `dit sample` writes) or ``"pt"`` (float32 (N, 3, H, W) in [0, 1], the same
         pixels / 255). ``callback(step_index, total_steps, x0_prediction)`` runs after every sampler

@@ -95,6 +95,9 @@ def test_callback_sees_every_step_and_can_abort(pipe):
 
     with pytest.raises(Stop):
         pipe([0], num_steps=3, callback=stop)
+    totals = set()
+    pipe([0], callback=lambda i, n, x0: totals.add(n))  # default steps: dit sample's (DDPM 250 here)
+    assert totals == {250}
     preview = pipe.decode(torch.zeros(1, 3, 8, 8), output_type="np")
     assert preview.shape == (1, 8, 8, 3) and int(preview[0, 0, 0, 0]) == 128  # x = 0 → mid grey
 
