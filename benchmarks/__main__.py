@@ -91,7 +91,9 @@ def main(argv=None) -> int:
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     plan = PLANS[mode]
     if args.repeats:
-        plan = dataclasses.replace(plan, train_repeats=args.repeats, sample_repeats=args.repeats, matmul_repeats=args.repeats)
+        plan = dataclasses.replace(
+            plan, train_repeats=args.repeats, sample_repeats=args.repeats, matmul_repeats=args.repeats
+        )
     if args.batch:
         plan = dataclasses.replace(plan, train_batch=args.batch)
     if args.models:
@@ -125,11 +127,20 @@ def main(argv=None) -> int:
     if "train" in args.only:
         specs = train_speed.standard_paths(device, ablate=args.ablate)
         if compile_on is not None:
-            specs = [dataclasses.replace(s, compile=compile_on) if s.name not in ("fp32-eager", "ours-eager") else s
-                     for s in specs]
+            specs = [
+                dataclasses.replace(s, compile=compile_on) if s.name not in ("fp32-eager", "ours-eager") else s
+                for s in specs
+            ]
         result["train"] = train_speed.measure_models(
-            list(plan.train_models), specs, plan.train_batch, device, plan.train_repeats, plan.train_warmup,
-            plan.matmul_size, memory=not args.no_memory, log=log,
+            list(plan.train_models),
+            specs,
+            plan.train_batch,
+            device,
+            plan.train_repeats,
+            plan.train_warmup,
+            plan.matmul_size,
+            memory=not args.no_memory,
+            log=log,
         )
         result["train_paths"] = {s.name: s.describe() for s in specs}
         log(train_table(result["train"]))
@@ -138,8 +149,9 @@ def main(argv=None) -> int:
         from benchmarks.sample_speed import measure_sampling
 
         log(f"sampling: {plan.sample_model}, batch {plan.sample_batch}")
-        result["sample"] = measure_sampling(plan.sample_model, plan.sample_batch, device, plan.sample_repeats,
-                                            plan.sample_steps_scale, log=log)
+        result["sample"] = measure_sampling(
+            plan.sample_model, plan.sample_batch, device, plan.sample_repeats, plan.sample_steps_scale, log=log
+        )
 
     if "curves" in args.only:
         from benchmarks.loss_curves import loss_curves
@@ -149,8 +161,12 @@ def main(argv=None) -> int:
 
     result["targets"] = targets(result, device)
     result["wall_seconds"] = time.time() - started
-    log(table([[t["target"], t["measured"], "met" if t["met"] else "NOT met"] for t in result["targets"]],
-              ["target", "measured", "verdict"]))
+    log(
+        table(
+            [[t["target"], t["measured"], "met" if t["met"] else "NOT met"] for t in result["targets"]],
+            ["target", "measured", "verdict"],
+        )
+    )
     write_json(result, Path(args.out))
     log(f"wrote {args.out}")
     return 0
@@ -161,9 +177,16 @@ def train_table(train: dict) -> str:
     for model, r in train.items():
         for name, p in r["paths"].items():
             mfu = p["mfu"]
-            rows.append([model, name, p["describe"], fmt_stat(p["images_per_s"]),
-                         f"{100 * mfu.median:.1f}%" if mfu else "-",
-                         f"{p['peak_memory_mb']:.0f}" if p.get("peak_memory_mb") is not None else "-"])
+            rows.append(
+                [
+                    model,
+                    name,
+                    p["describe"],
+                    fmt_stat(p["images_per_s"]),
+                    f"{100 * mfu.median:.1f}%" if mfu else "-",
+                    f"{p['peak_memory_mb']:.0f}" if p.get("peak_memory_mb") is not None else "-",
+                ]
+            )
         for k, s in r["speedups"].items():
             rows.append([model, k, "speed-up, wall (per-round ratio)", fmt_stat(s), "", ""])
         for k, s in r.get("speedups_cpu_time", {}).items():
@@ -177,12 +200,22 @@ def targets(result: dict, device: torch.device) -> list:
     train = result.get("train", {})
     for model, r in train.items():
         s, c = r["speedups"], r.get("speedups_cpu_time", {})
-        for key, goal, what in (("ours/fp32-eager", 3.0, "fp32 eager"), ("ours/diffusers", 1.25, "diffusers (same settings)")):
+        for key, goal, what in (
+            ("ours/fp32-eager", 3.0, "fp32 eager"),
+            ("ours/diffusers", 1.25, "diffusers (same settings)"),
+        ):
             if key in s:
                 v = s[key].median
                 cpu = f" ({c[key].median:.2f}x in CPU time)" if key in c else ""
-                out.append({"target": f"{model}: ours >= {goal:g}x {what}", "measured": f"{v:.2f}x wall{cpu}",
-                            "met": v >= goal, "value": v, "value_cpu_time": c[key].median if key in c else None})
+                out.append(
+                    {
+                        "target": f"{model}: ours >= {goal:g}x {what}",
+                        "measured": f"{v:.2f}x wall{cpu}",
+                        "met": v >= goal,
+                        "value": v,
+                        "value_cpu_time": c[key].median if key in c else None,
+                    }
+                )
     from benchmarks.common import Stat
     from benchmarks.train_speed import MODELS, train_flops_per_image
 
@@ -194,22 +227,35 @@ def targets(result: dict, device: torch.device) -> list:
             best = [max(a, b) for a, b in zip(peaks["bf16"].samples, peaks["fp32"].samples)]
             v = Stat([g / p for g, p in zip(gflops.samples, best)]).median
             v_bf16 = Stat([g / p for g, p in zip(gflops.samples, peaks["bf16"].samples)]).median
-            out.append({"target": f"{model}: ours MFU >= 50% of the best matmul peak (bf16 or fp32, same rounds)",
-                        "measured": f"{100 * v:.1f}% ({gflops.median:.1f} GFLOP/s; bf16 peak "
-                                    f"{peaks['bf16'].median:.1f}, fp32 peak {peaks['fp32'].median:.1f}; "
-                                    f"{100 * v_bf16:.0f}% of bf16 peak)",
-                        "met": v >= 0.5, "value": v, "value_vs_bf16_peak": v_bf16})
+            out.append(
+                {
+                    "target": f"{model}: ours MFU >= 50% of the best matmul peak (bf16 or fp32, same rounds)",
+                    "measured": f"{100 * v:.1f}% ({gflops.median:.1f} GFLOP/s; bf16 peak "
+                    f"{peaks['bf16'].median:.1f}, fp32 peak {peaks['fp32'].median:.1f}; "
+                    f"{100 * v_bf16:.0f}% of bf16 peak)",
+                    "met": v >= 0.5,
+                    "value": v,
+                    "value_vs_bf16_peak": v_bf16,
+                }
+            )
     curves = result.get("loss_curves")
     if curves:
-        out.append({"target": "bf16 loss curve within noise of fp32",
-                    "measured": f"|diff| {curves['abs_diff_bf16_fp32']:.4f} vs noise {curves['noise_threshold']:.4f}",
-                    "met": bool(curves["within_noise"]), "value": curves["abs_diff_bf16_fp32"]})
+        out.append(
+            {
+                "target": "bf16 loss curve within noise of fp32",
+                "measured": f"|diff| {curves['abs_diff_bf16_fp32']:.4f} vs noise {curves['noise_threshold']:.4f}",
+                "met": bool(curves["within_noise"]),
+                "value": curves["abs_diff_bf16_fp32"],
+            }
+        )
     sample = result.get("sample")
     if sample:
         sv = sample["interval_savings"]
         ok = all(v["rows_interval/rows_cfg"] < 1.0 and v["rows_match_expected"] for v in sv.values())
-        measured = ", ".join(f"{k}: rows x{v['rows_interval/rows_cfg']:.2f} time x{v['time_interval/time_cfg']:.2f}"
-                             for k, v in sv.items())
+        measured = ", ".join(
+            f"{k}: rows x{v['rows_interval/rows_cfg']:.2f} time x{v['time_interval/time_cfg']:.2f}"
+            for k, v in sv.items()
+        )
         out.append({"target": "guidance interval saves the unconditional rows", "measured": measured, "met": ok})
     return out
 

@@ -50,7 +50,13 @@ class Stat:
         return (self.max - self.min) / m if self.samples and m else float("nan")
 
     def to_dict(self) -> dict:
-        return {"median": self.median, "min": self.min, "max": self.max, "spread": self.spread, "samples": list(self.samples)}
+        return {
+            "median": self.median,
+            "min": self.min,
+            "max": self.max,
+            "spread": self.spread,
+            "samples": list(self.samples),
+        }
 
 
 def synchronize(device: torch.device) -> None:
@@ -91,7 +97,7 @@ def interleaved(
     stats = {name: Stat() for name in names}
     cpu = {name: Stat() for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             wall = used = 0.0
             for _ in range(calls_per_sample):

@@ -126,15 +126,21 @@ def precision_check(steps: int, work: Path) -> dict:
     export_digits(Path(base.out) / "data", base.image_size, base.held_out_fraction, base.seed)
     out = {"steps": steps, "torch_threads": torch.get_num_threads()}
     for precision in ("fp32", "bf16"):
-        cfg = DemoConfig(out=base.out, precision=precision, max_steps=steps, max_minutes=None, log_every=max(1, steps // 10))
+        cfg = DemoConfig(
+            out=base.out, precision=precision, max_steps=steps, max_minutes=None, log_every=max(1, steps // 10)
+        )
         argv = stage_commands(cfg)["train"]
         run_dir = Path(cfg.out) / f"train-{precision}"
         argv[argv.index("--results-dir") + 1] = str(run_dir)
         timing = run_dit_here(argv)
         rows = _loss_rows(run_dir)
         late = [float(r["loss"]) for r in rows[len(rows) // 2 :]]
-        out[precision] = {**timing, "cpu_seconds_per_step": round(timing["cpu_seconds"] / steps, 4),
-                          "late_mean_loss": sum(late) / len(late), "final_loss": float(rows[-1]["loss"])}
+        out[precision] = {
+            **timing,
+            "cpu_seconds_per_step": round(timing["cpu_seconds"] / steps, 4),
+            "late_mean_loss": sum(late) / len(late),
+            "final_loss": float(rows[-1]["loss"]),
+        }
     f32, b16 = out["fp32"], out["bf16"]
     out["late_loss_relative_gap"] = round(abs(b16["late_mean_loss"] - f32["late_mean_loss"]) / f32["late_mean_loss"], 4)
     out["speed"] = step_speed()
@@ -171,7 +177,9 @@ def demo(work: Path, extra: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--json", default="benchmarks/results/demo.json", help="result file")
     p.add_argument("--work", default=None, help="folder for the runs (default: a new temporary folder)")
     p.add_argument("--precision-steps", type=int, default=100, help="steps of each precision run (0 skips the check)")
@@ -186,9 +194,11 @@ def main(argv=None) -> int:
     if not args.skip_demo:
         result["demo"] = demo(work, args.extra)
         d = result["demo"]
-        print(f"demo: {d['wall_seconds'] / 60:.1f} min wall, {d['cpu_seconds'] / 60:.1f} min CPU, "
-              f"class agreement {d['class_agreement']:.1%}, classifier {d['classifier_test_accuracy']:.1%}, "
-              f"FID {d['fid']:.3f} (real vs real {d['fid_real_vs_real']:.3f}); targets {d['targets']}")
+        print(
+            f"demo: {d['wall_seconds'] / 60:.1f} min wall, {d['cpu_seconds'] / 60:.1f} min CPU, "
+            f"class agreement {d['class_agreement']:.1%}, classifier {d['classifier_test_accuracy']:.1%}, "
+            f"FID {d['fid']:.3f} (real vs real {d['fid_real_vs_real']:.3f}); targets {d['targets']}"
+        )
     write_json(result, Path(args.json))
     print(f"wrote {args.json}")
     return 0

@@ -45,7 +45,9 @@ def breakdown(model_name: str, batch: int, device: torch.device, compile_on: boo
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0, fused=device.type == "cuda")
     ema = EMA(model, decay=0.9999)
     diffusion = create_diffusion("")
-    shape = (r.in_channels, r.input_size, r.input_size) if isinstance(r.input_size, int) else (r.in_channels, *r.input_size)
+    shape = (
+        (r.in_channels, r.input_size, r.input_size) if isinstance(r.input_size, int) else (r.in_channels, *r.input_size)
+    )
     x0 = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, r.num_classes, (batch,), device=device)
     step = {"n": 0}
@@ -58,8 +60,9 @@ def breakdown(model_name: str, batch: int, device: torch.device, compile_on: boo
 
     def fwd_bwd():
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            losses = diffusion.training_losses(model, x0, rnd.t, model_kwargs={"y": y, "drop_mask": rnd.drop_mask},
-                                               noise=rnd.noise)
+            losses = diffusion.training_losses(
+                model, x0, rnd.t, model_kwargs={"y": y, "drop_mask": rnd.drop_mask}, noise=rnd.noise
+            )
         losses["loss"].mean().backward()
 
     def grad_norm_sync():
@@ -83,7 +86,9 @@ def breakdown(model_name: str, batch: int, device: torch.device, compile_on: boo
         for _ in range(4):
             full()
         out = {
-            "model": model_name, "batch": batch, "compile": compile_on,
+            "model": model_name,
+            "batch": batch,
+            "compile": compile_on,
             "full_step_s": timed(full, device),
             "rng_per_example_s": timed(rng, device),
             "rng_plain_randn_s": timed(plain_randn, device),

@@ -54,8 +54,13 @@ def train_case(model: str, batch: int, device, ckpt: bool, compile_on: bool, pre
                warmup: int, peak_tflops: Optional[float], matmul_tflops: Optional[float]) -> dict:
     from benchmarks.train_speed import MODELS, PathSpec, build_path, train_flops_per_image
 
-    spec = PathSpec("gpu", precision=precision, compile=compile_on, optimizer="fused" if device.type == "cuda" else "foreach",
-                    grad_checkpointing=ckpt)
+    spec = PathSpec(
+        "gpu",
+        precision=precision,
+        compile=compile_on,
+        optimizer="fused" if device.type == "cuda" else "foreach",
+        grad_checkpointing=ckpt,
+    )
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -79,13 +84,23 @@ def train_case(model: str, batch: int, device, ckpt: bool, compile_on: bool, pre
     ips = batch / med
     flops = train_flops_per_image(MODELS[model]) * ips
     out = {
-        "model": model, "batch": batch, "grad_checkpointing": ckpt, "compile": compile_on, "precision": precision,
-        "sdpa": "flash" if device.type == "cuda" else "default", "warmup_s": warm_s,
-        "step_s_median": med, "step_s_min": times[0], "step_s_max": times[-1],
-        "steps_per_s": 1.0 / med, "images_per_s": ips, "achieved_tflops": flops / 1e12,
+        "model": model,
+        "batch": batch,
+        "grad_checkpointing": ckpt,
+        "compile": compile_on,
+        "precision": precision,
+        "sdpa": "flash" if device.type == "cuda" else "default",
+        "warmup_s": warm_s,
+        "step_s_median": med,
+        "step_s_min": times[0],
+        "step_s_max": times[-1],
+        "steps_per_s": 1.0 / med,
+        "images_per_s": ips,
+        "achieved_tflops": flops / 1e12,
         "mfu_vs_card_peak": flops / 1e12 / peak_tflops if peak_tflops else None,
         "mfu_vs_measured_matmul": flops / 1e12 / matmul_tflops if matmul_tflops else None,
-        "final_loss": float(loss), "params": path.num_params,
+        "final_loss": float(loss),
+        "params": path.num_params,
     }
     if device.type == "cuda":
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -102,8 +117,9 @@ def sample_case(model: str, batch: int, steps: int, device, precision: str) -> d
 
     torch.manual_seed(0)
     net = build_dit(MODELS[model]).to(device).eval()
-    cfg = SampleConfig(sampler="ddpm", num_sampling_steps=steps, cfg_scale=1.5, seed=0, precision=precision,
-                       progress=False)
+    cfg = SampleConfig(
+        sampler="ddpm", num_sampling_steps=steps, cfg_scale=1.5, seed=0, precision=precision, progress=False
+    )
     sampler = ImageSampler(net, create_diffusion(""), load_codec("none"), cfg, device)
     labels = [i % int(net.num_classes) for i in range(batch)]
     with torch.inference_mode():
@@ -115,9 +131,18 @@ def sample_case(model: str, batch: int, steps: int, device, precision: str) -> d
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         secs = time.perf_counter() - t0
-    return {"model": model, "sampler": "ddpm", "steps": steps, "cfg_scale": 1.5, "batch": batch,
-            "precision": precision, "seconds": secs, "images_per_s": batch / secs,
-            "finite": bool(torch.isfinite(x).all()), "note": "latents only (VAE decode excluded)"}
+    return {
+        "model": model,
+        "sampler": "ddpm",
+        "steps": steps,
+        "cfg_scale": 1.5,
+        "batch": batch,
+        "precision": precision,
+        "seconds": secs,
+        "images_per_s": batch / secs,
+        "finite": bool(torch.isfinite(x).all()),
+        "note": "latents only (VAE decode excluded)",
+    }
 
 
 def matmul_tflops(device, size: int) -> Optional[float]:
@@ -137,7 +162,8 @@ def read_junit(path: Optional[str]) -> Optional[dict]:
     keys = ("tests", "failures", "errors", "skipped")
     counts = {k: int(suite.get(k, 0)) for k in keys}
     counts["failed_names"] = [
-        f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
+        f"{c.get('classname')}::{c.get('name')}"
+        for c in suite.iter("testcase")
         if c.find("failure") is not None or c.find("error") is not None
     ]
     return counts
@@ -163,8 +189,13 @@ def main(argv=None) -> int:
     batch, steps, warmup = (4, 2, 1) if a.tiny else (64, 10, 3)
     compile_on = device.type == "cuda"
     precision = "bf16"
-    result = {"env": environment(device), "tiny": a.tiny, "pytest_cuda": read_junit(a.pytest_xml), "cases": {},
-              "errors": {}}
+    result = {
+        "env": environment(device),
+        "tiny": a.tiny,
+        "pytest_cuda": read_junit(a.pytest_xml),
+        "cases": {},
+        "errors": {},
+    }
     peak = card_peak_tflops(device)
     result["card_bf16_peak_tflops"] = peak
     try:
@@ -173,10 +204,22 @@ def main(argv=None) -> int:
         result["errors"]["matmul"] = repr(e)
         mm = None
     cases = [
-        (f"train {big} ckpt=off", lambda: train_case(big, batch, device, False, compile_on, precision, steps, warmup, peak, mm)),
-        (f"train {big} ckpt=on", lambda: train_case(big, batch, device, True, compile_on, precision, steps, warmup, peak, mm)),
-        (f"train {small}", lambda: train_case(small, batch, device, False, compile_on, precision, steps, warmup, peak, mm)),
-        (f"sample {big} ddpm-250 cfg", lambda: sample_case(big, 2 if a.tiny else 64, 5 if a.tiny else 250, device, precision)),
+        (
+            f"train {big} ckpt=off",
+            lambda: train_case(big, batch, device, False, compile_on, precision, steps, warmup, peak, mm),
+        ),
+        (
+            f"train {big} ckpt=on",
+            lambda: train_case(big, batch, device, True, compile_on, precision, steps, warmup, peak, mm),
+        ),
+        (
+            f"train {small}",
+            lambda: train_case(small, batch, device, False, compile_on, precision, steps, warmup, peak, mm),
+        ),
+        (
+            f"sample {big} ddpm-250 cfg",
+            lambda: sample_case(big, 2 if a.tiny else 64, 5 if a.tiny else 250, device, precision),
+        ),
     ]
     for name, run in cases:
         elapsed = time.perf_counter() - started

@@ -36,7 +36,9 @@ def digits() -> tuple:
 
 def run_curve(precision: str, seed: int, steps: int, batch: int, device: torch.device, lr: float) -> list:
     """Per-step training losses of one run (model init fixed; ``seed`` drives the diffusion draws)."""
-    path = build_path(PathSpec(precision, precision=precision), CURVE_MODEL, batch, device, seed=seed, data=digits(), lr=lr)
+    path = build_path(
+        PathSpec(precision, precision=precision), CURVE_MODEL, batch, device, seed=seed, data=digits(), lr=lr
+    )
     if seed:  # same initial weights as seed 0: only the noise/timestep/order draws differ
         torch.manual_seed(0)
         init = build_path(PathSpec("init"), CURVE_MODEL, batch, device, seed=0, data=None).model
@@ -50,8 +52,13 @@ def window_stats(losses: list, window: int) -> tuple:
     return statistics.fmean(tail), statistics.stdev(tail) / math.sqrt(len(tail))
 
 
-def loss_curves(steps: int = 300, batch: int = 32, device: torch.device = torch.device("cpu"), lr: float = 1e-3,
-                log: Callable[[str], None] = print) -> Dict[str, object]:
+def loss_curves(
+    steps: int = 300,
+    batch: int = 32,
+    device: torch.device = torch.device("cpu"),
+    lr: float = 1e-3,
+    log: Callable[[str], None] = print,
+) -> Dict[str, object]:
     """The three curves, final-window statistics and the verdict (written to the suite's JSON)."""
     torch.manual_seed(0)
     curves = {
@@ -68,7 +75,10 @@ def loss_curves(steps: int = 300, batch: int = 32, device: torch.device = torch.
     result = {
         "model": CURVE_MODEL.to_dict(),
         "data": "sklearn load_digits (1797 8x8 images, 10 classes) in [-1, 1]",
-        "steps": steps, "batch": batch, "lr": lr, "window": window,
+        "steps": steps,
+        "batch": batch,
+        "lr": lr,
+        "window": window,
         "first_loss": {k: v[0] for k, v in curves.items()},
         "final_window_mean": {k: s[0] for k, s in stats.items()},
         "final_window_stderr": {k: s[1] for k, s in stats.items()},
@@ -79,7 +89,9 @@ def loss_curves(steps: int = 300, batch: int = 32, device: torch.device = torch.
         "within_noise": diff <= noise,
         "curves": curves,
     }
-    log(f"  loss (last {window} steps): fp32 {stats['fp32'][0]:.4f} ± {stats['fp32'][1]:.4f}, "
+    log(
+        f"  loss (last {window} steps): fp32 {stats['fp32'][0]:.4f} ± {stats['fp32'][1]:.4f}, "
         f"bf16 {stats['bf16'][0]:.4f}, fp32 seed 1 {stats['fp32_seed1'][0]:.4f}; "
-        f"|bf16-fp32| {diff:.4f} vs noise {noise:.4f}: {'within' if diff <= noise else 'OUTSIDE'} noise")
+        f"|bf16-fp32| {diff:.4f} vs noise {noise:.4f}: {'within' if diff <= noise else 'OUTSIDE'} noise"
+    )
     return result

@@ -38,5 +38,7 @@ def matmul_peak(
     """GFLOP/s samples of an (n×n)·(n×n) matmul (2n³ flops) per precision name."""
     # Several calls per sample keep each timed interval well above timer and launch overheads on GPUs.
     calls = 1 if device.type == "cpu" else 10
-    seconds = interleaved(matmul_fns(device, size, precisions), device, repeats=repeats, warmup=1, calls_per_sample=calls)
+    seconds = interleaved(
+        matmul_fns(device, size, precisions), device, repeats=repeats, warmup=1, calls_per_sample=calls
+    )
     return {p: rate(s, matmul_gflop(size)) for p, s in seconds.items()}

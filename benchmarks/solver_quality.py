@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
 from benchmarks.common import SCHEMA_VERSION, environment, table, write_json
@@ -168,9 +167,15 @@ def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Seque
     return {
         "schema_version": SCHEMA_VERSION,
         "benchmark": "solver_quality",
-        "target": f"{FAST_SOLVER} at <= 25 steps: FID (classifier features) <= {TARGET_RATIO} x DDPM-{REFERENCE_STEPS}'s",
-        "run": {"checkpoint": str(run.checkpoint), "classifier": str(run.classifier), "reference": str(run.reference),
-                "cfg_scale": run.cfg_scale, "precision": run.precision},
+        "target": f"{FAST_SOLVER} at <= 25 steps: FID (classifier features) <= {TARGET_RATIO} x "
+        f"DDPM-{REFERENCE_STEPS}'s",
+        "run": {
+            "checkpoint": str(run.checkpoint),
+            "classifier": str(run.classifier),
+            "reference": str(run.reference),
+            "cfg_scale": run.cfg_scale,
+            "precision": run.precision,
+        },
         "num_samples": num_samples,
         "num_reference": int(len(ref["pool"])),
         "seed": seed,
@@ -178,7 +183,9 @@ def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Seque
         "labels": "balanced: sample i has class i mod num_classes",
         "rows": rows,
         "ddpm_noise": {
-            "fid_seed_a": ddpm["fid"], "fid_seed_b": twin["fid"], "abs_difference": noise,
+            "fid_seed_a": ddpm["fid"],
+            "fid_seed_b": twin["fid"],
+            "abs_difference": noise,
             "relative_difference": noise / mean_ddpm if mean_ddpm else None,
             "below_margin": noise / ddpm["fid"] < TARGET_RATIO - 1 if ddpm["fid"] else False,
         },
@@ -191,20 +198,40 @@ def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Seque
 def format_report(result: dict) -> str:
     """The table and verdict lines printed to stdout."""
     ref = result["rows"][0]["fid"]
-    body = [[r["name"], f"{r['steps']}", f"{r['model_calls_per_sample']:.0f}", f"{r['model_rows_per_sample']:.0f}",
-             f"{r['fid']:.3f}", f"{r['fid'] / ref:.3f}", f"{r['class_agreement']:.3f}", f"{r['seconds']:.1f}"]
-            for r in result["rows"]]
-    lines = [f"solver quality: N={result['num_samples']} class-balanced samples vs {result['num_reference']} held-out "
-             f"digits, cfg {result['run']['cfg_scale']}, seed {result['seed']}",
-             table(body, ["config", "steps", "evals/sample", "rows/sample", "FID", "FID/DDPM", "agreement", "wall s"])]
+    body = [
+        [
+            r["name"],
+            f"{r['steps']}",
+            f"{r['model_calls_per_sample']:.0f}",
+            f"{r['model_rows_per_sample']:.0f}",
+            f"{r['fid']:.3f}",
+            f"{r['fid'] / ref:.3f}",
+            f"{r['class_agreement']:.3f}",
+            f"{r['seconds']:.1f}",
+        ]
+        for r in result["rows"]
+    ]
+    lines = [
+        f"solver quality: N={result['num_samples']} class-balanced samples vs {result['num_reference']} held-out "
+        f"digits, cfg {result['run']['cfg_scale']}, seed {result['seed']}",
+        table(body, ["config", "steps", "evals/sample", "rows/sample", "FID", "FID/DDPM", "agreement", "wall s"]),
+    ]
     n = result["ddpm_noise"]
-    lines.append(f"FID noise (DDPM-{REFERENCE_STEPS}, two seeds): {n['fid_seed_a']:.3f} vs {n['fid_seed_b']:.3f}, "
-                 f"|diff| {n['abs_difference']:.3f} ({100 * n['relative_difference']:.1f}% of their mean; margin 10%)")
+    lines.append(
+        f"FID noise (DDPM-{REFERENCE_STEPS}, two seeds): {n['fid_seed_a']:.3f} vs {n['fid_seed_b']:.3f}, "
+        f"|diff| {n['abs_difference']:.3f} ({100 * n['relative_difference']:.1f}% of their mean; margin 10%)"
+    )
     for s, v in result["verdict"].items():
         k = v["smallest_steps_within_10pct"]
-        lines.append(f"verdict {s}: " + (f"{k} steps reach FID <= 1.10 x DDPM-{REFERENCE_STEPS} "
-                                         f"({v['evaluation_ratio']:.1f}x fewer model evaluations)"
-                                         if k else "no tested step count is within 10% of DDPM-250"))
+        lines.append(
+            f"verdict {s}: "
+            + (
+                f"{k} steps reach FID <= 1.10 x DDPM-{REFERENCE_STEPS} "
+                f"({v['evaluation_ratio']:.1f}x fewer model evaluations)"
+                if k
+                else "no tested step count is within 10% of DDPM-250"
+            )
+        )
     lines.append(f"target ({FAST_SOLVER} <= 25 steps within 10%): {'met' if result['target_met'] else 'NOT met'}")
     return "\n".join(lines)
 
@@ -228,10 +255,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         if args.num_samples < 4:
-            raise UserError(f"--num-samples must be at least 4 (precision/recall use 3 neighbours), got {args.num_samples}")
+            raise UserError(
+                f"--num-samples must be at least 4 (precision/recall use 3 neighbours), got {args.num_samples}"
+            )
         run = load_demo_run(args.run)
         seed = run.seed if args.seed is None else args.seed
-        result = measure(run, args.num_samples, args.solvers, args.steps, args.batch_size, seed, torch.device(args.device))
+        result = measure(
+            run, args.num_samples, args.solvers, args.steps, args.batch_size, seed, torch.device(args.device)
+        )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -259,7 +259,9 @@ def measure_models(
         fns.update({f"matmul:{k}": f for k, f in matmul_fns(device, matmul_size).items()})
         cpu: Dict[str, Stat] = {}
         seconds = interleaved(fns, device, repeats=repeats, warmup=warmup, cpu_out=cpu)
-        peaks = {k.split(":")[1]: rate(v, matmul_gflop(matmul_size)) for k, v in seconds.items() if k.startswith("matmul:")}
+        peaks = {
+            k.split(":")[1]: rate(v, matmul_gflop(matmul_size)) for k, v in seconds.items() if k.startswith("matmul:")
+        }
         flops = train_flops_per_image(cfg)
         rows = {}
         for n, p in paths.items():
@@ -287,9 +289,15 @@ def measure_models(
             ratios["ours/diffusers"] = ratio(seconds["diffusers"], seconds["ours"])
         # The same ratios in process CPU time: the work done, robust to a shared machine's load.
         cpu_ratios = {k: ratio(cpu[k.split("/")[1]], cpu[k.split("/")[0]]) for k in ratios}
-        out[name] = {"batch": batch, "train_gflop_per_image": flops / 1e9, "paths": rows, "speedups": ratios,
-                     "speedups_cpu_time": cpu_ratios,
-                     "matmul_gflops_same_rounds": peaks, "matmul_size": matmul_size}
+        out[name] = {
+            "batch": batch,
+            "train_gflop_per_image": flops / 1e9,
+            "paths": rows,
+            "speedups": ratios,
+            "speedups_cpu_time": cpu_ratios,
+            "matmul_gflops_same_rounds": peaks,
+            "matmul_size": matmul_size,
+        }
         for n, row in rows.items():
             log(f"  {n:<12} {row['images_per_s'].median:8.3f} img/s  MFU {100 * row['mfu'].median:5.1f}%")
         log("  matmul in the same rounds: " + ", ".join(f"{k} {v.median:.1f} GFLOP/s" for k, v in peaks.items()))
@@ -313,8 +321,17 @@ def peak_memory(spec: PathSpec, model_name: str, batch: int, device: torch.devic
         del path
         torch.cuda.empty_cache()
         return peak
-    args = [sys.executable, "-m", "benchmarks.train_speed", "--memory-probe", json.dumps(dataclasses.asdict(spec)),
-            "--model", model_name, "--batch", str(batch)]
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.train_speed",
+        "--memory-probe",
+        json.dumps(dataclasses.asdict(spec)),
+        "--model",
+        model_name,
+        "--batch",
+        str(batch),
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         return None

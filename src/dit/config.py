@@ -125,7 +125,9 @@ class DiffusionConfig(_DictMixin):
         if self.objective not in OBJECTIVES:
             raise UserError(f"--objective {self.objective!r} is unknown; choose one of {list(OBJECTIVES)}")
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
-            raise UserError(f"--timestep-sampling {self.timestep_sampling!r} is unknown; choose one of {list(TIMESTEP_SAMPLINGS)}")
+            raise UserError(
+                f"--timestep-sampling {self.timestep_sampling!r} is unknown; choose one of {list(TIMESTEP_SAMPLINGS)}"
+            )
         if not (self.logit_normal_std > 0 and abs(self.logit_normal_mean) < float("inf")):
             raise UserError("--logit-normal-std must be positive and --logit-normal-mean finite")
         if self.objective == "flow" and self.learn_sigma:
@@ -231,8 +233,13 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # AdamW β2 0.99 (adapts faster), and EDM's half-life EMA (half-life min(500k, 0.05 × images
     # seen)), so that a run of a few hundred steps averages its recent weights, not its initial ones.
     "fast": {
-        "diffusion": {"objective": "flow", "learn_sigma": False, "timestep_sampling": "logit-normal",
-                      "logit_normal_mean": 0.0, "logit_normal_std": 1.0},
+        "diffusion": {
+            "objective": "flow",
+            "learn_sigma": False,
+            "timestep_sampling": "logit-normal",
+            "logit_normal_mean": 0.0,
+            "logit_normal_std": 1.0,
+        },
         "model": {"learn_sigma": False},
         "train": {"lr": 5e-4, "warmup_steps": 100, "grad_clip": 1.0, "betas": (0.9, 0.99), "ema_type": "halflife"},
     },

@@ -182,7 +182,8 @@ class Pipeline:
 
         Without ``classes``: ``num_images`` (default 16) images, classes balanced (i mod num_classes),
         or an unconditional model's samples. ``num_steps``/``sampler`` default to `dit sample`'s
-        (``ddpm`` 250 for gaussian checkpoints, ``heun`` 25 for flow ones); ``cfg_scale`` 1 turns guidance off; ``guidance_interval=(lo, hi)`` guides
+        (``ddpm`` 250 for gaussian checkpoints, ``heun`` 25 for flow ones); ``cfg_scale`` 1 turns guidance off;
+        ``guidance_interval=(lo, hi)`` guides
         only for lo <= t <= hi. ``output_type``: ``"pil"`` (a list of PIL images), ``"np"`` (uint8
         (N, H, W, 3), what `dit sample` writes) or ``"pt"`` (float32 (N, 3, H, W) in [0, 1], the same
         pixels / 255). ``callback(step_index, total_steps, x0_prediction)`` runs after every sampler
@@ -210,7 +211,10 @@ class Pipeline:
             if callback is not None:
                 def step_fn(i, t, x, pred_x0, offset=k * steps):
                     callback(offset + i, total, pred_x0)
-            parts.append(drawer.images(list(chunk), None if labels is None else labels[chunk.start : chunk.stop], step_fn))
+
+            parts.append(
+                drawer.images(list(chunk), None if labels is None else labels[chunk.start : chunk.stop], step_fn)
+            )
         return np.concatenate(parts)  # (N, H, W, 3)
 
     @staticmethod
@@ -233,24 +237,51 @@ class Pipeline:
             self._sha256 = protocol.file_sha256(self.path)
         return self._sha256
 
-    def protocol_card(self, classes=None, num_steps=None, cfg_scale: float = 4.0, sampler=None, seed: int = 0,
-                      guidance_interval=None, *, num_images=None, guidance_channels: str = "all", eta: float = 0.0,
-                      batch_size=None, output: str = "") -> dict:
+    def protocol_card(
+        self,
+        classes=None,
+        num_steps=None,
+        cfg_scale: float = 4.0,
+        sampler=None,
+        seed: int = 0,
+        guidance_interval=None,
+        *,
+        num_images=None,
+        guidance_channels: str = "all",
+        eta: float = 0.0,
+        batch_size=None,
+        output: str = "",
+    ) -> dict:
         """The protocol card `dit sample` writes as ``<out>.protocol.json`` for the same settings."""
-        cfg = self.sample_config(classes, num_steps, cfg_scale, sampler, seed, guidance_interval, num_images=num_images,
-                                 guidance_channels=guidance_channels, eta=eta, batch_size=batch_size)
+        cfg = self.sample_config(
+            classes,
+            num_steps,
+            cfg_scale,
+            sampler,
+            seed,
+            guidance_interval,
+            num_images=num_images,
+            guidance_channels=guidance_channels,
+            eta=eta,
+            batch_size=batch_size,
+        )
         drawer = make_sampler(self.loaded, cfg, self.device)
         n = self._num_images(cfg)
         settings = sampling_settings(self.loaded, drawer, cfg, n, self.checkpoint_sha256())
         chunks = len(chunk_ranges(n, cfg.batch_size))
-        extra = {"checkpoint_path": str(self.path.resolve()), **protocol.provenance(1, str(self.device)),
-                 "shards": {"total": chunks, "drawn_now": chunks, "resumed": 0}}
+        extra = {
+            "checkpoint_path": str(self.path.resolve()),
+            **protocol.provenance(1, str(self.device)),
+            "shards": {"total": chunks, "drawn_now": chunks, "resumed": 0},
+        }
         return protocol.make_card(settings, output, extra)
 
     def __repr__(self) -> str:
         c = self.loaded.model_config
-        return (f"Pipeline({c.name or 'custom DiT'}, {self.num_classes} classes, input {c.input_size}, "
-                f"vae {self.loaded.codec.id}, device {self.device}, precision {self.precision}, from {self.path})")
+        return (
+            f"Pipeline({c.name or 'custom DiT'}, {self.num_classes} classes, input {c.input_size}, "
+            f"vae {self.loaded.codec.id}, device {self.device}, precision {self.precision}, from {self.path})"
+        )
 
 
 def convert_images(images: np.ndarray, output_type: str):

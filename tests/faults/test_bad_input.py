@@ -207,7 +207,9 @@ def test_checkpoint_with_non_finite_weights_gives_no_black_images(capsys, world,
     bad = save_checkpoint(state, tmp_path / "nan" / "0000001.pt")
     out = tmp_path / "out.npz"
     np.savez(out, arr_0=np.zeros((1, 8, 8, 3), np.uint8))
-    assert_refused(capsys, ["sample", "--ckpt", bad, "--out", out, *FAST_SAMPLE], tmp_path, "2 of 2 samples", "not finite")
+    assert_refused(
+        capsys, ["sample", "--ckpt", bad, "--out", out, *FAST_SAMPLE], tmp_path, "2 of 2 samples", "not finite"
+    )
 
 
 def test_results_folder_of_another_run_is_refused_without_resume(capsys, world, tmp_path):
@@ -225,12 +227,17 @@ def test_checkpoint_of_another_model_or_size(capsys, world, tmp_path):
     argv = train_args(world["data"], run, "--max-steps", "2", "--resume", "auto")
     argv[argv.index("--hidden-size") + 1] = "48"
     assert_refused(capsys, argv, tmp_path, "checkpoint of another model", "hidden_size 32 vs 48", "--results-dir")
-    argv = train_args(world["data"], tmp_path / "run2", "--max-steps", "2", "--resume", str(world["ckpt"]),
-                      "--image-size", "16")
+    argv = train_args(
+        world["data"], tmp_path / "run2", "--max-steps", "2", "--resume", str(world["ckpt"]), "--image-size", "16"
+    )
     assert_refused(capsys, argv, tmp_path, "another model", "input_size 8 vs 16")
     # an official-format file named as the wrong size
-    assert_refused(capsys, ["sample", "--ckpt", world["ckpt"], "--model", "DiT-S/2", "--out", tmp_path / "x.npz",
-                            *FAST_SAMPLE], tmp_path, "does not fit the model")
+    assert_refused(
+        capsys,
+        ["sample", "--ckpt", world["ckpt"], "--model", "DiT-S/2", "--out", tmp_path / "x.npz", *FAST_SAMPLE],
+        tmp_path,
+        "does not fit the model",
+    )
 
 
 def test_truncated_checkpoint(capsys, world, tmp_path):
@@ -238,8 +245,9 @@ def test_truncated_checkpoint(capsys, world, tmp_path):
     cut = tmp_path / "cut" / "0000009.pt"
     cut.parent.mkdir()
     cut.write_bytes(blob[: len(blob) // 2])
-    assert_refused(capsys, ["sample", "--ckpt", cut, "--out", tmp_path / "x.npz", *FAST_SAMPLE], tmp_path,
-                   str(cut), "truncated")
+    assert_refused(
+        capsys, ["sample", "--ckpt", cut, "--out", tmp_path / "x.npz", *FAST_SAMPLE], tmp_path, str(cut), "truncated"
+    )
     assert_refused(capsys, ["convert", cut, tmp_path / "y.safetensors"], tmp_path, str(cut), "truncated")
     argv = train_args(world["data"], tmp_path / "run", "--max-steps", "2", "--resume", str(cut))
     assert_refused(capsys, argv, tmp_path, str(cut), "truncated")
@@ -253,8 +261,24 @@ def cache(world):
     from dit.cli.main import main
 
     out = world["root"] / "cache8"
-    assert main(["extract-latents", "--data-path", str(world["data"]), "--vae", "none", "--image-size", "8",
-                 "--out", str(out), "--batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "extract-latents",
+                "--data-path",
+                str(world["data"]),
+                "--vae",
+                "none",
+                "--image-size",
+                "8",
+                "--out",
+                str(out),
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -285,7 +309,9 @@ def test_latent_cache_of_another_size_or_vae(capsys, cache, tmp_path):
 def test_npz_of_the_wrong_shape_or_dtype(capsys, tmp_path, arrays, words):
     from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 
-    features = "classifier:" + str(save_classifier(SmallClassifier(ClassifierArch(2, 8, width=4)), tmp_path / "c.safetensors"))
+    features = "classifier:" + str(
+        save_classifier(SmallClassifier(ClassifierArch(2, 8, width=4)), tmp_path / "c.safetensors")
+    )
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
     good = tmp_path / "ref.npz"
@@ -297,8 +323,9 @@ def test_npz_of_the_wrong_shape_or_dtype(capsys, tmp_path, arrays, words):
 def test_missing_inception_file(capsys, tmp_path, monkeypatch):
     good = tmp_path / "s.npz"
     np.savez(good, arr_0=np.zeros((2, 8, 8, 3), np.uint8))
-    assert_refused(capsys, ["eval", good, good, "--inception", tmp_path / "missing.pth"], tmp_path,
-                   "missing.pth", "not found")
+    assert_refused(
+        capsys, ["eval", good, good, "--inception", tmp_path / "missing.pth"], tmp_path, "missing.pth", "not found"
+    )
     monkeypatch.setenv("DIT_CACHE", str(tmp_path / "cache"))
     assert_refused(capsys, ["eval", good, good], tmp_path, "FID Inception weights not found", "--inception PATH")
     assert not any(tmp_path.glob("*.eval.json"))
@@ -312,8 +339,11 @@ def test_missing_inception_file_stops_training_before_the_first_step(capsys, wor
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-@pytest.mark.parametrize("device, words", [("cuda", ["no CUDA device", "--device cpu"]), ("banana", ["not a device"])],
-                         ids=["gpu-absent", "unknown"])
+@pytest.mark.parametrize(
+    "device, words",
+    [("cuda", ["no CUDA device", "--device cpu"]), ("banana", ["not a device"])],
+    ids=["gpu-absent", "unknown"],
+)
 def test_device_that_is_not_there(capsys, world, tmp_path, device, words):
     from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 
@@ -325,7 +355,17 @@ def test_device_that_is_not_there(capsys, world, tmp_path, device, words):
         ["sample", "--ckpt", world["ckpt"], "--out", tmp_path / "x.npz", *FAST_SAMPLE[:-4], "--device", device],
         ["eval", npz, npz, "--features", f"classifier:{clf}", "--device", device],
         ["train-classifier", "--data-path", npz, "--out", tmp_path / "k.safetensors", "--device", device],
-        ["extract-latents", "--data-path", world["data"], "--vae", "none", "--out", tmp_path / "cache", "--device", device],
+        [
+            "extract-latents",
+            "--data-path",
+            world["data"],
+            "--vae",
+            "none",
+            "--out",
+            tmp_path / "cache",
+            "--device",
+            device,
+        ],
     ):
         assert_refused(capsys, argv, tmp_path, f"--device {device!r}", *words)
 
@@ -336,17 +376,41 @@ def test_outputs_that_exist_are_not_replaced(capsys, world, cache, tmp_path):
     dst = tmp_path / "w.safetensors"
     dst.write_bytes(b"an earlier export")
     assert_refused(capsys, ["convert", world["ckpt"], dst], tmp_path, "exists", "--overwrite")
-    for flags, words in ((["--image-size", "16"], ["image size 8", "16"]), (["--image-size", "8", "--dtype", "fp16"], ["fp16"])):
-        assert_refused(capsys, ["extract-latents", "--data-path", world["data"], "--vae", "none", "--out", cache, *flags],
-                       cache, *words)
+    for flags, words in (
+        (["--image-size", "16"], ["image size 8", "16"]),
+        (["--image-size", "8", "--dtype", "fp16"], ["fp16"]),
+    ):
+        assert_refused(
+            capsys,
+            ["extract-latents", "--data-path", world["data"], "--vae", "none", "--out", cache, *flags],
+            cache,
+            *words,
+        )
 
 
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["convert", "{ckpt}", "{tmp}/o.safetensors", "--image-size", "-8"], ["input size -8x-8", "must all be positive"]),
-        (["extract-latents", "--data-path", "{data}", "--vae", "none", "--image-size", "8", "--out", "{tmp}/c",
-          "--num-workers", "-1"], ["--num-workers must be >= 0"]),
+        (
+            ["convert", "{ckpt}", "{tmp}/o.safetensors", "--image-size", "-8"],
+            ["input size -8x-8", "must all be positive"],
+        ),
+        (
+            [
+                "extract-latents",
+                "--data-path",
+                "{data}",
+                "--vae",
+                "none",
+                "--image-size",
+                "8",
+                "--out",
+                "{tmp}/c",
+                "--num-workers",
+                "-1",
+            ],
+            ["--num-workers must be >= 0"],
+        ),
         (["eval", "{tmp}/s.npz", "{tmp}/s.npz", "--batch-size", "0"], ["--batch-size"]),
     ],
     ids=["convert-size", "extract-workers", "eval-batch"],

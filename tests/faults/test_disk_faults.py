@@ -165,6 +165,8 @@ def test_full_disk_in_tensorboard_writer_thread_is_one_line(capsys, monkeypatch,
     ckpts = run / "checkpoints"
     assert latest_checkpoint(ckpts).name == "0000002.pt" and load_checkpoint(ckpts / "0000002.pt")["step"] == 2
     assert ck.checksum_problem(ckpts / "0000002.pt") is None
-    code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--log-every", "1", "--tensorboard", "--resume", "auto"))
+    code, _, err = run_cli(
+        capsys, train_args(data, run, *COMMON, "--log-every", "1", "--tensorboard", "--resume", "auto")
+    )
     assert code == 0, err
     assert assert_states_close(straight, final_state(run), atol=0.0) == 0.0

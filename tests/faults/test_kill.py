@@ -56,7 +56,9 @@ class Trainer:
                 hit = next((line for line in self.lines if text in line), None)
                 if hit is not None:
                     return hit
-                assert self.proc.poll() is None, f"exited ({self.proc.returncode}) before {text!r}:\n{''.join(self.lines)}"
+                assert self.proc.poll() is None, (
+                    f"exited ({self.proc.returncode}) before {text!r}:\n{''.join(self.lines)}"
+                )
                 assert time.monotonic() < end, f"no {text!r} within {timeout}s:\n{''.join(self.lines)}"
                 self._new.wait(0.5)
 

@@ -218,7 +218,11 @@ def test_random_flags_on_real_inputs(name, real_inputs, sandbox):
     check()
 
 
-@pytest.mark.parametrize("spec", ["cuda", "cuda:3", "banana", "mps", "", None, "cpu"], ids=["gpu", "gpu3", "banana", "mps", "empty", "default", "cpu"])
+@pytest.mark.parametrize(
+    "spec",
+    ["cuda", "cuda:3", "banana", "mps", "", None, "cpu"],
+    ids=["gpu", "gpu3", "banana", "mps", "empty", "default", "cpu"],
+)
 def test_device_flag_is_checked(spec):
     from dit.runtime.distributed import resolve_device
 
@@ -284,8 +288,10 @@ def _write(d: Path, name: str, data: bytes) -> Path:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.one_of(damaged(".png"), damaged(".jpg"), damaged(".gif"), damaged(".bmp"), damaged(".webp")),
-       ext=st.sampled_from([".png", ".jpg", ".gif", ".bmp", ".webp"]))
+@given(
+    data=st.one_of(damaged(".png"), damaged(".jpg"), damaged(".gif"), damaged(".bmp"), damaged(".webp")),
+    ext=st.sampled_from([".png", ".jpg", ".gif", ".bmp", ".webp"]),
+)
 def test_image_loaders_give_an_image_or_a_user_error(data, ext):
     from dit.data.image_folder import ImageFolder
     from dit.evaluation.io import load_images
@@ -313,8 +319,9 @@ def npz_arrays(draw):
     shape = draw(st.lists(st.integers(0, 4), max_size=5))
     arrays = {"arr_0": np.zeros(shape, dtype)}
     if draw(st.booleans()):
-        arrays["arr_1"] = np.zeros(draw(st.lists(st.integers(0, 4), max_size=2)),
-                                   draw(st.sampled_from([np.int64, np.float32, np.uint8])))
+        arrays["arr_1"] = np.zeros(
+            draw(st.lists(st.integers(0, 4), max_size=2)), draw(st.sampled_from([np.int64, np.float32, np.uint8]))
+        )
     if draw(st.booleans()):
         arrays = {draw(st.sampled_from(["images", "x", "arr_0"])): arrays["arr_0"]}
     return arrays

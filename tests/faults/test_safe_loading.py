@@ -138,15 +138,21 @@ def test_diffusers_folder_with_a_pickled_bin_is_refused(capsys, tmp_path, evil):
         "_class_name": "DiTTransformer2DModel", "num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 4,
         "num_layers": 1, "patch_size": 2, "sample_size": 8, "num_embeds_ada_norm": 10}))
     assert_refused(capsys, ["convert", folder, tmp_path / "o.safetensors"], tmp_path, "diffusion_pytorch_model.bin")
-    assert_refused(capsys, ["sample", "--ckpt", folder, "--out", tmp_path / "s.png"], tmp_path, "diffusion_pytorch_model.bin")
+    assert_refused(
+        capsys, ["sample", "--ckpt", folder, "--out", tmp_path / "s.png"], tmp_path, "diffusion_pytorch_model.bin"
+    )
     # a VAE folder whose weights are a pickle (diffusers reads it; it must be weights-only too)
     from ..integration.sample_utils import save_vae8
 
     vae = save_vae8(tmp_path / "vae")
     (vae / "diffusion_pytorch_model.safetensors").unlink()
     make(vae / "diffusion_pytorch_model.bin")
-    assert_refused(capsys, ["extract-latents", "--data-path", tmp_path, "--vae", vae, "--out", tmp_path / "cache",
-                            "--unconditional"], tmp_path, str(vae))
+    assert_refused(
+        capsys,
+        ["extract-latents", "--data-path", tmp_path, "--vae", vae, "--out", tmp_path / "cache", "--unconditional"],
+        tmp_path,
+        str(vae),
+    )
     assert not marker.exists()
 
 
@@ -160,11 +166,15 @@ def test_npz_holding_a_pickle_is_refused(capsys, tmp_path, evil):
     marker.unlink()
     from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 
-    feats = "classifier:" + str(save_classifier(SmallClassifier(ClassifierArch(2, 8, width=4)), tmp_path / "c.safetensors"))
+    feats = "classifier:" + str(
+        save_classifier(SmallClassifier(ClassifierArch(2, 8, width=4)), tmp_path / "c.safetensors")
+    )
     good = tmp_path / "good.npz"
     np.savez(good, arr_0=np.zeros((4, 8, 8, 3), np.uint8))
     assert_refused(capsys, ["eval", bad, good, "--features", feats], tmp_path, str(bad))
-    assert_refused(capsys, ["train-classifier", "--data-path", bad, "--out", tmp_path / "k.safetensors"], tmp_path, str(bad))
+    assert_refused(
+        capsys, ["train-classifier", "--data-path", bad, "--out", tmp_path / "k.safetensors"], tmp_path, str(bad)
+    )
     assert not marker.exists()
 
 
@@ -178,12 +188,18 @@ def test_safetensors_only_loaders_refuse_a_pickle(capsys, tmp_path, evil, data):
     from dit.cli.main import main
 
     cache = tmp_path / "cache"
-    assert main(["extract-latents", "--data-path", str(data), "--vae", "none", "--image-size", "8", "--out", str(cache)]) == 0
+    assert (
+        main(["extract-latents", "--data-path", str(data), "--vae", "none", "--image-size", "8", "--out", str(cache)])
+        == 0
+    )
     shard = sorted(cache.glob("shard_*.safetensors"))[0]
     make(shard)
     argv = train_args(cache, tmp_path / "run", "--max-steps", "1")
     assert_refused(capsys, argv, tmp_path / "evil", shard.name, "is damaged", "re-run the same dit extract-latents")
     assert not marker.exists()
     # what the message says to do works: the same command rewrites the shard, training runs
-    assert main(["extract-latents", "--data-path", str(data), "--vae", "none", "--image-size", "8", "--out", str(cache)]) == 0
+    assert (
+        main(["extract-latents", "--data-path", str(data), "--vae", "none", "--image-size", "8", "--out", str(cache)])
+        == 0
+    )
     assert main(train_args(cache, tmp_path / "run2", "--max-steps", "1")) == 0

@@ -54,7 +54,9 @@ def official_dit_s8(path: Path, layout: str = "bare", seed: int = 0) -> dict:
 
     torch.manual_seed(seed)
     model = DiT_models["DiT-S/8"](input_size=8, num_classes=1000)
-    with torch.no_grad():  # the zero-initialised final layer made random: outputs depend on x, t, y (cheap for 33M params)
+    with (
+        torch.no_grad()
+    ):  # the zero-initialised final layer made random: outputs depend on x, t, y (cheap for 33M params)
         for p in model.final_layer.parameters():
             p.add_(0.02 * torch.randn_like(p))
     ema = {k: v.clone() for k, v in model.state_dict().items()}

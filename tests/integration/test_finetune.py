@@ -38,7 +38,12 @@ def test_finetune_to_new_classes_and_size_trains_and_samples(tmp_path):
     cfg = TrainConfig(data_path=str(data), image_size=16, vae="none", global_batch_size=4, max_steps=1,
                       results_dir=str(tmp_path / "probe"), num_workers=0, init_from=str(src))
     t = Trainer(cfg, ModelConfig(name=None), DiffusionConfig(), DistInfo())
-    assert (t.model_cfg.depth, t.model_cfg.hidden_size, t.model_cfg.num_classes, t.model_cfg.input_size) == (2, 32, 2, 16)
+    assert (t.model_cfg.depth, t.model_cfg.hidden_size, t.model_cfg.num_classes, t.model_cfg.input_size) == (
+        2,
+        32,
+        2,
+        16,
+    )
     start, ema = t.model.state_dict(), t.ema.state_dict()
     for k in start:
         if k not in (POS_EMBED, CLASS_TABLE):
@@ -49,26 +54,64 @@ def test_finetune_to_new_classes_and_size_trains_and_samples(tmp_path):
     t.logger.close()
 
     run = tmp_path / "ft"
-    done = subprocess.run(finetune_argv(src, data, run, "--max-steps", "2"), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        finetune_argv(src, data, run, "--max-steps", "2"), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     log = (run / "log.txt").read_text()
-    assert "initialised from" in log and "re-made: pos_embed" in log and "y_embedder.embedding_table.weight (4 → 3 rows" in log
+    assert (
+        "initialised from" in log
+        and "re-made: pos_embed" in log
+        and "y_embedder.embedding_table.weight (4 → 3 rows" in log
+    )
     ckpt = sorted((run / "checkpoints").glob("*.pt"))[-1]
     state = load_checkpoint(ckpt)
     assert state["step"] == 2 and state["config"]["train"]["init_from"] == str(src)
     assert state["config"]["data"]["class_names"] == ["class0", "class1"]
 
     out = tmp_path / "grid.png"
-    sample = [sys.executable, "-m", "dit.cli.main", "sample", "--ckpt", str(ckpt), "--out", str(out),
-              "--num-sampling-steps", "2", "--num-samples", "4", "--no-progress", "--device", "cpu"]
+    sample = [
+        sys.executable,
+        "-m",
+        "dit.cli.main",
+        "sample",
+        "--ckpt",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--num-sampling-steps",
+        "2",
+        "--num-samples",
+        "4",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(sample, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     grid = np.asarray(Image.open(out))
     assert grid.shape == (2 * 18 + 2, 2 * 18 + 2, 3)  # 2 classes → 2 rows of 2 images of 16×16, padding 2
 
     # an architecture the source cannot fill: one line, exit 2
-    bad = subprocess.run(finetune_argv(src, data, tmp_path / "bad", "--max-steps", "1", "--depth", "3", "--hidden-size",
-                                       "32", "--num-heads", "2", "--patch-size", "2"),
-                         capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(
+        finetune_argv(
+            src,
+            data,
+            tmp_path / "bad",
+            "--max-steps",
+            "1",
+            "--depth",
+            "3",
+            "--hidden-size",
+            "32",
+            "--num-heads",
+            "2",
+            "--patch-size",
+            "2",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
     assert "does not fit this model" in bad.stderr

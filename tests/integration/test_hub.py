@@ -59,7 +59,9 @@ def test_plain_repo_one_file_and_revisions(offline):
     by_id = dit.Pipeline.from_pretrained("org/tiny-dit", device="cpu")
     by_path = dit.Pipeline.from_pretrained(offline["ckpt"], device="cpu")
     assert by_id.path.name == "model.ema.safetensors" and by_id.class_names == ["class0", "class1", "class2"]
-    np.testing.assert_array_equal(by_id([0, 2], num_steps=2, output_type="np"), by_path([0, 2], num_steps=2, output_type="np"))
+    np.testing.assert_array_equal(
+        by_id([0, 2], num_steps=2, output_type="np"), by_path([0, 2], num_steps=2, output_type="np")
+    )
     # an older commit holds two weight files: say so and how to name one
     with pytest.raises(UserError, match="several weight files.*org/tiny-dit/FILE"):
         resolve_pretrained("org/tiny-dit", revision=OLD_COMMIT)
@@ -80,11 +82,29 @@ def test_missing_ids_and_paths_are_one_line_errors(offline):
 
 def test_cli_takes_hub_ids_offline(offline, tmp_path):
     """`dit sample --ckpt ORG/NAME` in a fresh process (environment read at run time); errors are one line."""
-    run = [sys.executable, "-m", "dit.cli.main", "sample", "--num-sampling-steps", "2", "--no-progress", "--device", "cpu"]
-    ok = subprocess.run(run + ["--ckpt", "org/tiny-dit", "--out", str(tmp_path / "a.npz"), "--class-labels", "1"],
-                        capture_output=True, text=True, timeout=300)
+    run = [
+        sys.executable,
+        "-m",
+        "dit.cli.main",
+        "sample",
+        "--num-sampling-steps",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    ok = subprocess.run(
+        run + ["--ckpt", "org/tiny-dit", "--out", str(tmp_path / "a.npz"), "--class-labels", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run(run + ["--ckpt", "org/nothing-here", "--out", str(tmp_path / "b.npz")],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        run + ["--ckpt", "org/nothing-here", "--out", str(tmp_path / "b.npz")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "org/nothing-here is not in the Hugging Face cache" in bad.stderr

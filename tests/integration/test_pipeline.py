@@ -46,7 +46,9 @@ def test_same_images_and_card_as_dit_sample(pipe, ckpt, tmp_path):
     np.testing.assert_array_equal(labels, [2, 0, 1, 2, 0])
     card = json.loads(open(f"{out}.protocol.json").read())
     mine = pipe.protocol_card(classes, **kwargs, output=str(out))
-    assert {k: v for k, v in mine.items() if k not in PROVENANCE} == {k: v for k, v in card.items() if k not in PROVENANCE}
+    assert {k: v for k, v in mine.items() if k not in PROVENANCE} == {
+        k: v for k, v in card.items() if k not in PROVENANCE
+    }
 
 
 def test_balanced_classes_by_default_like_dit_sample(pipe, ckpt, tmp_path):
@@ -122,8 +124,9 @@ def test_to_sets_the_autocast_precision(pipe, ckpt):
 def test_official_file_gets_imagenet_names(tmp_path):
     official_dit_s8(tmp_path / "DiT-S-8.pt")
     vae = save_vae8(tmp_path / "vae")
-    pipe = dit.Pipeline.from_pretrained(tmp_path / "DiT-S-8.pt", device="cpu", model="DiT-S/8", image_size=64,
-                                        vae=str(vae))
+    pipe = dit.Pipeline.from_pretrained(
+        tmp_path / "DiT-S-8.pt", device="cpu", model="DiT-S/8", image_size=64, vae=str(vae)
+    )
     assert pipe.class_names == list(imagenet_class_names()) and pipe.class_names[207] == "golden retriever"
     assert pipe.class_index("Golden Retriever") == 207 and pipe.class_index("tench") == 0
     images = pipe(["golden retriever"], num_steps=1, output_type="np")

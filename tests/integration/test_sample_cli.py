@@ -38,7 +38,9 @@ def card_of(out) -> dict:
 
 def test_png_grid_from_our_checkpoint_with_a_full_card(ckpt, tmp_path):
     out = tmp_path / "grid.png"
-    assert main(sample_argv(ckpt, out, "--num-samples", "6", "--cfg-scale", "2", "--guidance-interval", "0", "500")) == 0
+    assert (
+        main(sample_argv(ckpt, out, "--num-samples", "6", "--cfg-scale", "2", "--guidance-interval", "0", "500")) == 0
+    )
     grid = np.asarray(Image.open(out))
     assert grid.shape == (3 * 10 + 2, 2 * 10 + 2, 3)  # 3 classes → 3 rows of 2 images of 8×8, padding 2
     card = card_of(out)
@@ -72,8 +74,12 @@ def test_npz_equals_an_independent_in_process_draw_and_weights_choice_matters(ck
     np.testing.assert_array_equal(images, ref)
 
     out_model = tmp_path / "m.npz"
-    assert main(sample_argv(ckpt, out_model, "--num-samples", "5", "--batch-size", "2", "--seed", "3",
-                            "--weights", "model")) == 0
+    assert (
+        main(
+            sample_argv(ckpt, out_model, "--num-samples", "5", "--batch-size", "2", "--seed", "3", "--weights", "model")
+        )
+        == 0
+    )
     assert not np.array_equal(read_npz(out_model)[0], images)  # trained weights ≠ (near-initial) EMA
     assert card_of(out_model)["settings"]["checkpoint"]["weights"] == "model"
     assert read_protocol_card(out)["settings"]["seed"] == 3  # `dit eval` finds the card
@@ -138,8 +144,12 @@ def test_resume_redraws_only_missing_or_damaged_shards(ckpt, tmp_path):
     assert main(argv) == 0
     first = out.read_bytes()
     shards = sorted((tmp_path / "r.npz.shards").glob("*.npz"))
-    assert [p.name for p in shards] == ["00000000-00000002.npz", "00000002-00000004.npz",
-                                        "00000004-00000006.npz", "00000006-00000007.npz"]
+    assert [p.name for p in shards] == [
+        "00000000-00000002.npz",
+        "00000002-00000004.npz",
+        "00000004-00000006.npz",
+        "00000006-00000007.npz",
+    ]
     shards[1].unlink()
     shards[3].write_bytes(shards[3].read_bytes()[:40])  # torn write from an older tool
     stamp = shards[0].stat().st_mtime_ns
@@ -158,12 +168,15 @@ def test_resume_with_other_settings_is_refused(ckpt, tmp_path, capsys):
     assert "error:" in err and "settings differ: seed" in err and "r.npz.shards" in err
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--out-suffix-check"], None),
-    (["--sampler", "euler-magic"], None),  # argparse: not one of the listed choices
-    (["--class-labels", "7"], "outside 0..2"),
-    (["--precision", "fp8"], None),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--out-suffix-check"], None),
+        (["--sampler", "euler-magic"], None),  # argparse: not one of the listed choices
+        (["--class-labels", "7"], "outside 0..2"),
+        (["--precision", "fp8"], None),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(ckpt, tmp_path, capsys, extra, message):
     if extra == ["--out-suffix-check"]:
         assert main(sample_argv(ckpt, tmp_path / "x.jpg")) == 2
@@ -200,9 +213,27 @@ def official_bare(tmp_path_factory):
 def test_official_bare_state_dict_png_through_a_vae(vae8, official_bare, tmp_path):
     ckpt = official_bare
     out = tmp_path / "off.png"
-    argv = sample_argv(ckpt, out, "--model", "DiT-S/8", "--image-size", "64", "--vae", str(vae8), "--class-labels",
-                       "3", "7", "--num-samples", "4", "--num-sampling-steps", "2", "--cfg-scale", "4",
-                       "--guidance-channels", "official")
+    argv = sample_argv(
+        ckpt,
+        out,
+        "--model",
+        "DiT-S/8",
+        "--image-size",
+        "64",
+        "--vae",
+        str(vae8),
+        "--class-labels",
+        "3",
+        "7",
+        "--num-samples",
+        "4",
+        "--num-sampling-steps",
+        "2",
+        "--cfg-scale",
+        "4",
+        "--guidance-channels",
+        "official",
+    )
     assert main(argv) == 0
     grid = np.asarray(Image.open(out))
     assert grid.shape == (2 * 66 + 2, 2 * 66 + 2, 3)  # 2 classes × 2 samples of 64×64
@@ -218,8 +249,22 @@ def test_official_train_dict_npz_uses_ema_and_matches_the_latent_path(vae8, tmp_
     ckpt = tmp_path / "0000100.pt"
     ema = official_dit_s8(ckpt, "train")
     out = tmp_path / "off.npz"
-    argv = sample_argv(ckpt, out, "--image-size", "64", "--vae", str(vae8), "--num-samples", "2",
-                       "--num-sampling-steps", "2", "--sampler", "ddim", "--cfg-scale", "1.5")
+    argv = sample_argv(
+        ckpt,
+        out,
+        "--image-size",
+        "64",
+        "--vae",
+        str(vae8),
+        "--num-samples",
+        "2",
+        "--num-sampling-steps",
+        "2",
+        "--sampler",
+        "ddim",
+        "--cfg-scale",
+        "1.5",
+    )
     assert main(argv) == 0
     images, labels = read_npz(out)
     assert images.shape == (2, 64, 64, 3) and labels.tolist() == [0, 1]  # balanced over 1000 classes
@@ -240,8 +285,14 @@ def test_official_train_dict_npz_uses_ema_and_matches_the_latent_path(vae8, tmp_
 
 
 def test_official_file_that_does_not_fit_names_keys_and_flags(vae8, official_bare, tmp_path, capsys):
-    assert main(sample_argv(official_bare, tmp_path / "x.png", "--model", "DiT-B/8", "--image-size", "64",
-                            "--vae", str(vae8))) == 2
+    assert (
+        main(
+            sample_argv(
+                official_bare, tmp_path / "x.png", "--model", "DiT-B/8", "--image-size", "64", "--vae", str(vae8)
+            )
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "mis-shaped" in err and "--model DiT-S/8" in err
 
@@ -250,8 +301,10 @@ def test_dit_eval_copies_the_card_of_dit_sample(ckpt, tmp_path):
     from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 
     torch.manual_seed(0)
-    clf = save_classifier(SmallClassifier(ClassifierArch(num_classes=3, image_size=8, width=4, feature_dim=16)),
-                          tmp_path / "clf.safetensors")
+    clf = save_classifier(
+        SmallClassifier(ClassifierArch(num_classes=3, image_size=8, width=4, feature_dim=16)),
+        tmp_path / "clf.safetensors",
+    )
     samples, ref = tmp_path / "s.npz", tmp_path / "ref.npz"
     assert main(sample_argv(ckpt, samples, "--num-samples", "6", "--seed", "1")) == 0
     assert main(sample_argv(ckpt, ref, "--num-samples", "6", "--seed", "2")) == 0
@@ -294,4 +347,6 @@ def test_stale_ema_threshold_from_the_recorded_settings(updates, warns):
     meta = {"train": {"ema_decay": 0.9999, "global_batch_size": 256}, "ema_updates": updates}
     line = gen.stale_ema_warning(SimpleNamespace(weights="ema", meta=meta, step=updates), "x.pt")
     assert (line is not None) == warns
-    assert gen.stale_ema_warning(SimpleNamespace(weights="ema", meta={}, step=None), "official.pt") is None  # nothing recorded
+    assert (
+        gen.stale_ema_warning(SimpleNamespace(weights="ema", meta={}, step=None), "official.pt") is None
+    )  # nothing recorded

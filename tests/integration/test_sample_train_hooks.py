@@ -33,8 +33,25 @@ def run(tmp_path_factory):
     clf = save_classifier(SmallClassifier(ClassifierArch(num_classes=3, image_size=8, width=4, feature_dim=16)),
                           root / "clf.safetensors")
     run = root / "run"
-    argv = train_args(data, run, "--max-steps", "4", "--log-every", "2", "--sample-every", "2", "--eval-every", "4",
-                      "--sample-steps", "2", "--eval-samples", "9", "--eval-features", f"classifier:{clf}", "--tensorboard")
+    argv = train_args(
+        data,
+        run,
+        "--max-steps",
+        "4",
+        "--log-every",
+        "2",
+        "--sample-every",
+        "2",
+        "--eval-every",
+        "4",
+        "--sample-steps",
+        "2",
+        "--eval-samples",
+        "9",
+        "--eval-features",
+        f"classifier:{clf}",
+        "--tensorboard",
+    )
     assert main(argv) == 0
     return run, clf
 
@@ -70,8 +87,12 @@ def test_metrics_logged_beside_the_loss_and_reproducible_from_the_checkpoint(run
     assert state["step"] == 4
     model = build_model(ModelConfig.from_dict(state["config"]["model"]))
     model.load_state_dict(state["ema"], strict=True)
-    sampler = gen.ImageSampler(model, create_diffusion(""), PixelCodec(),
-                               SampleConfig(sampler="ddpm", num_sampling_steps=2, cfg_scale=1.0, seed=7))
+    sampler = gen.ImageSampler(
+        model,
+        create_diffusion(""),
+        PixelCodec(),
+        SampleConfig(sampler="ddpm", num_sampling_steps=2, cfg_scale=1.0, seed=7),
+    )
     labels = gen.sample_labels(9, 3)
     images = sampler.images(list(range(9)), labels)
     ex = classifier_extractor(str(clf))
@@ -82,8 +103,16 @@ def test_metrics_logged_beside_the_loss_and_reproducible_from_the_checkpoint(run
 
 def test_bad_eval_settings_fail_before_training(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", per_class=2)
-    argv = train_args(data, tmp_path / "run", "--max-steps", "1", "--eval-every", "1",
-                      "--eval-features", f"classifier:{tmp_path / 'missing.safetensors'}")
+    argv = train_args(
+        data,
+        tmp_path / "run",
+        "--max-steps",
+        "1",
+        "--eval-every",
+        "1",
+        "--eval-features",
+        f"classifier:{tmp_path / 'missing.safetensors'}",
+    )
     assert main(argv) == 2
     assert "classifier file" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

@@ -63,8 +63,9 @@ def test_pick_a_class_generate_and_see_the_images(page, tmp_path):
     page.fill("#seed", "11")
     page.click("#generate")
     page.wait_for_function("document.querySelectorAll('#images img').length === 4", timeout=60_000)
-    page.wait_for_function("[...document.querySelectorAll('#images img')].every(i => i.complete && i.naturalWidth === 8)",
-                           timeout=10_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#images img')].every(i => i.complete && i.naturalWidth === 8)", timeout=10_000
+    )
     assert page.inner_text("#message").startswith("done: 4 image(s), 20 steps")
     assert page.get_attribute("#grid-link", "href").endswith("/grid.png")
     card = page.inner_text("#card") if page.is_visible("#card") else page.locator("#card").text_content()

@@ -188,5 +188,7 @@ def test_trains_without_tensorboard_installed_and_asking_for_it_is_one_line(data
     asked = subprocess.run([sys.executable, "-c", code, *train_args(data, tmp_path / "tb_run", "--max-steps", "1",
                                                                     "--tensorboard")],
                            capture_output=True, text=True, timeout=300)
-    assert asked.returncode == 2 and asked.stderr.strip().splitlines()[-1].startswith("error: TensorBoard logging needs")
+    assert asked.returncode == 2 and asked.stderr.strip().splitlines()[-1].startswith(
+        "error: TensorBoard logging needs"
+    )
     assert "dit[tensorboard]" in asked.stderr

@@ -48,7 +48,9 @@ def test_batch_not_divisible_by_world_size_is_a_user_error(tmp_path):
 
 def _tiny_model():
     torch.manual_seed(0)
-    cfg = ModelConfig(name=None, input_size=8, in_channels=3, num_classes=3, patch_size=2, hidden_size=32, depth=2, num_heads=2)
+    cfg = ModelConfig(
+        name=None, input_size=8, in_channels=3, num_classes=3, patch_size=2, hidden_size=32, depth=2, num_heads=2
+    )
     model = build_model(cfg)
     with torch.no_grad():  # leave the zero init so every parameter gets a gradient
         for p in model.parameters():

@@ -95,9 +95,12 @@ def test_converted_weights_are_the_torchscript_tensors(nets):
     ours, ts = nets
     theirs = dict(ts.state_dict())
     sd = ours.state_dict()
-    torch.testing.assert_close(sd["Mixed_6d.branch1x1.conv.weight"], theirs["net.layers.mixed_6.conv.weight"], rtol=0, atol=0)
-    torch.testing.assert_close(sd["Mixed_7c.branch3x3dbl_3b.bn.bias"], theirs["net.layers.mixed_10.tower_1_mixed_conv_1.beta"],
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        sd["Mixed_6d.branch1x1.conv.weight"], theirs["net.layers.mixed_6.conv.weight"], rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        sd["Mixed_7c.branch3x3dbl_3b.bn.bias"], theirs["net.layers.mixed_10.tower_1_mixed_conv_1.beta"], rtol=0, atol=0
+    )
     assert "fc.weight" not in sd
 
 

@@ -15,7 +15,11 @@ import torch
 from dit.models import DiT_models
 
 REFERENCE = Path(__file__).resolve().parent / "data"
-FILES = ["official_dit_state_dict_S2_256.json", "official_dit_state_dict_XL2_256.json", "official_dit_state_dict_XL2_512.json"]
+FILES = [
+    "official_dit_state_dict_S2_256.json",
+    "official_dit_state_dict_XL2_256.json",
+    "official_dit_state_dict_XL2_512.json",
+]
 
 
 def load_reference(filename: str) -> dict:

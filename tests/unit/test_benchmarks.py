@@ -33,8 +33,9 @@ def assert_stat(d, positive=True):
 
 def test_tiny_run_writes_the_documented_schema(tmp_path):
     out = tmp_path / "bench.json"
-    proc = run_module([sys.executable, "-m", "benchmarks", "--tiny", "--threads", "1", "--no-memory", "--out", str(out)],
-                      tmp_path)
+    proc = run_module(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--threads", "1", "--no-memory", "--out", str(out)], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "target" in proc.stdout and "images/s" in proc.stdout  # the printed tables
     r = json.loads(out.read_text())
@@ -45,7 +46,7 @@ def test_tiny_run_writes_the_documented_schema(tmp_path):
         assert_stat(s)
     paths = r["train"]["tiny"]["paths"]
     assert set(paths) == {"fp32-eager", "ours", "diffusers"}
-    for name, p in paths.items():
+    for p in paths.values():
         assert_stat(p["images_per_s"])
         assert_stat(p["mfu"])
         assert p["params"] > 0 and "peak_memory_mb" in p
@@ -79,10 +80,20 @@ def test_tiny_run_writes_the_documented_schema(tmp_path):
 
 
 def test_memory_probe_reports_a_positive_peak(tmp_path):
-    spec = json.dumps({"name": "x", "impl": "dit", "precision": "fp32", "compile": False, "optimizer": "foreach",
-                       "grad_checkpointing": False})
-    proc = run_module([sys.executable, "-m", "benchmarks.train_speed", "--memory-probe", spec, "--model", "tiny",
-                       "--batch", "4"], tmp_path)
+    spec = json.dumps(
+        {
+            "name": "x",
+            "impl": "dit",
+            "precision": "fp32",
+            "compile": False,
+            "optimizer": "foreach",
+            "grad_checkpointing": False,
+        }
+    )
+    proc = run_module(
+        [sys.executable, "-m", "benchmarks.train_speed", "--memory-probe", spec, "--model", "tiny", "--batch", "4"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     probe = json.loads(proc.stdout.strip().splitlines()[-1])
     # At least the fp32 weights, gradients and two AdamW moments of the model must have been resident.
@@ -165,8 +176,9 @@ def test_diffusers_adapter_is_the_same_function_as_ours():
 
 @pytest.mark.slow
 def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
-    proc = run_module(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--tiny"], tmp_path, timeout=900,
-                      OUT=str(tmp_path))
+    proc = run_module(
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--tiny"], tmp_path, timeout=900, OUT=str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads((tmp_path / "gpu_check.json").read_text())
     assert r["errors"] == {}, r["errors"]

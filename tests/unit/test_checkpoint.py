@@ -106,7 +106,9 @@ def test_safetensors_export_round_trip_with_metadata(tmp_path):
     from safetensors import safe_open
 
     tensors = {"a.weight": torch.randn(2, 3), "b": torch.arange(4)}
-    path = ck.export_safetensors(tensors, tmp_path / "x.ema.safetensors", metadata={"model": {"depth": 2}, "note": "hi"})
+    path = ck.export_safetensors(
+        tensors, tmp_path / "x.ema.safetensors", metadata={"model": {"depth": 2}, "note": "hi"}
+    )
     with safe_open(str(path), framework="pt") as f:
         assert f.metadata() == {"model": '{"depth": 2}', "note": "hi"}
         for k, v in tensors.items():

@@ -6,7 +6,13 @@ import torch
 
 from dit.config import ClassifierTrainConfig
 from dit.errors import UserError
-from dit.evaluation.classifier import ClassifierArch, SmallClassifier, load_classifier, save_classifier, train_classifier
+from dit.evaluation.classifier import (
+    ClassifierArch,
+    SmallClassifier,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
 from dit.evaluation.features import make_extractor
 
 
@@ -26,8 +32,14 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("clf")
     x, y = bars_dataset()
     np.savez(d / "bars.npz", x, y)
-    cfg = ClassifierTrainConfig(data_path=str(d / "bars.npz"), out=str(d / "clf.safetensors"), width=8, epochs=6,
-                                batch_size=32, val_fraction=0.25)
+    cfg = ClassifierTrainConfig(
+        data_path=str(d / "bars.npz"),
+        out=str(d / "clf.safetensors"),
+        width=8,
+        epochs=6,
+        batch_size=32,
+        val_fraction=0.25,
+    )
     return train_classifier(cfg), cfg
 
 
@@ -69,7 +81,9 @@ def test_bad_inputs_are_user_errors(tmp_path):
     x, _ = bars_dataset(n_per_class=2)
     np.savez(tmp_path / "nolabels.npz", x)
     with pytest.raises(UserError, match="no labels"):
-        train_classifier(ClassifierTrainConfig(data_path=str(tmp_path / "nolabels.npz"), out=str(tmp_path / "c.safetensors")))
+        train_classifier(
+            ClassifierTrainConfig(data_path=str(tmp_path / "nolabels.npz"), out=str(tmp_path / "c.safetensors"))
+        )
     with pytest.raises(UserError, match=".safetensors"):
         train_classifier(ClassifierTrainConfig(data_path=str(tmp_path / "nolabels.npz"), out=str(tmp_path / "c.pt")))
     from safetensors.torch import save_file

@@ -203,7 +203,9 @@ def test_hub_style_diffusers_pipeline_folder_loads(tmp_path):
     sd = random_weights(cfg, seed=9)
     (tmp_path / "hub" / "transformer").mkdir(parents=True)
     dcfg = {k: v for k, v in config_to_diffusers(ModelConfig(**cfg.to_dict())).items() if k != "norm_eps"}
-    (tmp_path / "hub" / "transformer" / "config.json").write_text(json.dumps({"_class_name": "Transformer2DModel", **dcfg}))
+    (tmp_path / "hub" / "transformer" / "config.json").write_text(
+        json.dumps({"_class_name": "Transformer2DModel", **dcfg})
+    )
     torch.save(official_to_diffusers(sd), tmp_path / "hub" / "transformer" / "diffusion_pytorch_model.bin")
     labels = {str(i): f"name {i}" for i in range(5)}
     (tmp_path / "hub" / "model_index.json").write_text(json.dumps({"_class_name": "DiTPipeline", "id2label": labels}))
@@ -220,7 +222,12 @@ def test_class_names_must_match_the_class_count(tmp_path):
     src = _dit_file(tmp_path, CUSTOM["p2-sigma"], random_weights(CUSTOM["p2-sigma"]))
     (tmp_path / "names.txt").write_text("a\nb\n")
     vae = make_tiny_vae(tmp_path / "vae")
-    assert main(["convert", str(src), str(tmp_path / "hf"), "--vae", str(vae), "--class-names", str(tmp_path / "names.txt")]) == 2
+    assert (
+        main(
+            ["convert", str(src), str(tmp_path / "hf"), "--vae", str(vae), "--class-names", str(tmp_path / "names.txt")]
+        )
+        == 2
+    )
     assert not (tmp_path / "hf").exists()
 
 
@@ -234,8 +241,10 @@ def test_official_train_checkpoint_picks_ema_by_default(tmp_path):
     ema_sd = {k: v.clone() for k, v in model_sd.items()}
     ema_sd["final_layer.linear.bias"] += 1.0
     args = argparse.Namespace(model="DiT-S/4", image_size=64, num_classes=10, vae="ema")
-    torch.save({"model": {f"module.{k}": v for k, v in model_sd.items()}, "ema": ema_sd, "opt": {}, "args": args},
-               tmp_path / "0001000.pt")
+    torch.save(
+        {"model": {f"module.{k}": v for k, v in model_sd.items()}, "ema": ema_sd, "opt": {}, "args": args},
+        tmp_path / "0001000.pt",
+    )
     got, info = _loaded(tmp_path / "0001000.pt")
     assert_same_tensors(ema_sd, got)
     assert info.format == "official-train" and info.weights == "ema" and info.meta["args"]["vae"] == "ema"
@@ -249,8 +258,14 @@ def test_dit_training_checkpoint_layout(tmp_path):
     cfg = CUSTOM["p2-sigma"]
     model_sd, ema_sd = random_weights(cfg, seed=6), random_weights(cfg, seed=7)
     data = {"image_size": 16, "class_names": [f"c{i}" for i in range(5)], "vae": {"id": "none"}}
-    state = {"version": 1, "model": model_sd, "ema": ema_sd, "opt": {}, "step": 42,
-             "config": {"model": cfg.to_dict(), "diffusion": {"learn_sigma": True}, "train": {}, "data": data}}
+    state = {
+        "version": 1,
+        "model": model_sd,
+        "ema": ema_sd,
+        "opt": {},
+        "step": 42,
+        "config": {"model": cfg.to_dict(), "diffusion": {"learn_sigma": True}, "train": {}, "data": data},
+    }
     torch.save(state, tmp_path / "0000042.pt")
     got, info = _loaded(tmp_path / "0000042.pt")
     assert_same_tensors(ema_sd, got)
@@ -340,7 +355,7 @@ def test_unsafe_and_broken_files_are_refused(tmp_path, kind, capsys):
     elif kind == "random-bytes":
         path.write_bytes(os.urandom(4096))
     elif kind == "bad-safetensors":
-        path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": broken}xx")
+        path.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": broken}xx')
     else:
         torch.save([torch.zeros(1)], path)
     with pytest.raises(UserError):
@@ -390,6 +405,15 @@ def test_cli_help_lists_every_flag(capsys):
         main(["convert", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--to", "--model", "--image-size", "--num-classes", "--weights", "--vae", "--scheduler",
-                 "--class-names", "--overwrite"):
+    for flag in (
+        "--to",
+        "--model",
+        "--image-size",
+        "--num-classes",
+        "--weights",
+        "--vae",
+        "--scheduler",
+        "--class-names",
+        "--overwrite",
+    ):
         assert flag in out

@@ -1,4 +1,7 @@
-"""Bundled digits (checked against scikit-learn's copy) → image-folder export: pixel values, stratified split, reuse, and the readers that consume it."""
+"""Bundled digits (checked against scikit-learn's copy) → image-folder export.
+
+Pixel values, stratified split, reuse, and the readers that consume it.
+"""
 
 from __future__ import annotations
 

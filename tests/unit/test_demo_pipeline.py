@@ -1,4 +1,7 @@
-"""`dit demo` as a preset: its commands parse with the real sub-commands, every setting is a flag, bad input fails early."""
+"""`dit demo` as a preset.
+
+Its commands parse with the real sub-commands, every setting is a flag, bad input fails early.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +24,20 @@ def parser():
 
 
 def test_every_stage_command_parses_and_carries_the_settings(parser):
-    cfg = DemoConfig(out="/tmp/x", depth=3, hidden_size=48, num_heads=3, patch_size=4, max_steps=77, lr=3e-4,
-                     precision="bf16", cfg_scale=2.5, sampling_steps=9, num_samples=300, device="cpu")
+    cfg = DemoConfig(
+        out="/tmp/x",
+        depth=3,
+        hidden_size=48,
+        num_heads=3,
+        patch_size=4,
+        max_steps=77,
+        lr=3e-4,
+        precision="bf16",
+        cfg_scale=2.5,
+        sampling_steps=9,
+        num_samples=300,
+        device="cpu",
+    )
     cmds = stage_commands(cfg, checkpoint="/tmp/x/train/checkpoints/0000077.pt")
     assert list(cmds) == ["train-classifier", "train", "sample", "eval-samples", "eval-real"]
     parsed = {name: parser.parse_args(argv) for name, argv in cmds.items()}  # argparse exits on an unknown flag
@@ -48,10 +63,31 @@ def test_every_demo_setting_is_a_flag_with_the_config_default(parser):
     for f in dataclasses.fields(DemoConfig):
         assert hasattr(args, f.name), f"DemoConfig.{f.name} has no --{f.name.replace('_', '-')} flag"
         assert getattr(args, f.name) == f.default, f.name
-    overridden = parser.parse_args(["demo", "--max-steps", "5", "--image-size", "8", "--precision", "bf16",
-                                    "--out", "o", "--max-minutes", "1", "--depth", "1"])
-    assert (overridden.max_steps, overridden.image_size, overridden.precision, overridden.out,
-            overridden.max_minutes, overridden.depth) == (5, 8, "bf16", "o", 1.0, 1)
+    overridden = parser.parse_args(
+        [
+            "demo",
+            "--max-steps",
+            "5",
+            "--image-size",
+            "8",
+            "--precision",
+            "bf16",
+            "--out",
+            "o",
+            "--max-minutes",
+            "1",
+            "--depth",
+            "1",
+        ]
+    )
+    assert (
+        overridden.max_steps,
+        overridden.image_size,
+        overridden.precision,
+        overridden.out,
+        overridden.max_minutes,
+        overridden.depth,
+    ) == (5, 8, "bf16", "o", 1.0, 1)
 
 
 def test_dry_run_checks_the_settings(capsys):

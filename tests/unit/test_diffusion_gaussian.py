@@ -77,7 +77,7 @@ def test_learned_range_endpoints_and_fixed_variances():
     eps = torch.zeros_like(x)
     d = create_diffusion("")
     for v, table in ((1.0, torch.log(d.betas)), (-1.0, d.posterior_log_variance_clipped)):
-        out = d.p_mean_variance(lambda x, tt: torch.cat([eps, torch.full_like(x, v)], 1), x, t)
+        out = d.p_mean_variance(lambda x, tt: torch.cat([eps, torch.full_like(x, v)], 1), x, t)  # noqa: B023 (called now)
         torch.testing.assert_close(out["log_variance"][:, 0, 0, 0], table[t])
     small = create_diffusion("", learn_sigma=False, sigma_small=True)
     large = create_diffusion("", learn_sigma=False)

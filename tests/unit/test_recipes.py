@@ -34,12 +34,30 @@ def test_paper_recipe_is_every_dataclass_default():
 
 def test_fast_recipe_and_explicit_flags_override_it():
     cfg, model_cfg, d = train_cli.build_configs(_args("--recipe", "fast"))
-    assert (d.objective, d.timestep_sampling, d.learn_sigma, model_cfg.learn_sigma) == ("flow", "logit-normal", False, False)
+    assert (d.objective, d.timestep_sampling, d.learn_sigma, model_cfg.learn_sigma) == (
+        "flow",
+        "logit-normal",
+        False,
+        False,
+    )
     assert cfg.recipe == "fast" and cfg.lr == 5e-4 and cfg.grad_clip == 1.0 and cfg.warmup_steps == 100
     assert cfg.ema_type == "halflife" and cfg.betas == (0.9, 0.99)
-    cfg, model_cfg, d = train_cli.build_configs(_args("--recipe", "fast", "--lr", "2e-4", "--ema-type", "power",
-                                                      "--adam-beta2", "0.95", "--objective", "gaussian",
-                                                      "--logit-normal-std", "0.5"))
+    cfg, model_cfg, d = train_cli.build_configs(
+        _args(
+            "--recipe",
+            "fast",
+            "--lr",
+            "2e-4",
+            "--ema-type",
+            "power",
+            "--adam-beta2",
+            "0.95",
+            "--objective",
+            "gaussian",
+            "--logit-normal-std",
+            "0.5",
+        )
+    )
     assert cfg.lr == 2e-4 and cfg.ema_type == "power" and cfg.betas == (0.9, 0.95) and cfg.grad_clip == 1.0
     assert d.objective == "gaussian" and d.learn_sigma is True and model_cfg.learn_sigma is True  # σ follows objective
     assert d.logit_normal_std == 0.5
@@ -56,15 +74,31 @@ def test_uniform_gaussian_timesteps_are_the_papers_formula_bit_for_bit():
     assert torch.equal(t, (u * 1000).long().clamp_(max=999))
     logit = training_timesteps(DiffusionConfig(timestep_sampling="logit-normal"))(u)
     assert torch.equal(logit, (logit_normal(u) * 1000).long().clamp_(max=999))
-    flow = training_timesteps(DiffusionConfig(objective="flow", learn_sigma=False, timestep_sampling="logit-normal",
-                                              logit_normal_mean=0.5, logit_normal_std=0.8))(u)
+    flow = training_timesteps(
+        DiffusionConfig(
+            objective="flow",
+            learn_sigma=False,
+            timestep_sampling="logit-normal",
+            logit_normal_mean=0.5,
+            logit_normal_std=0.8,
+        )
+    )(u)
     assert flow.dtype == torch.float32 and torch.equal(flow, logit_normal(u, 0.5, 0.8).float())
 
 
 def test_flow_timestep_draws_of_two_ranks_concatenate_to_one():
     fn = training_timesteps(DiffusionConfig(objective="flow", learn_sigma=False, timestep_sampling="logit-normal"))
-    kw = dict(seed=5, step=9, global_batch=4, latent_shape=(3, 8, 8), num_timesteps=1000, drop_prob=0.5,
-              flip=True, device=torch.device("cpu"), timesteps_from_coins=fn)
+    kw = dict(
+        seed=5,
+        step=9,
+        global_batch=4,
+        latent_shape=(3, 8, 8),
+        num_timesteps=1000,
+        drop_prob=0.5,
+        flip=True,
+        device=torch.device("cpu"),
+        timesteps_from_coins=fn,
+    )
     full = tr.draw_step_randomness(rank=0, world=1, **kw)
     halves = [tr.draw_step_randomness(rank=r, world=2, **kw) for r in range(2)]
     assert torch.equal(full.t, torch.cat([h.t for h in halves]))
@@ -75,8 +109,19 @@ def test_flow_timestep_draws_of_two_ranks_concatenate_to_one():
 
 def _tiny(learn_sigma):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=None, input_size=4, in_channels=3, num_classes=2, patch_size=2,
-                                    hidden_size=16, depth=1, num_heads=2, learn_sigma=learn_sigma))
+    model = build_model(
+        ModelConfig(
+            name=None,
+            input_size=4,
+            in_channels=3,
+            num_classes=2,
+            patch_size=2,
+            hidden_size=16,
+            depth=1,
+            num_heads=2,
+            learn_sigma=learn_sigma,
+        )
+    )
     with torch.no_grad():  # off the zero init, so outputs depend on x, t and y
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -99,7 +144,9 @@ def test_each_objective_gets_its_own_default_sampler_and_refuses_the_others():
 
 def test_flow_image_sampler_rows_do_not_depend_on_the_batch():
     codec = load_codec("none")
-    s = ImageSampler(_tiny(False), FlowMatching(), codec, SampleConfig(sampler="sde", num_sampling_steps=4, cfg_scale=2.0))
+    s = ImageSampler(
+        _tiny(False), FlowMatching(), codec, SampleConfig(sampler="sde", num_sampling_steps=4, cfg_scale=2.0)
+    )
     together = s.latents([0, 1, 2], [0, 1, 0])
     alone = s.latents([1], [1])
     torch.testing.assert_close(together[1:2], alone, rtol=1e-5, atol=1e-6)

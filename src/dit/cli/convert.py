@@ -25,15 +25,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="official size such as DiT-XL/2 (unset: from the file or its shapes)")
     p.add_argument("--image-size", type=int, default=None,
                    help="image side in pixels; latent side = image-size/8 for 4-channel models (unset: from the file)")
-    p.add_argument("--num-classes", type=int, default=None, help="number of classes (unset: from the file or its class table)")
-    p.add_argument("--weights", choices=["ema", "model"], default="ema",
-                   help="which weights of a checkpoint that holds both: the EMA (for sampling) or the raw model")
-    p.add_argument("--vae", default=None,
-                   help="with a diffusers DST: add this VAE (ema, mse or a local AutoencoderKL folder) to make a full DiTPipeline")
-    p.add_argument("--scheduler", choices=["ddim", "ddpm"], default="ddim",
-                   help="diffusers scheduler written with the DiT schedule (linear β 1e-4..0.02, 1000 steps)")
-    p.add_argument("--class-names", default=None,
-                   help="text file with one class name per line for the pipeline's id2label (unset: the file's own, else 0..N-1)")
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="number of classes (unset: from the file or its class table)"
+    )
+    p.add_argument(
+        "--weights",
+        choices=["ema", "model"],
+        default="ema",
+        help="which weights of a checkpoint that holds both: the EMA (for sampling) or the raw model",
+    )
+    p.add_argument(
+        "--vae",
+        default=None,
+        help="with a diffusers DST: add this VAE (ema, mse or a local AutoencoderKL folder) to make a full DiTPipeline",
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=["ddim", "ddpm"],
+        default="ddim",
+        help="diffusers scheduler written with the DiT schedule (linear β 1e-4..0.02, 1000 steps)",
+    )
+    p.add_argument(
+        "--class-names",
+        default=None,
+        help="text file with one class name per line for the pipeline's id2label (unset: the file's own, else 0..N-1)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
@@ -51,9 +67,17 @@ def run(args: argparse.Namespace) -> int:
     from dit.weights.export import convert_checkpoint
 
     summary = convert_checkpoint(
-        args.src, args.dst, to=args.to, model=args.model, image_size=args.image_size,
-        num_classes=args.num_classes, weights=args.weights, vae=args.vae, scheduler=args.scheduler,
-        class_names=_read_names(args.class_names) if args.class_names else None, overwrite=args.overwrite,
+        args.src,
+        args.dst,
+        to=args.to,
+        model=args.model,
+        image_size=args.image_size,
+        num_classes=args.num_classes,
+        weights=args.weights,
+        vae=args.vae,
+        scheduler=args.scheduler,
+        class_names=_read_names(args.class_names) if args.class_names else None,
+        overwrite=args.overwrite,
     )
     s = summary
     print(

@@ -27,24 +27,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inception", metavar="PATH", default=None,
                         help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth or "
                              "inception-2015-12-05-tf-graph.pth (`dit convert-inception`) in the cache folder")
-    parser.add_argument("--features", default="inception",
-                        help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)")
+    parser.add_argument(
+        "--features",
+        default="inception",
+        help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)",
+    )
     parser.add_argument("--out", metavar="JSON", default=None, help="result file; when unset, <SAMPLES>.eval.json")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass of the feature network")
     parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
-    parser.add_argument("--no-cache", action="store_true", help="recompute reference features instead of using/writing the cache")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="recompute reference features instead of using/writing the cache"
+    )
     parser.add_argument("--nearest-k", type=int, default=3, help="k of the k-NN manifolds of precision/recall (ADM: 3)")
-    parser.add_argument("--is-split-size", type=int, default=5000,
-                        help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk "
-                             "is shorter when N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)")
+    parser.add_argument(
+        "--is-split-size",
+        type=int,
+        default=5000,
+        help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk "
+        "is shorter when N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)",
+    )
     # The old flag counted equal splits, which is not what ADM does: refused with a pointer.
     parser.add_argument("--is-splits", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def format_result(result: dict) -> str:
     """The headline numbers on a few lines."""
-    lines = [f"{k:16s} {result[k]:.4f}" if result[k] is not None else f"{k:16s} n/a (no classifier in the weights)"
-             for k in ("fid", "sfid", "inception_score", "precision", "recall")]
+    lines = [
+        f"{k:16s} {result[k]:.4f}" if result[k] is not None else f"{k:16s} n/a (no classifier in the weights)"
+        for k in ("fid", "sfid", "inception_score", "precision", "recall")
+    ]
     if "class_accuracy" in result:
         lines.append(f"{'class_accuracy':16s} {result['class_accuracy']:.4f}")
     return "\n".join(lines)
@@ -57,19 +68,32 @@ def run(args: argparse.Namespace) -> int:
     from dit.evaluation.io import write_json
 
     if args.is_splits is not None:
-        raise UserError("--is-splits (a number of equal splits) is gone: ADM's Inception Score uses consecutive "
-                        "chunks of 5,000 samples; use --is-split-size (default 5000)")
+        raise UserError(
+            "--is-splits (a number of equal splits) is gone: ADM's Inception Score uses consecutive "
+            "chunks of 5,000 samples; use --is-split-size (default 5000)"
+        )
     if args.batch_size < 1 or args.nearest_k < 1 or args.is_split_size < 1:
         raise UserError("--batch-size, --nearest-k and --is-split-size must be positive")
-    cfg = EvalConfig(samples=args.samples, reference=args.reference, features=args.features, inception=args.inception,
-                     batch_size=args.batch_size, device=args.device, cache=not args.no_cache,
-                     nearest_k=args.nearest_k, is_split_size=args.is_split_size)
+    cfg = EvalConfig(
+        samples=args.samples,
+        reference=args.reference,
+        features=args.features,
+        inception=args.inception,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache=not args.no_cache,
+        nearest_k=args.nearest_k,
+        is_split_size=args.is_split_size,
+    )
     result = evaluate(cfg, progress=True)
     out = args.out or args.samples.rstrip("/") + ".eval.json"
     write_json(out, {**result, "config": cfg.to_dict()})
     print(format_result(result))
     if result["not_comparable_because"]:
-        print("warning: not comparable with published (ADM-evaluator) numbers: "
-              + "; ".join(result["not_comparable_because"]), file=sys.stderr)
+        print(
+            "warning: not comparable with published (ADM-evaluator) numbers: "
+            + "; ".join(result["not_comparable_because"]),
+            file=sys.stderr,
+        )
     print(f"wrote {out}")
     return 0

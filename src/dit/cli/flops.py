@@ -18,8 +18,12 @@ L8_NOTE = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # No `choices=` lists: they live in dit.models, which imports torch; run() validates instead.
-    parser.add_argument("--model", default="all", help="an official name (DiT-XL/2 … DiT-S/8), or 'all' for the 12 sizes")
-    parser.add_argument("--image-size", type=int, default=256, help="image side in pixels (latent side = image-size / 8)")
+    parser.add_argument(
+        "--model", default="all", help="an official name (DiT-XL/2 … DiT-S/8), or 'all' for the 12 sizes"
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=256, help="image side in pixels (latent side = image-size / 8)"
+    )
     parser.add_argument(
         "--block", default="adaln-zero", help="block design (paper Fig. 5): adaln-zero, adaln, cross-attn or in-context"
     )
@@ -40,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if names:
         size_of(args.model)  # raises a UserError listing the valid names
     rows = flops_table(names, image_size=args.image_size, block=args.block, num_classes=args.num_classes)
-    print(f"image {args.image_size}x{args.image_size}, block {args.block}, {args.num_classes} classes; Gflops = MACs per image")
+    print(
+        f"image {args.image_size}x{args.image_size}, block {args.block}, {args.num_classes} classes; Gflops = "
+        f"MACs per image"
+    )
     print(format_table(rows))
     if any(r.name == "DiT-L/8" and r.paper_gflops is not None for r in rows):
         print(L8_NOTE)

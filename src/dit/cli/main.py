@@ -49,7 +49,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, argparse.SUPPRESS) or isinstance(action, self._SWITCHES):
+        if (
+            "default" in text.lower()
+            or action.default in (None, argparse.SUPPRESS)
+            or isinstance(action, self._SWITCHES)
+        ):
             return text
         if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return text  # a required positional has no default

@@ -19,8 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT.npz", help="the reference file to write")
     parser.add_argument("--inception", metavar="PATH", default=None,
                         help="FID Inception weights file; when unset, the one in the cache folder")
-    parser.add_argument("--features", default="inception",
-                        help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)")
+    parser.add_argument(
+        "--features",
+        default="inception",
+        help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass of the feature network")
     parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
 

@@ -7,14 +7,18 @@ import argparse
 from dit.cli.argtypes import non_negative_float, positive_float, positive_int
 from dit.config import SAMPLER_NAMES
 
-HELP = "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs (one process, or one rank per GPU under torchrun)"
+HELP = (
+    "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs "
+    "(one process, or one rank per GPU under torchrun)"
+)
 DESCRIPTION = (
     "Draw images from a dit checkpoint (EMA weights by default), its .safetensors export, or an official DiT .pt "
     "(then say which model: --model DiT-XL/2 --image-size 256; a non-official size needs a file that carries its "
     "config, e.g. `dit convert` output). --out FILE.png writes a grid (one row per class when classes are balanced); "
     "--out FILE.npz writes arr_0 (N, H, W, 3) uint8 and arr_1 (N,) labels for `dit eval` and ADM's evaluator; "
     "--out DIR/ writes one PNG per sample (000000.png, or 000000_class207.png with labels), the input of clean-fid "
-    "and torch-fidelity. A protocol card FILE.protocol.json (DIR.protocol.json) records everything that fixed the pixels. Sample i depends only on the settings, the seed "
+    "and torch-fidelity. A protocol card FILE.protocol.json (DIR.protocol.json) records everything that fixed "
+    "the pixels. Sample i depends only on the settings, the seed "
     "and i, so the file is the same for any number of processes: torchrun --nproc_per_node 8 -m dit.cli.main sample "
     "... splits the work; an interrupted run picks up the shards already written in FILE.shards/ when rerun."
 )
@@ -24,48 +28,130 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # Official script names (sample.py / sample_ddp.py) are accepted where they mean the same:
     # --global-seed, --per-proc-batch-size, --num-fid-samples, --sample-dir, --tf32/--no-tf32.
     w = p.add_argument_group("weights")
-    w.add_argument("--ckpt", required=True, help="a dit checkpoint (.pt), its .safetensors export, an official DiT .pt, "
-                   "a diffusers folder or a Hugging Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)")
+    w.add_argument(
+        "--ckpt",
+        required=True,
+        help="a dit checkpoint (.pt), its .safetensors export, an official DiT .pt, "
+        "a diffusers folder or a Hugging Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)",
+    )
     w.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of a training checkpoint")
-    w.add_argument("--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)")
-    w.add_argument("--image-size", type=positive_int, default=None, help="official files only: image side in pixels (256, 512)")
-    w.add_argument("--num-classes", type=positive_int, default=None, help="official files only: number of classes (default 1000)")
-    w.add_argument("--vae", default=None, help="decoder: ema, mse, none (pixel space) or an AutoencoderKL folder "
-                   "(default: the one recorded in the checkpoint; mse for official files, as the official sample.py)")
+    w.add_argument(
+        "--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)"
+    )
+    w.add_argument(
+        "--image-size", type=positive_int, default=None, help="official files only: image side in pixels (256, 512)"
+    )
+    w.add_argument(
+        "--num-classes", type=positive_int, default=None, help="official files only: number of classes (default 1000)"
+    )
+    w.add_argument(
+        "--vae",
+        default=None,
+        help="decoder: ema, mse, none (pixel space) or an AutoencoderKL folder "
+        "(default: the one recorded in the checkpoint; mse for official files, as the official sample.py)",
+    )
 
     s = p.add_argument_group("what to draw")
-    s.add_argument("--num-samples", "--num-fid-samples", type=positive_int, default=None,
-                   help="number of images (default: one per --class-labels entry, else 16)")
-    s.add_argument("--class-labels", type=int, nargs="+", default=None,
-                   help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)")
-    s.add_argument("--sampler", choices=SAMPLER_NAMES, default=None,
-                   help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
-                   "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which")
-    s.add_argument("--num-sampling-steps", "--sampling-steps", "--sample-steps", dest="num_sampling_steps",
-                   type=positive_int, default=None,
-                   help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)")
-    s.add_argument("--cfg-scale", type=non_negative_float, default=1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
-    s.add_argument("--guidance-channels", choices=["all", "official"], default="all",
-                   help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)")
-    s.add_argument("--guidance-interval", type=int, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only")
+    s.add_argument(
+        "--num-samples",
+        "--num-fid-samples",
+        type=positive_int,
+        default=None,
+        help="number of images (default: one per --class-labels entry, else 16)",
+    )
+    s.add_argument(
+        "--class-labels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)",
+    )
+    s.add_argument(
+        "--sampler",
+        choices=SAMPLER_NAMES,
+        default=None,
+        help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
+        "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which",
+    )
+    s.add_argument(
+        "--num-sampling-steps",
+        "--sampling-steps",
+        "--sample-steps",
+        dest="num_sampling_steps",
+        type=positive_int,
+        default=None,
+        help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)",
+    )
+    s.add_argument(
+        "--cfg-scale",
+        type=non_negative_float,
+        default=1.5,
+        help="classifier-free guidance scale (1 = off; paper FID: 1.5)",
+    )
+    s.add_argument(
+        "--guidance-channels",
+        choices=["all", "official"],
+        default="all",
+        help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)",
+    )
+    s.add_argument(
+        "--guidance-interval",
+        type=int,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only",
+    )
     s.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM η (0 = deterministic)")
-    s.add_argument("--time-shift", type=positive_float, default=1.0,
-                   help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)")
-    s.add_argument("--sde-diffusion", type=non_negative_float, default=1.0,
-                   help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)")
-    s.add_argument("--seed", "--global-seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone")
+    s.add_argument(
+        "--time-shift",
+        type=positive_float,
+        default=1.0,
+        help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)",
+    )
+    s.add_argument(
+        "--sde-diffusion",
+        type=non_negative_float,
+        default=1.0,
+        help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)",
+    )
+    s.add_argument(
+        "--seed", "--global-seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone"
+    )
 
     o = p.add_argument_group("output and speed")
-    o.add_argument("--out", default=None,
-                   help="FILE.png (grid), FILE.npz (arr_0 images, arr_1 labels) or DIR/ (one PNG per sample; new or empty)")
-    o.add_argument("--sample-dir", dest="out", type=_folder, metavar="DIR",
-                   help="the official sample_ddp.py's name for --out DIR/ (one PNG per sample)")
-    o.add_argument("--batch-size", "--per-proc-batch-size", type=positive_int, default=32,
-                   help="images per forward pass per process (keep it when resuming)")
-    o.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of the DiT (the VAE decodes in fp32)")
-    o.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
-                   help="TensorFloat-32 matmuls/convolutions on CUDA (on by default, as in training and the official sample_ddp.py)")
+    o.add_argument(
+        "--out",
+        default=None,
+        help="FILE.png (grid), FILE.npz (arr_0 images, arr_1 labels) or DIR/ (one PNG per sample; new or empty)",
+    )
+    o.add_argument(
+        "--sample-dir",
+        dest="out",
+        type=_folder,
+        metavar="DIR",
+        help="the official sample_ddp.py's name for --out DIR/ (one PNG per sample)",
+    )
+    o.add_argument(
+        "--batch-size",
+        "--per-proc-batch-size",
+        type=positive_int,
+        default=32,
+        help="images per forward pass per process (keep it when resuming)",
+    )
+    o.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="autocast precision of the DiT (the VAE decodes in fp32)",
+    )
+    o.add_argument(
+        "--tf32",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TensorFloat-32 matmuls/convolutions on CUDA "
+        "(on by default, as in training and the official sample_ddp.py)",
+    )
     o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     o.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")
     o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -84,13 +170,28 @@ def run(args: argparse.Namespace) -> int:
     from dit.evaluation.generate import generate_to_file
 
     cfg = SampleConfig(
-        ckpt=args.ckpt, out=args.out, model=args.model, image_size=args.image_size, num_classes=args.num_classes,
-        weights=args.weights, vae=args.vae, num_samples=args.num_samples,
-        class_labels=tuple(args.class_labels) if args.class_labels else None, sampler=args.sampler,
-        num_sampling_steps=args.num_sampling_steps, cfg_scale=args.cfg_scale, guidance_channels=args.guidance_channels,
-        guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None, eta=args.eta,
-        time_shift=args.time_shift, sde_diffusion=args.sde_diffusion,
-        seed=args.seed, precision=args.precision, tf32=args.tf32, batch_size=args.batch_size, device=args.device,
+        ckpt=args.ckpt,
+        out=args.out,
+        model=args.model,
+        image_size=args.image_size,
+        num_classes=args.num_classes,
+        weights=args.weights,
+        vae=args.vae,
+        num_samples=args.num_samples,
+        class_labels=tuple(args.class_labels) if args.class_labels else None,
+        sampler=args.sampler,
+        num_sampling_steps=args.num_sampling_steps,
+        cfg_scale=args.cfg_scale,
+        guidance_channels=args.guidance_channels,
+        guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+        eta=args.eta,
+        time_shift=args.time_shift,
+        sde_diffusion=args.sde_diffusion,
+        seed=args.seed,
+        precision=args.precision,
+        tf32=args.tf32,
+        batch_size=args.batch_size,
+        device=args.device,
         progress=args.progress,
     )
     out = generate_to_file(cfg, keep_shards=args.keep_shards)

@@ -13,9 +13,13 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-path", required=True, help="labelled images: .npz with arr_0/arr_1 or a class-folder tree")
+    parser.add_argument(
+        "--data-path", required=True, help="labelled images: .npz with arr_0/arr_1 or a class-folder tree"
+    )
     parser.add_argument("--out", required=True, help="output weights file, ending in .safetensors")
-    parser.add_argument("--image-size", type=int, default=None, help="side the classifier works at; when unset, the data's")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="side the classifier works at; when unset, the data's"
+    )
     parser.add_argument("--width", type=int, default=32, help="channels of the first conv stage (the second has twice)")
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, default=64, help="images per optimisation step")
@@ -30,11 +34,25 @@ def run(args: argparse.Namespace) -> int:
     from dit.errors import UserError
     from dit.evaluation.classifier import train_classifier
 
-    if args.epochs < 1 or args.batch_size < 1 or args.width < 1 or (args.image_size is not None and args.image_size < 4):
+    if (
+        args.epochs < 1
+        or args.batch_size < 1
+        or args.width < 1
+        or (args.image_size is not None and args.image_size < 4)
+    ):
         raise UserError("--epochs, --batch-size and --width must be positive and --image-size at least 4")
-    cfg = ClassifierTrainConfig(data_path=args.data_path, out=args.out, image_size=args.image_size, width=args.width,
-                                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                val_fraction=args.val_fraction, seed=args.seed, device=args.device)
+    cfg = ClassifierTrainConfig(
+        data_path=args.data_path,
+        out=args.out,
+        image_size=args.image_size,
+        width=args.width,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        device=args.device,
+    )
     result = train_classifier(cfg, progress=True)
     val = result["val_accuracy"]
     print(f"held-out accuracy {val:.4f} on {result['num_val']} images" if val is not None else "no held-out split")

@@ -65,7 +65,9 @@ def class_index(name_or_id: Union[str, int], num_classes: int, names: Optional[S
     if not isinstance(name_or_id, str):
         raise UserError(f"class {name_or_id!r} is not a class name or id")
     if not names:
-        raise UserError(f"this model stores no class names; give a class id in 0..{num_classes - 1}, not {name_or_id!r}")
+        raise UserError(
+            f"this model stores no class names; give a class id in 0..{num_classes - 1}, not {name_or_id!r}"
+        )
     key = name_or_id.strip().lower()
     close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see pipe.class_names"

@@ -182,7 +182,8 @@ def _reuse(root: Path, export: DigitsExport) -> DigitsExport:
     try:
         found = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
-        raise UserError(f"{root} exists but is not a digits export (no readable {MANIFEST}); choose another folder") from None
+        raise UserError(f"{root} exists but is not a digits export (no readable {MANIFEST}); choose another "
+            f"folder") from None
     found = {**asdict(DigitsExport("", 0, 0.0, 0, 0, 0)), **found}  # manifests older than a field get its default
     if {k: v for k, v in found.items() if k != "root"} != {k: v for k, v in asdict(export).items() if k != "root"}:
         raise UserError(

@@ -344,7 +344,9 @@ def run_demo(
         return json.loads(paths.eval_samples.read_text()), json.loads(paths.eval_real.read_text())
 
     ev, real = stages.run("eval", "evaluating samples and real digits against the held-out digits", evaluate)
-    stages.run("plots", f"drawing the loss curve to {paths.loss_curve}", lambda: loss_curve(paths.run, paths.loss_curve))
+    stages.run(
+        "plots", f"drawing the loss curve to {paths.loss_curve}", lambda: loss_curve(paths.run, paths.loss_curve)
+    )
 
     metrics = _gather_metrics(cfg, paths, ckpt, cls, ev, real, stages.seconds, time.monotonic() - started)
     atomic_write_json(paths.metrics, metrics)
@@ -367,8 +369,11 @@ def _classifier_accuracy(paths: RunPaths) -> dict:
 def _final_losses(run_dir: Path, ckpt: Path) -> dict:
     """Steps trained (from the checkpoint: --max-minutes may stop between log lines) and the last logged losses."""
     m = read_metrics_csv(run_dir / "metrics.csv")
-    return {"steps": int(load_checkpoint(ckpt)["step"]), "last_logged_step": int(m["step"][-1]),
-            **{k: float(m[k][-1]) for k in ("loss", "mse", "vb") if k in m}}
+    return {
+        "steps": int(load_checkpoint(ckpt)["step"]),
+        "last_logged_step": int(m["step"][-1]),
+        **{k: float(m[k][-1]) for k in ("loss", "mse", "vb") if k in m},
+    }
 
 
 def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
@@ -381,13 +386,23 @@ def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
         "samples": {k: ev[k] for k in HEADLINE if k in ev},
         "real_vs_real": {k: real[k] for k in HEADLINE if k in real},
         "classifier": cls,
-        "train": {**_final_losses(paths.run, ckpt), "checkpoint": str(ckpt), "precision": cfg.precision,
-                  "model": state["config"]["model"]},
-        "sampling": {"sampler": cfg.sampler, "steps": cfg.sampling_steps, "cfg_scale": cfg.cfg_scale,
-                     "num_samples": cfg.num_samples, "num_reference": ev["num_reference"]},
+        "train": {
+            **_final_losses(paths.run, ckpt),
+            "checkpoint": str(ckpt),
+            "precision": cfg.precision,
+            "model": state["config"]["model"],
+        },
+        "sampling": {
+            "sampler": cfg.sampler,
+            "steps": cfg.sampling_steps,
+            "cfg_scale": cfg.cfg_scale,
+            "num_samples": cfg.num_samples,
+            "num_reference": ev["num_reference"],
+        },
         "seconds": {**seconds, "total": round(total, 2)},
-        "files": {k: str(getattr(paths, k)) for k in ("grid", "strip", "loss_curve", "samples", "classifier",
-                                                       "config", "run")},
+        "files": {
+            k: str(getattr(paths, k)) for k in ("grid", "strip", "loss_curve", "samples", "classifier", "config", "run")
+        },
     }
 
 
@@ -399,7 +414,8 @@ def summary(metrics: dict, paths: RunPaths) -> str:
         f"dit demo finished in {metrics['seconds']['total'] / 60:.1f} min ({metrics['train']['steps']} training steps)",
         f"  class agreement of guided samples  {metrics['class_agreement']:.1%}  "
         f"(classifier: {c['test_accuracy']:.1%} on {c['num_test']} real digits it never saw)",
-        f"  FID in classifier features         samples {metrics['fid']:.2f}   real vs real {metrics['fid_real_vs_real']:.2f}",
+        f"  FID in classifier features         samples {metrics['fid']:.2f}   real vs real "
+        f"{metrics['fid_real_vs_real']:.2f}",
         f"  grid (one row per class)           {paths.grid}",
         f"  denoising strip                    {paths.strip}",
         f"  loss curve                         {paths.loss_curve}",

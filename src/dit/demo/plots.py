@@ -38,7 +38,9 @@ def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]) for k in rows[0]}
 
 
-def axis_map(values: np.ndarray, lo: float, hi: float, pixel_lo: float, pixel_hi: float, log: bool = False) -> np.ndarray:
+def axis_map(
+    values: np.ndarray, lo: float, hi: float, pixel_lo: float, pixel_hi: float, log: bool = False
+) -> np.ndarray:
     """Data values → pixel coordinates: ``lo`` ↦ ``pixel_lo``, ``hi`` ↦ ``pixel_hi`` (log10 scale if ``log``)."""
     v = np.asarray(values, dtype=np.float64)
     if log:

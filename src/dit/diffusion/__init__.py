@@ -2,7 +2,8 @@
 
 ``build_objective(DiffusionConfig)`` gives the training object of either objective (Gaussian:
 DDPM / Improved DDPM / ADM as in DiT; flow: SiT's linear interpolant, :mod:`.flow`);
-``create_diffusion`` has the official DiT signature; ``flow_samplers.sample`` integrates flow models; ``samplers.sample`` is the functional
+``create_diffusion`` has the official DiT signature; ``flow_samplers.sample`` integrates flow models;
+``samplers.sample`` is the functional
 interface (DDPM, DDIM, DPM-Solver++); ``guidance.guided_model_fn`` wraps a conditional model
 for classifier-free guidance. Knows nothing about ``dit.models``: models are callables.
 """
@@ -106,10 +107,13 @@ def check_sampler(objective: str, sampler: str) -> None:
     for other, others in SAMPLER_NAMES.items():
         if sampler in others:
             raise UserError(
-                f"--sampler {sampler} is for {OBJECTIVE_NAMES[other]}, but this checkpoint is {OBJECTIVE_NAMES[objective]}; "
+                f"--sampler {sampler} is for {OBJECTIVE_NAMES[other]}, but this checkpoint is "
+                f"{OBJECTIVE_NAMES[objective]}; "
                 f"use one of {names} (default {DEFAULT_SAMPLING[objective][0]})"
             )
-    raise UserError(f"unknown sampler {sampler!r}; this checkpoint is {OBJECTIVE_NAMES[objective]}: choose one of {names}")
+    raise UserError(
+        f"unknown sampler {sampler!r}; this checkpoint is {OBJECTIVE_NAMES[objective]}: choose one of {names}"
+    )
 
 
 __all__ = [

@@ -125,7 +125,9 @@ class GaussianDiffusion:
             sqrt_recipm1_alphas_cumprod=np.sqrt(1.0 / ac - 1.0),
             posterior_variance=post_var,
             # β̃_0 = 0, so its log is clipped to the value at t = 1 (ADM).
-            posterior_log_variance_clipped=np.log(np.append(post_var[1], post_var[1:])) if len(betas) > 1 else np.log(betas),
+            posterior_log_variance_clipped=np.log(np.append(post_var[1], post_var[1:]))
+            if len(betas) > 1
+            else np.log(betas),
             posterior_mean_coef1=betas * np.sqrt(ac_prev) / (1.0 - ac),
             posterior_mean_coef2=(1.0 - ac_prev) * np.sqrt(alphas) / (1.0 - ac),
             log_betas=np.log(betas),
@@ -153,9 +155,10 @@ class GaussianDiffusion:
         if noise is None:
             noise = torch.randn_like(x_start)
         assert noise.shape == x_start.shape
-        return extract(self.sqrt_alphas_cumprod, t, x_start) * x_start + extract(
-            self.sqrt_one_minus_alphas_cumprod, t, x_start
-        ) * noise
+        return (
+            extract(self.sqrt_alphas_cumprod, t, x_start) * x_start
+            + extract(self.sqrt_one_minus_alphas_cumprod, t, x_start) * noise
+        )
 
     def q_posterior_mean_variance(self, x_start, x_t, t):
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (DDPM eq. 6-7)."""
@@ -166,7 +169,10 @@ class GaussianDiffusion:
 
     # ---- conversions between parameterisations ----
     def predict_xstart_from_eps(self, x_t, t, eps):
-        return extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - extract(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+        return (
+            extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
+            - extract(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+        )
 
     def predict_eps_from_xstart(self, x_t, t, pred_xstart):
         return (extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - pred_xstart) / extract(
@@ -179,9 +185,10 @@ class GaussianDiffusion:
 
     def v_target(self, x_start, t, noise):
         """v = √ᾱ ε − √(1−ᾱ) x_0."""
-        return extract(self.sqrt_alphas_cumprod, t, x_start) * noise - extract(
-            self.sqrt_one_minus_alphas_cumprod, t, x_start
-        ) * x_start
+        return (
+            extract(self.sqrt_alphas_cumprod, t, x_start) * noise
+            - extract(self.sqrt_one_minus_alphas_cumprod, t, x_start) * x_start
+        )
 
     def pred_xstart_from_output(self, x_t, t, output):
         """x_0 predicted from the network's mean channels, whatever they parameterise."""
@@ -326,7 +333,9 @@ class GaussianDiffusion:
         }
 
     # ---- samplers (ADM interface) ----
-    def p_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None, generator: Generator = None):
+    def p_sample(
+        self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None, generator: Generator = None
+    ):
         """One ancestral step x_t → x_{t-1} ~ N(μ_θ, Σ_θ); no noise at t = 0 (DDPM Alg. 2)."""
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
         noise = draw_noise(x.shape, generator, x.device, x.dtype)
@@ -339,18 +348,38 @@ class GaussianDiffusion:
             return noise.to(device) if device is not None else noise
         return draw_noise(shape, generator, device)
 
-    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
-                      device=None, progress=False, generator: Generator = None):
+    def p_sample_loop(
+        self,
+        model,
+        shape,
+        noise=None,
+        clip_denoised=True,
+        denoised_fn=None,
+        model_kwargs=None,
+        device=None,
+        progress=False,
+        generator: Generator = None,
+    ):
         """DDPM ancestral sampling over all of this process's steps; returns x_0."""
         final = None
-        for final in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, model_kwargs,
-                                                    device, progress, generator):
+        for final in self.p_sample_loop_progressive(  # noqa: B007 (the last value is the result)
+            model, shape, noise, clip_denoised, denoised_fn, model_kwargs, device, progress, generator
+        ):
             pass
         return final["sample"]
 
-    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                                  model_kwargs=None, device=None, progress=False,
-                                  generator: Generator = None) -> Iterator[dict]:
+    def p_sample_loop_progressive(
+        self,
+        model,
+        shape,
+        noise=None,
+        clip_denoised=True,
+        denoised_fn=None,
+        model_kwargs=None,
+        device=None,
+        progress=False,
+        generator: Generator = None,
+    ) -> Iterator[dict]:
         """Yields {"sample", "pred_xstart"} after every DDPM step."""
         img = self._initial(shape, noise, device, generator)
         for i in progress_bar(list(range(self.num_timesteps))[::-1], progress, "ddpm"):
@@ -360,8 +389,9 @@ class GaussianDiffusion:
             yield out
             img = out["sample"]
 
-    def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None, eta=0.0,
-                    generator: Generator = None):
+    def ddim_sample(
+        self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None, eta=0.0, generator: Generator = None
+    ):
         """One DDIM step (Song et al. 2021, eq. 12) with σ_t = η √((1−ᾱ_{t-1})/(1−ᾱ_t)) √(1−ᾱ_t/ᾱ_{t-1})."""
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
         eps = self.predict_eps_from_xstart(x, t, out["pred_xstart"])  # consistent with a clipped x_0
@@ -375,18 +405,40 @@ class GaussianDiffusion:
         noise = draw_noise(x.shape, generator, x.device, x.dtype)
         return {"sample": mean_pred + nonzero * sigma * noise, "pred_xstart": out["pred_xstart"]}
 
-    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
-                         device=None, progress=False, eta=0.0, generator: Generator = None):
+    def ddim_sample_loop(
+        self,
+        model,
+        shape,
+        noise=None,
+        clip_denoised=True,
+        denoised_fn=None,
+        model_kwargs=None,
+        device=None,
+        progress=False,
+        eta=0.0,
+        generator: Generator = None,
+    ):
         """DDIM sampling over all of this process's steps (η = 0: deterministic); returns x_0."""
         final = None
-        for final in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, model_kwargs,
-                                                       device, progress, eta, generator):
+        for final in self.ddim_sample_loop_progressive(  # noqa: B007 (the last value is the result)
+            model, shape, noise, clip_denoised, denoised_fn, model_kwargs, device, progress, eta, generator
+        ):
             pass
         return final["sample"]
 
-    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                                     model_kwargs=None, device=None, progress=False, eta=0.0,
-                                     generator: Generator = None) -> Iterator[dict]:
+    def ddim_sample_loop_progressive(
+        self,
+        model,
+        shape,
+        noise=None,
+        clip_denoised=True,
+        denoised_fn=None,
+        model_kwargs=None,
+        device=None,
+        progress=False,
+        eta=0.0,
+        generator: Generator = None,
+    ) -> Iterator[dict]:
         """Yields {"sample", "pred_xstart"} after every DDIM step."""
         img = self._initial(shape, noise, device, generator)
         for i in progress_bar(list(range(self.num_timesteps))[::-1], progress, "ddim"):

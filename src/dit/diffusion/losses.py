@@ -13,7 +13,10 @@ import torch
 def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
     """KL(N(mean1, e^logvar1) ‖ N(mean2, e^logvar2)) per element, in nats."""
     tensor = next(x for x in (mean1, logvar1, mean2, logvar2) if isinstance(x, torch.Tensor))
-    logvar1, logvar2 = (x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=tensor.dtype, device=tensor.device) for x in (logvar1, logvar2))
+    logvar1, logvar2 = (
+        x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=tensor.dtype, device=tensor.device)
+        for x in (logvar1, logvar2)
+    )
     return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
 
 

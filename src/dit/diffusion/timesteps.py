@@ -40,7 +40,9 @@ def continuous_map(sampling: str, mean: float = 0.0, std: float = 1.0) -> Callab
     raise UserError(f"unknown timestep sampling {sampling!r}; choose one of {list(TIMESTEP_SAMPLINGS)}")
 
 
-def discrete_map(sampling: str, num_timesteps: int, mean: float = 0.0, std: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
+def discrete_map(
+    sampling: str, num_timesteps: int, mean: float = 0.0, std: float = 1.0
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The map u → integer t ∈ {0..T−1}: ⌊T·c(u)⌋ with c the continuous map (uniform: the paper's ⌊u·T⌋)."""
     cont = continuous_map(sampling, mean, std)
 

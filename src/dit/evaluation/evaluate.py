@@ -110,9 +110,16 @@ def _statistics_fit(stats: dict[str, np.ndarray], made_by: Optional[str], extrac
     if made_by is not None and made_by != extractor.name:
         return f"the reference file's statistics were made by {made_by}, not by {extractor.name}"
     if made_by is None and not extractor.name.startswith("inception"):
-        return "the reference file's statistics are Inception statistics (ADM's), but the features are " + extractor.name
+        return (
+            "the reference file's statistics are Inception statistics (ADM's), but the features are " + extractor.name
+        )
     shapes = {k: stats[k].shape for k in STAT_KEYS}
-    want = {"mu": (pool_dim,), "sigma": (pool_dim, pool_dim), "mu_s": (spatial_dim,), "sigma_s": (spatial_dim, spatial_dim)}
+    want = {
+        "mu": (pool_dim,),
+        "sigma": (pool_dim, pool_dim),
+        "mu_s": (spatial_dim,),
+        "sigma_s": (spatial_dim, spatial_dim),
+    }
     if shapes != want:
         return f"the reference file's statistics have shapes {shapes}, the features need {want}"
     return None
@@ -152,8 +159,9 @@ def reference_features(
     return load_reference(reference, extractor, batch_size, cache, progress).arrays
 
 
-def make_reference(images: str, out: str | os.PathLike, extractor: FeatureExtractor, batch_size: int = 64,
-                   progress: bool = False) -> dict:
+def make_reference(
+    images: str, out: str | os.PathLike, extractor: FeatureExtractor, batch_size: int = 64, progress: bool = False
+) -> dict:
     """Write ``out``: an ADM-style reference ``.npz`` of ``images`` (an ``.npz`` or a folder).
 
     Keys: ``arr_0`` the images (and ``arr_1`` labels when present), ``mu``, ``sigma`` (pool
@@ -168,8 +176,13 @@ def make_reference(images: str, out: str | os.PathLike, extractor: FeatureExtrac
     if data.labels is not None:
         blob["arr_1"] = data.labels
     atomic_write(out, lambda f: np.savez(f, **blob))
-    return {"reference": str(out), "images": str(images), "num_images": int(len(data.images)),
-            "features": extractor.name, "keys": sorted(blob)}
+    return {
+        "reference": str(out),
+        "images": str(images),
+        "num_images": int(len(data.images)),
+        "features": extractor.name,
+        "keys": sorted(blob),
+    }
 
 
 def comparability_notes(num_samples: int, reference: Reference, features_spec: str) -> list[str]:
@@ -178,8 +191,10 @@ def comparability_notes(num_samples: int, reference: Reference, features_spec: s
     if num_samples < PUBLISHED_NUM_SAMPLES:
         notes.append(f"{num_samples} samples, not {PUBLISHED_NUM_SAMPLES:,} (FID is biased upward with fewer)")
     if reference.statistics != "reference file":
-        notes.append(f"reference statistics recomputed from the reference's {reference.num_images} images, "
-                     "not read from a reference file (ADM's reference batches store mu/sigma of the whole dataset)")
+        notes.append(
+            f"reference statistics recomputed from the reference's {reference.num_images} images, "
+            "not read from a reference file (ADM's reference batches store mu/sigma of the whole dataset)"
+        )
     if not features_spec.startswith("inception"):
         notes.append(f"features from {features_spec}, not the FID Inception-v3")
     return notes
@@ -209,8 +224,10 @@ def compute_metrics(
     """
     n = len(samples["pool"])
     if n <= nearest_k or len(reference["pool"]) <= nearest_k:
-        raise UserError(f"need more than k={nearest_k} samples and reference images for precision/recall, "
-                        f"got {n} and {len(reference['pool'])}")
+        raise UserError(
+            f"need more than k={nearest_k} samples and reference images for precision/recall, "
+            f"got {n} and {len(reference['pool'])}"
+        )
     pool = metrics.feature_statistics(samples["pool"])
     spatial = metrics.feature_statistics(samples["spatial"])
     if "logits" in samples:

@@ -84,7 +84,9 @@ def classifier_extractor(path: str, device: str = "cpu") -> FeatureExtractor:
     return FeatureExtractor(net, f"classifier-{file_digest(path)}", device)
 
 
-def make_extractor(spec: str = "inception", inception_path: Optional[str] = None, device: str = "cpu") -> FeatureExtractor:
+def make_extractor(
+    spec: str = "inception", inception_path: Optional[str] = None, device: str = "cpu"
+) -> FeatureExtractor:
     """``"inception"`` or ``"classifier:PATH"`` → the extractor."""
     kind, _, arg = spec.partition(":")
     if kind == "inception" and not arg:

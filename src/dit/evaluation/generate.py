@@ -71,7 +71,9 @@ SETTINGS_FILE = "settings.json"
 # ---------------------------------------------------------------------------------------------
 
 
-def sample_labels(num_samples: int, num_classes: int, class_labels: Optional[Sequence[int]] = None) -> Optional[np.ndarray]:
+def sample_labels(
+    num_samples: int, num_classes: int, class_labels: Optional[Sequence[int]] = None
+) -> Optional[np.ndarray]:
     """Label of every sample (N,) int64, or None for an unconditional model.
 
     Given ``class_labels``, sample i gets ``class_labels[i mod len]``; otherwise labels are
@@ -145,8 +147,11 @@ class ImageSampler:
         # What the model predicts decides the samplers: ε (+Σ) for Gaussian diffusion, v for flow matching.
         self.objective = getattr(diffusion, "objective", "gaussian")
         default_sampler, default_steps = DEFAULT_SAMPLING[self.objective]
-        cfg = dataclasses.replace(cfg, sampler=default_sampler if cfg.sampler is None else cfg.sampler,
-                                  num_sampling_steps=default_steps if cfg.num_sampling_steps is None else cfg.num_sampling_steps)
+        cfg = dataclasses.replace(
+            cfg,
+            sampler=default_sampler if cfg.sampler is None else cfg.sampler,
+            num_sampling_steps=default_steps if cfg.num_sampling_steps is None else cfg.num_sampling_steps,
+        )
         self.diffusion, self.codec, self.cfg = diffusion, codec, cfg
         check_sampler(self.objective, cfg.sampler)
         if cfg.precision not in PRECISIONS:
@@ -184,8 +189,11 @@ class ImageSampler:
         c = self.cfg
         stochastic = c.sampler in STOCHASTIC | flow_samplers.STOCHASTIC or (c.sampler == "ddim" and c.eta > 0)
         # Flow models add their objective and flow-sampler knobs (Gaussian cards stay as they were).
-        flow = {"objective": "flow", "time_shift": float(c.time_shift),
-                "sde_diffusion": float(c.sde_diffusion) if c.sampler in flow_samplers.STOCHASTIC else None}
+        flow = {
+            "objective": "flow",
+            "time_shift": float(c.time_shift),
+            "sde_diffusion": float(c.sde_diffusion) if c.sampler in flow_samplers.STOCHASTIC else None,
+        }
         return {
             **(flow if self.objective == "flow" else {}),
             "sampler": c.sampler,
@@ -230,15 +238,32 @@ class ImageSampler:
             kwargs["y"] = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self.device)  # (B,)
         if self.objective == "flow":
             return flow_samplers.sample(
-                fn, (b, *self.latent_shape), sampler=c.sampler, num_steps=c.num_sampling_steps,
-                noise=noise.to(self.device), generator=step_gens, model_kwargs=kwargs,
-                clip_denoised=self.clip_denoised, time_shift=c.time_shift, sde_diffusion=c.sde_diffusion,
-                device=self.device, callback=callback,
+                fn,
+                (b, *self.latent_shape),
+                sampler=c.sampler,
+                num_steps=c.num_sampling_steps,
+                noise=noise.to(self.device),
+                generator=step_gens,
+                model_kwargs=kwargs,
+                clip_denoised=self.clip_denoised,
+                time_shift=c.time_shift,
+                sde_diffusion=c.sde_diffusion,
+                device=self.device,
+                callback=callback,
             )  # (B, C, h, w)
         return sample(
-            self.diffusion, fn, (b, *self.latent_shape), sampler=c.sampler, num_steps=c.num_sampling_steps,
-            noise=noise.to(self.device), generator=step_gens, model_kwargs=kwargs, clip_denoised=self.clip_denoised,
-            eta=c.eta, device=self.device, callback=callback,
+            self.diffusion,
+            fn,
+            (b, *self.latent_shape),
+            sampler=c.sampler,
+            num_steps=c.num_sampling_steps,
+            noise=noise.to(self.device),
+            generator=step_gens,
+            model_kwargs=kwargs,
+            clip_denoised=self.clip_denoised,
+            eta=c.eta,
+            device=self.device,
+            callback=callback,
         )  # (B, C, h, w)
 
     @torch.no_grad()
@@ -255,7 +280,9 @@ class ImageSampler:
                 "weights or the sampler settings are broken; check the weights with another --sampler or checkpoint"
             )
         if x.shape[1] != 3:
-            raise UserError(f"the decoder gives {x.shape[1]} channels, not RGB; a pixel-space model must have 3 input channels")
+            raise UserError(
+                f"the decoder gives {x.shape[1]} channels, not RGB; a pixel-space model must have 3 input channels"
+            )
         return to_uint8(x).numpy()  # (B, H, W, 3)
 
 
@@ -265,13 +292,19 @@ class ImageSampler:
 
 
 def generate_images(
-    sampler: ImageSampler, labels: Optional[np.ndarray], num_samples: int, batch_size: int, info: DistInfo = DistInfo(),
+    sampler: ImageSampler,
+    labels: Optional[np.ndarray],
+    num_samples: int,
+    batch_size: int,
+    info: DistInfo = DistInfo(),
     progress: bool = False,
 ) -> Optional[np.ndarray]:
     """uint8 (N, H, W, 3) on rank 0 (None elsewhere), chunks split over ranks as for files."""
     mine = rank_chunks(chunk_ranges(num_samples, batch_size), info.rank, info.world_size)
-    parts = {c.start: sampler.images(list(c), None if labels is None else labels[c.start : c.stop])
-             for c in _progress(mine, progress and info.is_main, "sample")}
+    parts = {
+        c.start: sampler.images(list(c), None if labels is None else labels[c.start : c.stop])
+        for c in _progress(mine, progress and info.is_main, "sample")
+    }
     if info.distributed:
         gathered = [None] * info.world_size if info.is_main else None
         dist.gather_object(parts, gathered, dst=0)
@@ -336,7 +369,11 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", rev
         raise UserError("no checkpoint: pass --ckpt PATH (a dit checkpoint, a .safetensors export or an official .pt)")
     path = resolve_pretrained(cfg.ckpt, revision)
     loaded = load_model(
-        path, model=cfg.model, image_size=cfg.image_size, num_classes=cfg.num_classes, weights=cfg.weights,
+        path,
+        model=cfg.model,
+        image_size=cfg.image_size,
+        num_classes=cfg.num_classes,
+        weights=cfg.weights,
         device="cpu",
     )
     model = loaded.model
@@ -411,8 +448,10 @@ def _check_out(out: str) -> Path:
             raise UserError(f"--out {out}: the folder is not empty; give a new or empty folder for the PNGs")
         return p
     if p.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise UserError(f"--out {out}: give a .png (a grid), an .npz (arr_0 images, arr_1 labels) or a folder "
-                        "ending in / (one PNG per sample)")
+        raise UserError(
+            f"--out {out}: give a .png (a grid), an .npz (arr_0 images, arr_1 labels) or a folder "
+            "ending in / (one PNG per sample)"
+        )
     return p
 
 
@@ -465,11 +504,17 @@ def make_sampler(loaded: Loaded, cfg: SampleConfig, device: torch.device | str) 
     return ImageSampler(loaded.model, diffusion, loaded.codec, cfg, device)
 
 
-def sampling_settings(loaded: Loaded, sampler: ImageSampler, cfg: SampleConfig, num_samples: int, ckpt_hash: str) -> dict:
+def sampling_settings(
+    loaded: Loaded, sampler: ImageSampler, cfg: SampleConfig, num_samples: int, ckpt_hash: str
+) -> dict:
     """The protocol card's ``settings``: everything that fixes the pixels (also the shards' resume check)."""
     return {
-        "checkpoint": {"sha256": ckpt_hash, "weights": loaded.checkpoint.weights,
-                       "format": loaded.checkpoint.format, "step": loaded.checkpoint.step},
+        "checkpoint": {
+            "sha256": ckpt_hash,
+            "weights": loaded.checkpoint.weights,
+            "format": loaded.checkpoint.format,
+            "step": loaded.checkpoint.step,
+        },
         "model": loaded.model_config.to_dict(),
         "diffusion": loaded.diffusion_config.to_dict(),
         **sampler.settings(),
@@ -501,8 +546,11 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         folder = shard_dir(out)
         _prepare_shards(folder, settings, info)
         chunks = chunk_ranges(n, cfg.batch_size)
-        todo = [c for c in rank_chunks(chunks, info.rank, info.world_size)
-                if not shard_complete(shard_path(folder, c), c, sampler.image_shape)]
+        todo = [
+            c
+            for c in rank_chunks(chunks, info.rank, info.world_size)
+            if not shard_complete(shard_path(folder, c), c, sampler.image_shape)
+        ]
         if info.is_main and (warning := stale_ema_warning(loaded.checkpoint, cfg.ckpt)):
             print(warning, file=sys.stderr)  # after every check that can fail: an error stays one line
         for c in _progress(todo, cfg.progress and info.is_main, f"sample (rank 0 of {info.world_size})"):
@@ -512,8 +560,10 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         if info.is_main:
             images = merge_shards(folder, chunks, sampler.image_shape)
             write_samples(str(out) + "/" if is_folder_output(cfg.out) else out, images, labels)
-            extra = {"checkpoint_path": str(Path(ckpt_path).resolve()),
-                     **protocol.provenance(info.world_size, str(info.device))}
+            extra = {
+                "checkpoint_path": str(Path(ckpt_path).resolve()),
+                **protocol.provenance(info.world_size, str(info.device)),
+            }
             extra["shards"] = {"total": len(chunks), "drawn_now": drawn, "resumed": len(chunks) - drawn}
             protocol.write_card(out, protocol.make_card(settings, out, extra))
             if not keep_shards:

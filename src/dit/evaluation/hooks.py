@@ -62,7 +62,10 @@ def _card(trainer, sampler: gen.ImageSampler, step: int, n: int, class_labels, o
 
 
 class SampleGridHook:
-    """A training callback (``dit.train.callbacks.TrainCallback``): a PNG grid of the EMA model in ``<run>/samples/``."""
+    """A training callback (``dit.train.callbacks.TrainCallback``): a PNG grid of the EMA model.
+
+    Written to ``<run>/samples/<step>.png``.
+    """
 
     name = "sample-grid"
 
@@ -86,7 +89,10 @@ class SampleGridHook:
 
 
 class EvalHook:
-    """A training callback (``dit.train.callbacks.TrainCallback``): ADM's metrics of EMA samples, logged beside the loss."""
+    """A training callback (``dit.train.callbacks.TrainCallback``): ADM's metrics of EMA samples.
+
+    Logged beside the loss.
+    """
 
     name = "eval"
 
@@ -113,9 +119,13 @@ class EvalHook:
         feats = self._extractor.features(images, s.eval_batch_size)
         with_labels = s.eval_features.startswith("classifier:") and labels is not None
         result = compute_metrics(feats, ref.arrays, labels if with_labels else None)
-        result.update(step=int(step), features=self._extractor.name, reference=self._reference(trainer),
-                      reference_statistics=ref.describe(),
-                      not_comparable_because=comparability_notes(s.eval_samples, ref, s.eval_features))
+        result.update(
+            step=int(step),
+            features=self._extractor.name,
+            reference=self._reference(trainer),
+            reference_statistics=ref.describe(),
+            not_comparable_because=comparability_notes(s.eval_samples, ref, s.eval_features),
+        )
         out = Path(trainer.run_dir) / "eval" / f"{step:07d}.json"
         result["protocol"] = _card(trainer, sampler, step, s.eval_samples, None, out)
         write_json(out, result)

@@ -281,7 +281,8 @@ def find_weights(path: Optional[str | os.PathLike] = None) -> Path:
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise UserError(f"Inception weights file {p} not found; pass the path of {WEIGHTS_FILENAME} ({WEIGHTS_URL})")
+            raise UserError(f"Inception weights file {p} not found; pass the path of {WEIGHTS_FILENAME} "
+                f"({WEIGHTS_URL})")
         return p
     for name in (WEIGHTS_FILENAME, CONVERTED_FILENAME):
         if (cache_dir() / name).is_file():
@@ -307,12 +308,17 @@ def load_inception(path: Optional[str | os.PathLike] = None) -> FIDInceptionV3:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise UserError(f"{p} is not the FID Inception-v3 state dict ({WEIGHTS_FILENAME}): it holds a {type(state).__name__}")
+        raise UserError(
+            f"{p} is not the FID Inception-v3 state dict ({WEIGHTS_FILENAME}): it holds a {type(state).__name__}"
+        )
     has_fc = "fc.weight" in state
     model = FIDInceptionV3() if has_fc else FIDInceptionV3(num_classes=0)
     expected = model.state_dict()
-    bad = [k for k, v in expected.items() if not k.endswith("num_batches_tracked")
-           and (k not in state or tuple(state[k].shape) != tuple(v.shape))]
+    bad = [
+        k
+        for k, v in expected.items()
+        if not k.endswith("num_batches_tracked") and (k not in state or tuple(state[k].shape) != tuple(v.shape))
+    ]
     extra = [k for k in state if k not in expected]
     if bad or extra:
         raise UserError(

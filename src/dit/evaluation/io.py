@@ -26,7 +26,16 @@ from dit.runtime.hashing import sha256_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # What np.load / zipfile raise on a damaged, truncated or foreign .npz (found by tests/faults).
-NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+NPZ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    RuntimeError,
+    NotImplementedError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 _CACHE_VERSION = "v1"
 
 
@@ -41,7 +50,10 @@ class ImageSet:
 def _as_rgb_uint8(arr: np.ndarray, source: str) -> np.ndarray:
     """Validate an image array; grey (N, H, W) or (N, H, W, 1) is repeated to 3 channels."""
     if arr.dtype != np.uint8:
-        raise UserError(f"{source}: images must be uint8 in [0, 255], got {arr.dtype}; convert with (x * 255).round().astype(np.uint8)")
+        raise UserError(
+            f"{source}: images must be uint8 in [0, 255], got {arr.dtype}; convert with (x * "
+            f"255).round().astype(np.uint8)"
+        )
     if arr.ndim == 3:
         arr = arr[..., None]  # (N, H, W, 1)
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3) or len(arr) == 0:
@@ -61,11 +73,15 @@ def _load_npz(path: Path) -> ImageSet:
     try:
         with np.load(path, allow_pickle=False) as f:
             if "arr_0" not in f.files:
-                raise UserError(f"{path}: no arr_0 in the .npz (keys {f.files}); expected arr_0 images and optional arr_1 labels")
+                raise UserError(
+                    f"{path}: no arr_0 in the .npz (keys {f.files}); expected arr_0 images and optional arr_1 labels"
+                )
             images = _as_rgb_uint8(f["arr_0"], str(path))
             labels = _as_labels(f["arr_1"], len(images), str(path)) if "arr_1" in f.files else None
     except NPZ_ERRORS as e:
-        raise UserError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); the file is damaged or not an .npz") from None
+        raise UserError(
+            f"cannot read {path} as .npz ({type(e).__name__}: {e}); the file is damaged or not an .npz"
+        ) from None
     return ImageSet(images, labels)
 
 
@@ -157,8 +173,13 @@ def image_batches(path: str | os.PathLike, batch_size: int) -> tuple[int, Iterat
             if header_ok:
                 with zipfile.ZipFile(p) as zf, zf.open("arr_0.npy") as fh:
                     shape, fortran, dtype = _npy_header(fh)
-                if not fortran and dtype == np.uint8 and len(shape) in (3, 4) and shape[0] > 0 \
-                        and (len(shape) == 3 or shape[-1] in (1, 3)):
+                if (
+                    not fortran
+                    and dtype == np.uint8
+                    and len(shape) in (3, 4)
+                    and shape[0] > 0
+                    and (len(shape) == 3 or shape[-1] in (1, 3))
+                ):
                     if labels is not None:
                         labels = _as_labels(labels, shape[0], str(p))
                     return shape[0], _npz_member_batches(p, batch_size), labels
@@ -197,7 +218,9 @@ def load_cached_features(reference: str | os.PathLike, extractor_name: str) -> O
     return None
 
 
-def save_cached_features(reference: str | os.PathLike, extractor_name: str, arrays: dict[str, np.ndarray]) -> Optional[Path]:
+def save_cached_features(
+    reference: str | os.PathLike, extractor_name: str, arrays: dict[str, np.ndarray]
+) -> Optional[Path]:
     """Write the cache atomically at the first writable location; None if none is writable."""
     for p in stats_cache_paths(reference, extractor_name):
         try:

@@ -62,7 +62,9 @@ def frechet_distance(a: Statistics, b: Statistics, eps: float = 1e-6) -> float:
     diff = mu1 - mu2  # (D,)
     covmean = _sqrtm(s1.dot(s2))
     if not np.isfinite(covmean).all():
-        warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates")
+        warnings.warn(
+            f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates", stacklevel=2
+        )
         offset = np.eye(s1.shape[0]) * eps
         covmean = _sqrtm((s1 + offset).dot(s2 + offset))
     if np.iscomplexobj(covmean):
@@ -70,7 +72,8 @@ def frechet_distance(a: Statistics, b: Statistics, eps: float = 1e-6) -> float:
             m = float(np.max(np.abs(covmean.imag)))
             warnings.warn(
                 f"sqrtm has an imaginary component {m:.3g} (too few samples for the feature size?); "
-                "using the symmetric eigenvalue form of the Fréchet distance instead"
+                "using the symmetric eigenvalue form of the Fréchet distance instead",
+                stacklevel=2,
             )
             return frechet_distance_eigh(a, b)
         covmean = covmean.real
@@ -175,9 +178,7 @@ def _coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, batch_
     return inside
 
 
-def precision_recall(
-    ref: np.ndarray, samples: np.ndarray, k: int = 3, batch_size: int = 2048
-) -> tuple[float, float]:
+def precision_recall(ref: np.ndarray, samples: np.ndarray, k: int = 3, batch_size: int = 2048) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) as in ADM's evaluator.
 
     precision: fraction of samples inside the reference manifold (union of balls around each

@@ -177,8 +177,8 @@ class DiT(nn.Module):
         """Predict (N, C_out, H, W) from noisy x (N, C, H, W), timesteps t (N,) and labels y (N,).
 
         t may be int or float (a scalar is broadcast). y is ignored by unconditional models
-        (num_classes=0); ``y=None`` on a conditional model means the null class. In training mode labels are dropped to the
-        null class with probability ``class_dropout_prob`` (torch.rand), unless the caller passes
+        (num_classes=0); ``y=None`` on a conditional model means the null class. In training mode labels are dropped
+        to the null class with probability ``class_dropout_prob`` (torch.rand), unless the caller passes
         ``drop_mask`` (bool (N,)), which is then used as is, in any mode.
         """
         self._check_input(x)

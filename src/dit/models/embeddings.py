@@ -17,7 +17,9 @@ from dit.errors import UserError
 FREQUENCY_EMBEDDING_SIZE = 256  # width of the sinusoidal timestep features (paper, official code)
 
 
-def timestep_embedding(t: torch.Tensor, dim: int = FREQUENCY_EMBEDDING_SIZE, max_period: float = 10000.0) -> torch.Tensor:
+def timestep_embedding(
+    t: torch.Tensor, dim: int = FREQUENCY_EMBEDDING_SIZE, max_period: float = 10000.0
+) -> torch.Tensor:
     """Sinusoidal features of (possibly fractional) timesteps, exactly as the official DiT/ADM code.
 
     freqs_i = exp(-ln(max_period) * i / half) for i in 0..half-1 (half = dim // 2), and the
@@ -119,7 +121,9 @@ class LabelEmbedder(nn.Module):
         else:
             drop = force_drop_ids.to(device=labels.device).reshape(-1) == 1  # (N,)
             if drop.shape[0] != labels.shape[0]:
-                raise UserError(f"drop mask has {drop.shape[0]} entries for {labels.shape[0]} labels; pass one per example")
+                raise UserError(
+                    f"drop mask has {drop.shape[0]} entries for {labels.shape[0]} labels; pass one per example"
+                )
         if not self.has_null_class and bool(drop.any()):  # checked only then: no GPU sync per step
             raise UserError("labels cannot be dropped: the model has no null class (class_dropout_prob=0)")
         return torch.where(drop, torch.full_like(labels, self.num_classes), labels)

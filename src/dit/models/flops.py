@@ -118,7 +118,9 @@ class FlopsRow:
 def latent_size(image_size: int) -> int:
     """Latent side for an image side (the SD VAE downsamples by 8)."""
     if image_size <= 0 or image_size % VAE_DOWNSAMPLE:
-        raise UserError(f"image size {image_size} must be a positive multiple of {VAE_DOWNSAMPLE} (the VAE's downsampling)")
+        raise UserError(
+            f"image size {image_size} must be a positive multiple of {VAE_DOWNSAMPLE} (the VAE's downsampling)"
+        )
     return image_size // VAE_DOWNSAMPLE
 
 
@@ -129,7 +131,9 @@ def flops_row(cfg: ModelConfig, image_size: int = 256) -> FlopsRow:
         params=count_params(cfg),
         tokens=num_tokens(cfg),
         gflops=forward_macs(cfg) / 1e9,
-        paper_params_m=paper_params_m(cfg.name or "") if cfg.block == "adaln-zero" and cfg.num_classes == 1000 else None,
+        paper_params_m=paper_params_m(cfg.name or "")
+        if cfg.block == "adaln-zero" and cfg.num_classes == 1000
+        else None,
         paper_gflops=paper_gflops(cfg.name or "", image_size, cfg.block) if cfg.num_classes == 1000 else None,
     )
 
@@ -151,7 +155,9 @@ def format_table(rows: List[FlopsRow]) -> str:
     def num(x: Optional[float], fmt: str) -> str:
         return "" if x is None else format(x, fmt)
 
-    lines = [f"{'model':<10} {'params(M)':>10} {'paper':>7} {'diff':>7} {'tokens':>7} {'Gflops':>9} {'paper':>8} {'diff':>8}"]
+    lines = [
+        f"{'model':<10} {'params(M)':>10} {'paper':>7} {'diff':>7} {'tokens':>7} {'Gflops':>9} {'paper':>8} {'diff':>8}"
+    ]
     for r in rows:
         lines.append(
             f"{r.name:<10} {r.params / 1e6:>10.2f} {num(r.paper_params_m, '.0f'):>7} {rel(r.params_rel_diff):>7} "

@@ -70,7 +70,9 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
         if not torch.cuda.is_available():
             raise UserError(f"--device {spec!r} but no CUDA device is available here; pass --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"--device {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; pick one below")
+            raise UserError(
+                f"--device {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; pick one below"
+            )
     return dev
 
 

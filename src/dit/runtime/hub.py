@@ -102,7 +102,9 @@ def _download(repo_id: str, revision: Optional[str], filename: Optional[str] = N
             return hf_hub_download(repo_id, filename, **kwargs)
         return snapshot_download(repo_id, allow_patterns=allow_patterns, ignore_patterns=_IGNORE, **kwargs)
     except GatedRepoError:
-        raise UserError(f"the hub repository {repo_id} is gated; accept its licence and log in (hf auth login)") from None
+        raise UserError(
+            f"the hub repository {repo_id} is gated; accept its licence and log in (hf auth login)"
+        ) from None
     except RepositoryNotFoundError:
         raise UserError(
             f"{repo_id} is neither a local path nor a model on the Hugging Face hub (private ones need hf auth login)"
@@ -112,11 +114,14 @@ def _download(repo_id: str, revision: Optional[str], filename: Optional[str] = N
     except LocalEntryNotFoundError:
         mode = "HF_HUB_OFFLINE is set" if offline() else "the hub cannot be reached"
         raise UserError(
-            f"{where} is not in the Hugging Face cache ({os.environ.get('HF_HUB_CACHE') or 'default cache'}) and {mode}; "
+            f"{where} is not in the Hugging Face cache ({os.environ.get('HF_HUB_CACHE') or 'default cache'}) "
+            f"and {mode}; "
             f"download it where you are online (hf download {repo_id}) or pass a local path"
         ) from None
     except EntryNotFoundError:  # after LocalEntryNotFoundError, its subclass
         raise UserError(f"the hub repository {where} has no file {filename}") from None
     except Exception as e:  # connection and HTTP errors of the hub client (several libraries' types)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"could not fetch {where} from the Hugging Face hub ({first[:160]}); pass a local path") from None
+        raise UserError(
+            f"could not fetch {where} from the Hugging Face hub ({first[:160]}); pass a local path"
+        ) from None

@@ -25,7 +25,8 @@ def _writing(path: Path):
         yield
     except OSError as e:
         raise UserError(
-            f"cannot write {path}: {e.strerror or e}; free space or fix permissions (checkpoints already written are kept)"
+            f"cannot write {path}: {e.strerror or e}; free space or fix permissions (checkpoints already "
+            f"written are kept)"
         ) from e
 
 

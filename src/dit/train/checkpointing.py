@@ -79,7 +79,9 @@ def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_ba
     if saved.get("model") != model_config:
         have = saved.get("model") or {}
         diff = ", ".join(
-            f"{k} {have.get(k)!r} vs {model_config.get(k)!r}" for k in model_config if have.get(k) != model_config.get(k)
+            f"{k} {have.get(k)!r} vs {model_config.get(k)!r}"
+            for k in model_config
+            if have.get(k) != model_config.get(k)
         )
         raise UserError(
             f"{path} is a checkpoint of another model (checkpoint vs this run: {diff}); "
@@ -121,7 +123,9 @@ def check_resume_settings(path: Path, saved_train: dict[str, Any], cfg: TrainCon
             flag = "--adam-beta2 (AdamW betas)" if key == "betas" else f"--{key.replace('_', '-')}"
             diffs.append(f"{flag} {have!r} (checkpoint) vs {want!r}")
     if diffs:
-        raise UserError(f"{path} was trained with other settings: {'; '.join(diffs)}; resume with the checkpoint's values")
+        raise UserError(
+            f"{path} was trained with other settings: {'; '.join(diffs)}; resume with the checkpoint's values"
+        )
 
 
 def restore_weights(model: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict[str, Any], fsdp: bool) -> None:

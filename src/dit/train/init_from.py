@@ -77,7 +77,9 @@ def architecture_of(pretrained: ModelConfig, run: ModelConfig) -> ModelConfig:
     return dataclasses.replace(run, **{k: getattr(pretrained, k) for k in ARCHITECTURE_FIELDS})
 
 
-def merge_pretrained(target: StateDict, source: StateDict, where: str, keep_null: bool = True) -> tuple[StateDict, InitReport]:
+def merge_pretrained(
+    target: StateDict, source: StateDict, where: str, keep_null: bool = True
+) -> tuple[StateDict, InitReport]:
     """``target`` (the new model's fresh state) with every tensor of ``source`` that fits; see the module doc.
 
     ``keep_null``: both class tables end with a null-class row (copied over when the tables differ).
@@ -104,11 +106,12 @@ def merge_pretrained(target: StateDict, source: StateDict, where: str, keep_null
             wrong.append(f"{key} {tuple(fresh.shape)}" + (f" vs {tuple(old.shape)}" if old is not None else " missing"))
     extra = sorted(set(source) - set(target))
     if wrong or extra:
-        parts = ([f"mis-shaped or missing: {', '.join(wrong[:4])}" + (" ..." if len(wrong) > 4 else "")] if wrong else [])
+        parts = [f"mis-shaped or missing: {', '.join(wrong[:4])}" + (" ..." if len(wrong) > 4 else "")] if wrong else []
         parts += [f"not in this model: {', '.join(extra[:4])}" + (" ..." if len(extra) > 4 else "")] if extra else []
         raise UserError(
             f"--init-from {where} does not fit this model ({'; '.join(parts)}); only the class count and image size "
-            "may differ: use the source's --model/--block/--learn-sigma and VAE (or leave --model unset to take its size)"
+            "may differ: use the source's --model/--block/--learn-sigma and VAE "
+            "(or leave --model unset to take its size)"
         )
     return merged, report
 

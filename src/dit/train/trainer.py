@@ -125,7 +125,9 @@ class Trainer:
         pretrained = init_from.read_pretrained(cfg.init_from) if cfg.init_from else None
         if pretrained is not None and model_cfg.name is None and model_cfg.depth is None:
             model_cfg = init_from.architecture_of(pretrained.config, model_cfg)
-        self.source, model, self.model_cfg, self.diffusion = build_components(cfg, model_cfg, diffusion_cfg, self.device)
+        self.source, model, self.model_cfg, self.diffusion = build_components(
+            cfg, model_cfg, diffusion_cfg, self.device
+        )
         init_ema, init_report = None, None
         if pretrained is not None and self.resume_from is None:  # a resumed run has it all in its checkpoint
             init_ema, init_report = init_from.initialise(model, pretrained)
@@ -149,7 +151,10 @@ class Trainer:
         # Fused AdamW (one kernel over all tensors) measured 3.6x faster than foreach on DiT-S/2 (CPU,
         # benchmarks/README.md); FSDP2's sharded DTensors keep the foreach implementation.
         self.opt = torch.optim.AdamW(
-            self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas),
+            self.params,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=tuple(cfg.betas),
             **({"foreach": True} if cfg.fsdp else {"fused": True}),
         )
         self.amp_dtype = _PRECISIONS[cfg.precision]
@@ -162,8 +167,10 @@ class Trainer:
         self._report_bad = BadImageReport(self.run_dir / BAD_IMAGE_LOG, self.logger)
         if init_report is not None:
             step = f", step {pretrained.step}" if pretrained.step is not None else ""
-            self.logger.info(f"initialised from {pretrained.source} ({pretrained.format}{step}, model and EMA weights): "
-                             f"{init_report.summary()}")
+            self.logger.info(
+                f"initialised from {pretrained.source} ({pretrained.format}{step}, model and EMA weights): "
+                f"{init_report.summary()}"
+            )
         for path, reason in skipped:
             self.logger.info(f"--resume auto skipped {path}: {reason}")
         if self.resume_from is not None:
@@ -189,8 +196,11 @@ class Trainer:
             raise UserError("no budget: pass --max-steps, --epochs or --max-minutes")
         if cfg.ckpt_every <= 0 or cfg.log_every <= 0:
             raise UserError("--ckpt-every and --log-every must be positive")
-        negative = [f"--{k.replace('_', '-')} {v}" for k in ("num_workers", "warmup_steps", "keep_last", "sample_every",
-                    "eval_every") if (v := getattr(cfg, k)) < 0]
+        negative = [
+            f"--{k.replace('_', '-')} {v}"
+            for k in ("num_workers", "warmup_steps", "keep_last", "sample_every", "eval_every")
+            if (v := getattr(cfg, k)) < 0
+        ]
         if negative:
             raise UserError(f"{', '.join(negative)}: must be >= 0")
         if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -224,7 +234,8 @@ class Trainer:
         # In place of a barrier: every rank learns whether rank 0's write failed (none hangs waiting).
         if all_reduce_max(1.0 if failure is not None else 0.0, self.info):
             raise UserError(
-                f"{failure or f'rank 0 could not write {path}'}; last good checkpoint: {self.last_checkpoint or 'none'} "
+                f"{failure or f'rank 0 could not write {path}'}; "
+                f"last good checkpoint: {self.last_checkpoint or 'none'} "
                 "— fix the disk, then continue with --resume auto"
             ) from failure
         self.last_checkpoint = path
@@ -245,16 +256,23 @@ class Trainer:
             "config": self.config_dict(),
             "git": git_revision(),
         }
-        export_metadata = {"model": self.model_cfg.to_dict(), "diffusion": self.diffusion_cfg.to_dict(),
-                           "data": dict(self.source.header), "step": self.step,
-                           "ema": {"updates": self.ema.num_updates,
-                                   "initial_weight": self.ema.schedule.initial_weight(self.ema.num_updates)}}
+        export_metadata = {
+            "model": self.model_cfg.to_dict(),
+            "diffusion": self.diffusion_cfg.to_dict(),
+            "data": dict(self.source.header),
+            "step": self.step,
+            "ema": {
+                "updates": self.ema.num_updates,
+                "initial_weight": self.ema.schedule.initial_weight(self.ema.num_updates),
+            },
+        }
         checkpointing.write_training_checkpoint(path, state, ema_sd, export_metadata, self.cfg.keep_last)
         self.logger.info(f"saved checkpoint {path}")
 
     def _load(self, path: Path) -> None:
-        state = checkpointing.read_training_checkpoint(path, self.model_cfg.to_dict(), self.cfg.global_batch_size,
-                                                       self.diffusion_cfg.to_dict())
+        state = checkpointing.read_training_checkpoint(
+            path, self.model_cfg.to_dict(), self.cfg.global_batch_size, self.diffusion_cfg.to_dict()
+        )
         checkpointing.check_resume_settings(path, state["config"].get("train", {}), self.cfg)
         checkpointing.restore_weights(self.model, self.ema, self.opt, state, self.cfg.fsdp)
         if self.scaler is not None and state.get("scaler"):
@@ -287,9 +305,17 @@ class Trainer:
         """One optimiser step on this rank's share of a global batch; returns (losses, stepped)."""
         cfg = self.cfg
         r = draw_step_randomness(
-            cfg.seed, self.step, cfg.global_batch_size, self.info.rank, self.info.world_size,
-            self.source.latent_shape, self.diffusion.num_timesteps, self.model_cfg.class_dropout_prob,
-            bool(self.source.flip), self.device, self.timesteps_from_coins,
+            cfg.seed,
+            self.step,
+            cfg.global_batch_size,
+            self.info.rank,
+            self.info.world_size,
+            self.source.latent_shape,
+            self.diffusion.num_timesteps,
+            self.model_cfg.class_dropout_prob,
+            bool(self.source.flip),
+            self.device,
+            self.timesteps_from_coins,
         )
         items = items.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
@@ -329,7 +355,9 @@ class Trainer:
 
     def _loader(self, start_batch: int) -> torch.utils.data.DataLoader:
         perm = epoch_permutation(self.cfg.seed, self.epoch, len(self.source.dataset))
-        batches = list(local_batches(perm, self.cfg.global_batch_size, self.info.rank, self.info.world_size, start_batch))
+        batches = list(
+            local_batches(perm, self.cfg.global_batch_size, self.info.rank, self.info.world_size, start_batch)
+        )
         return torch.utils.data.DataLoader(
             self.source.dataset,
             batch_sampler=batches,

@@ -71,15 +71,21 @@ def official_to_diffusers(sd: StateDict) -> StateDict:
     table for the model's grid, otherwise a ``UserError`` says the weights cannot travel.
     """
     if "y_embedder.embedding_table.weight" not in sd:
-        raise UserError("diffusers' DiT is class-conditional only; an unconditional model cannot be exported to diffusers")
+        raise UserError(
+            "diffusers' DiT is class-conditional only; an unconditional model cannot be exported to diffusers"
+        )
     if any(".cross_attn." in k or ".norm1.weight" in k for k in sd) or "blocks.0.adaLN_modulation.1.weight" not in sd:
-        raise UserError("only the adaLN-Zero design (the paper's DiT) maps to diffusers; this model uses another block design")
+        raise UserError(
+            "only the adaLN-Zero design (the paper's DiT) maps to diffusers; this model uses another block design"
+        )
     pe = sd["pos_embed"]  # (1, T, D)
     grid = math.isqrt(pe.shape[1])
     if grid * grid != pe.shape[1]:
         raise UserError("diffusers' DiT handles square inputs only; this model has a rectangular token grid")
     if not torch.allclose(pe.float(), _pos_embed(pe.shape[2], grid).to(pe.dtype).float(), atol=1e-6, rtol=0):
-        raise UserError("pos_embed is not the fixed sin-cos table; diffusers recomputes it, so these weights cannot be exported")
+        raise UserError(
+            "pos_embed is not the fixed sin-cos table; diffusers recomputes it, so these weights cannot be exported"
+        )
 
     out: StateDict = {
         "pos_embed.proj.weight": sd["x_embedder.proj.weight"],
@@ -121,7 +127,8 @@ def diffusers_to_official(sd: StateDict, sample_size: Optional[int] = None) -> S
     depth = _depth(sd, _DBLOCK)
     if depth == 0 or "pos_embed.proj.weight" not in sd:
         raise UserError(
-            "not a DiTTransformer2DModel state dict (no transformer_blocks / pos_embed.proj); pass a diffusers DiT folder"
+            "not a DiTTransformer2DModel state dict (no transformer_blocks / pos_embed.proj); "
+            "pass a diffusers DiT folder"
         )
     if sample_size is None:
         raise UserError("the diffusers config has no sample_size; pass --image-size")
@@ -140,13 +147,16 @@ def diffusers_to_official(sd: StateDict, sample_size: Optional[int] = None) -> S
     for ok, dk in emb.items():
         for suffix in ("weight", "bias"):
             out[f"{ok}.{suffix}"] = sd[f"transformer_blocks.0.{dk}.{suffix}"]
-    shared = [f"{dk}.{s}" for dk in emb.values() for s in ("weight", "bias")] + ["norm1.emb.class_embedder.embedding_table.weight"]
+    shared = [f"{dk}.{s}" for dk in emb.values() for s in ("weight", "bias")] + [
+        "norm1.emb.class_embedder.embedding_table.weight"
+    ]
     for i in range(depth):
         b, d = f"blocks.{i}.", f"transformer_blocks.{i}."
         for key in shared:
             if not torch.equal(sd[d + key], sd["transformer_blocks.0." + key]):
                 raise UserError(
-                    f"block {i} of the diffusers model has its own {key.split('.')[2]} weights; the official DiT shares one "
+                    f"block {i} of the diffusers model has its own {key.split('.')[2]} weights; the official "
+                    f"DiT shares one "
                     "embedder across blocks, so this model cannot be converted"
                 )
         for suffix in ("weight", "bias"):
@@ -187,7 +197,9 @@ def config_to_diffusers(cfg: ModelConfig) -> dict:
     if not isinstance(cfg.input_size, int) and cfg.input_size[0] != cfg.input_size[1]:
         raise UserError(f"diffusers' DiT handles square inputs only; this model's input is {cfg.input_size}")
     if cfg.num_classes <= 0:
-        raise UserError("diffusers' DiT is class-conditional only; an unconditional model cannot be exported to diffusers")
+        raise UserError(
+            "diffusers' DiT is class-conditional only; an unconditional model cannot be exported to diffusers"
+        )
     if cfg.class_dropout_prob <= 0:
         raise UserError("diffusers' DiT needs a null class (class_dropout_prob > 0); this model was built without one")
     side = cfg.input_size if isinstance(cfg.input_size, int) else cfg.input_size[0]
@@ -220,13 +232,19 @@ def config_from_diffusers(dcfg: dict) -> ModelConfig:
     except (TypeError, ValueError) as e:
         raise UserError(f"the diffusers config has a non-numeric size field ({e}); check its config.json") from None
     if dcfg.get("norm_type", "ada_norm_zero") != "ada_norm_zero":
-        raise UserError(f"diffusers norm_type {dcfg.get('norm_type')!r} is not DiT's ada_norm_zero; not a DiT transformer")
+        raise UserError(
+            f"diffusers norm_type {dcfg.get('norm_type')!r} is not DiT's ada_norm_zero; not a DiT transformer"
+        )
     if out_ch not in (in_ch, 2 * in_ch):
         raise UserError(f"out_channels {out_ch} is neither in_channels {in_ch} nor twice it; not a DiT")
     hidden = heads * head_dim
     name = official_name(depth, hidden, heads, patch)
     cfg = ModelConfig(
-        name=name, input_size=side, in_channels=in_ch, num_classes=num_classes, learn_sigma=out_ch == 2 * in_ch,
+        name=name,
+        input_size=side,
+        in_channels=in_ch,
+        num_classes=num_classes,
+        learn_sigma=out_ch == 2 * in_ch,
         class_dropout_prob=0.1,
     )
     if name is None:
@@ -242,8 +260,12 @@ def scheduler_config(kind: str = "ddim", learn_sigma: bool = True) -> tuple[str,
     Neither clips x_0 (DiT samples latents, which are not in [-1, 1]).
     """
     common = dict(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_start=BETA_START, beta_end=BETA_END, beta_schedule="linear",
-        clip_sample=False, prediction_type="epsilon",
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_start=BETA_START,
+        beta_end=BETA_END,
+        beta_schedule="linear",
+        clip_sample=False,
+        prediction_type="epsilon",
     )
     if kind == "ddpm":
         return "DDPMScheduler", dict(common, variance_type="learned_range" if learn_sigma else "fixed_small")

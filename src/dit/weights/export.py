@@ -86,7 +86,9 @@ def describe(cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[s
     return {"model": cfg.to_dict(), "diffusion": diffusion, "data": data, "weights": raw.weights}
 
 
-def known_class_names(cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[str]] = None) -> Optional[List[str]]:
+def known_class_names(
+    cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[str]] = None
+) -> Optional[List[str]]:
     """Class names given, else the file's own (training data or a pipeline's id2label), else None."""
     names = class_names or (raw.meta.get("data") or {}).get("class_names")
     if not names and isinstance(raw.meta.get("id2label"), dict):
@@ -110,8 +112,13 @@ def write_official(sd: StateDict, dst: Path) -> None:
 def write_dit(sd: StateDict, desc: Dict[str, Any], dst: Path) -> None:
     """Our self-describing weights file (loads with ``load_model`` and no flags)."""
     key = "model" if desc["weights"] == "model" else "ema"
-    state = {"version": WEIGHTS_FORMAT_VERSION, "format": "dit-weights", "weights": desc["weights"], key: dict(sd),
-             "config": {k: desc[k] for k in ("model", "diffusion", "data")}}
+    state = {
+        "version": WEIGHTS_FORMAT_VERSION,
+        "format": "dit-weights",
+        "weights": desc["weights"],
+        key: dict(sd),
+        "config": {k: desc[k] for k in ("model", "diffusion", "data")},
+    }
     save_checkpoint(state, dst)
 
 
@@ -147,8 +154,10 @@ def write_diffusers(
     if vae is not None and scheduler == "ddpm" and cfg.learn_sigma:
         # DiTPipeline drops the Σ channels before scheduler.step, and DDPMScheduler's learned_range
         # then fails; the pipeline can only use a fixed variance.
-        notes.append("DiTPipeline discards the learned variance channels, so its DDPM scheduler uses fixed_small "
-                     "(β̃_t); call DDPMScheduler(variance_type='learned_range') yourself for the paper's learned Σ")
+        notes.append(
+            "DiTPipeline discards the learned variance channels, so its DDPM scheduler uses fixed_small "
+            "(β̃_t); call DDPMScheduler(variance_type='learned_range') yourself for the paper's learned Σ"
+        )
         sched_name, sched_cfg = scheduler_config("ddpm", learn_sigma=False)
     else:
         sched_name, sched_cfg = scheduler_config(scheduler, learn_sigma=cfg.learn_sigma)
@@ -156,7 +165,9 @@ def write_diffusers(
     if vae is not None:
         codec = load_codec(vae)
         if not hasattr(codec, "vae"):
-            raise UserError(f"--vae {vae} is not an AutoencoderKL; a DiTPipeline needs one (ema, mse or a local folder)")
+            raise UserError(
+                f"--vae {vae} is not an AutoencoderKL; a DiTPipeline needs one (ema, mse or a local folder)"
+            )
         if codec.latent_channels != cfg.in_channels:
             raise UserError(
                 f"the VAE has {codec.latent_channels} latent channels, the model {cfg.in_channels}; "
@@ -185,8 +196,10 @@ def write_diffusers(
             }
             _write_json(tmp / "model_index.json", index)
             if cfg.num_classes != 1000:
-                notes.append(f"DiTPipeline hard-codes the null class 1000; this model's null class is {cfg.num_classes}, "
-                             "so use guidance_scale <= 1 in DiTPipeline or guide with `dit sample`")
+                notes.append(
+                    f"DiTPipeline hard-codes the null class 1000; this model's null class is {cfg.num_classes}, "
+                    "so use guidance_scale <= 1 in DiTPipeline or guide with `dit sample`"
+                )
         if dst.exists():
             old = dst.with_name(f".{dst.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -241,8 +254,10 @@ def convert_checkpoint(
     if fmt == "official":
         write_official(raw.state_dict, dst)
         data = desc["data"]
-        notes.append("the official format stores no config; loading it infers the size from shapes (pass "
-                     f"--num-classes/--image-size if they differ from {data['num_classes']}/{data['image_size']})")
+        notes.append(
+            "the official format stores no config; loading it infers the size from shapes (pass "
+            f"--num-classes/--image-size if they differ from {data['num_classes']}/{data['image_size']})"
+        )
     elif fmt == "dit":
         write_dit(raw.state_dict, desc, dst)
     elif fmt == "safetensors":
@@ -251,9 +266,17 @@ def convert_checkpoint(
         labels = class_labels(cfg, raw, class_names) if vae is not None else None
         notes += write_diffusers(raw.state_dict, cfg, dst, scheduler, vae, labels, overwrite)
     return {
-        "source": str(src), "source_format": raw.format, "weights": raw.weights, "destination": str(dst),
-        "format": fmt, "model": cfg.name or "custom", "config": cfg.to_dict(),
-        "image_size": desc["data"]["image_size"], "num_classes": cfg.num_classes,
-        "null_class": desc["data"]["null_class"], "learn_sigma": cfg.learn_sigma,
-        "tensors": len(raw.state_dict), "notes": notes,
+        "source": str(src),
+        "source_format": raw.format,
+        "weights": raw.weights,
+        "destination": str(dst),
+        "format": fmt,
+        "model": cfg.name or "custom",
+        "config": cfg.to_dict(),
+        "image_size": desc["data"]["image_size"],
+        "num_classes": cfg.num_classes,
+        "null_class": desc["data"]["null_class"],
+        "learn_sigma": cfg.learn_sigma,
+        "tensors": len(raw.state_dict),
+        "notes": notes,
     }

@@ -88,7 +88,9 @@ def _read_safetensors(path: Path) -> Tuple[StateDict, Dict[str, str]]:
             meta = dict(f.metadata() or {})
             return {k: f.get_tensor(k) for k in f.keys()}, meta
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"cannot read {path} as safetensors ({str(e)[:160]}); the file is truncated or not safetensors") from None
+        raise UserError(
+            f"cannot read {path} as safetensors ({str(e)[:160]}); the file is truncated or not safetensors"
+        ) from None
 
 
 def _strip_prefixes(sd: StateDict) -> StateDict:
@@ -100,7 +102,9 @@ def _strip_prefixes(sd: StateDict) -> StateDict:
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
+    return (
+        isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
+    )
 
 
 def _pick(state: dict, weights: str, path: Path) -> Tuple[StateDict, str]:
@@ -156,7 +160,9 @@ def _read_diffusers(path: Path) -> RawWeights:
         raise UserError(f"{root} holds a diffusers {dcfg.get('_class_name')}, not a DiT transformer")
     files = [root / n for n in _DIFFUSERS_WEIGHTS if (root / n).is_file()]
     if not files:
-        raise UserError(f"{root} has no {' or '.join(_DIFFUSERS_WEIGHTS)}; sharded or missing weights are not supported")
+        raise UserError(
+            f"{root} has no {' or '.join(_DIFFUSERS_WEIGHTS)}; sharded or missing weights are not supported"
+        )
     if files[0].suffix == ".safetensors":
         dsd, _ = _read_safetensors(files[0])
     else:
@@ -243,7 +249,9 @@ def latent_side(image_size: int, in_channels: int) -> int:
     """Model input side for an image side: /8 for 4-channel (SD-VAE latent) models, else pixels."""
     if in_channels == 4:
         if image_size % LATENT_DOWNSAMPLE:
-            raise UserError(f"--image-size {image_size} is not a multiple of {LATENT_DOWNSAMPLE} (the VAE's downsampling)")
+            raise UserError(
+                f"--image-size {image_size} is not a multiple of {LATENT_DOWNSAMPLE} (the VAE's downsampling)"
+            )
         return image_size // LATENT_DOWNSAMPLE
     return image_size
 
@@ -265,8 +273,13 @@ def shape_facts(sd: StateDict) -> Dict[str, Any]:
     table = sd.get("y_embedder.embedding_table.weight")
     tokens = int(sd["pos_embed"].shape[1]) if "pos_embed" in sd else None
     return dict(
-        hidden_size=hidden, in_channels=in_ch, patch_size=patch, depth=depth, tokens=tokens,
-        learn_sigma=out == patch * patch * in_ch * 2, table_rows=int(table.shape[0]) if table is not None else 0,
+        hidden_size=hidden,
+        in_channels=in_ch,
+        patch_size=patch,
+        depth=depth,
+        tokens=tokens,
+        learn_sigma=out == patch * patch * in_ch * 2,
+        table_rows=int(table.shape[0]) if table is not None else 0,
     )
 
 
@@ -303,8 +316,12 @@ def infer_config(
     else:
         dropout = 0.0 if (rows and num_classes == rows) else 0.1
     return ModelConfig(
-        name=model, input_size=side, in_channels=f["in_channels"], num_classes=int(num_classes),
-        learn_sigma=f["learn_sigma"], class_dropout_prob=dropout,
+        name=model,
+        input_size=side,
+        in_channels=f["in_channels"],
+        num_classes=int(num_classes),
+        learn_sigma=f["learn_sigma"],
+        class_dropout_prob=dropout,
     )
 
 
