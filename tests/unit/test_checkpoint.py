@@ -89,17 +89,27 @@ def test_code_executing_pickle_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "pwned.txt").exists()
 
 
-def test_unwritable_folder_is_a_user_error_and_keeps_old_file(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root ignores folder permissions")
+def test_unwritable_folder_is_a_user_error_and_keeps_old_file(tmp_path, monkeypatch):
+    """The folder refuses new files (as a read-only folder does for a non-root user; root ignores modes,
+    so the refusal is made by the OS call itself): one UserError, and the old checkpoint stays."""
     path = ck.save_checkpoint(_state(1), tmp_path / "0000001.pt")
-    os.chmod(tmp_path, 0o500)
-    try:
-        with pytest.raises(UserError, match="cannot write"):
-            ck.save_checkpoint(_state(2), path)
-    finally:
-        os.chmod(tmp_path, 0o700)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(ck.tempfile, "mkstemp", refuse)
+    with pytest.raises(UserError, match="cannot write"):
+        ck.save_checkpoint(_state(2), path)
+    monkeypatch.undo()
     assert ck.load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".sha256")) == ["0000001.pt"]
+
+
+def test_a_file_where_the_folder_should_be_is_a_user_error(tmp_path):
+    """No monkeypatching: a plain file named like the checkpoint folder fails for root too."""
+    (tmp_path / "checkpoints").write_text("not a folder")
+    with pytest.raises(UserError):
+        ck.save_checkpoint(_state(1), tmp_path / "checkpoints" / "0000001.pt")
 
 
 def test_safetensors_export_round_trip_with_metadata(tmp_path):

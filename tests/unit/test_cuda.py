@@ -60,12 +60,20 @@ def test_bf16_flash_forward_backward_matches_fp32_cpu():
             assert rel_err(p.grad.cpu(), ref_grads[k]) < 5e-2, k
 
 
-def test_fp32_training_step_matches_cpu():
+@pytest.fixture
+def no_tf32():
+    """Full-precision fp32 matmuls/convolutions for one test; the global flags are restored after it."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_fp32_training_step_matches_cpu(no_tf32):
     """The loss and every gradient of one training step equal the CPU's; the fused AdamW step runs."""
     diffusion = create_diffusion("")
     x, t, y = batch()
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
-    torch.backends.cuda.matmul.allow_tf32 = False
     results = []
     for device in ("cpu", "cuda"):
         model = randomised_model().to(device)
@@ -87,11 +95,10 @@ def test_fp32_training_step_matches_cpu():
     assert changed and all(torch.isfinite(p).all() for p in gpu_model.parameters())
 
 
-def test_guided_ddim_sampling_matches_cpu():
+def test_guided_ddim_sampling_matches_cpu(no_tf32):
     from dit.evaluation.generate import ImageSampler
     from dit.vae import load_codec
 
-    torch.backends.cuda.matmul.allow_tf32 = False
     cfg = SampleConfig(sampler="ddim", num_sampling_steps=10, cfg_scale=2.0, seed=0, precision="fp32", progress=False)
     outs = []
     for device in ("cpu", "cuda"):

@@ -12,9 +12,6 @@ from dit.cli import main as cli_main
 from dit.config import ModelConfig
 from dit.models import BLOCK_DESIGNS, build_model, model_names
 from dit.models.flops import (
-    PAPER_BLOCK_GFLOPS,
-    PAPER_GFLOPS,
-    PAPER_XL2_512_GFLOPS,
     count_params,
     flops_table,
     forward_macs,
@@ -46,12 +43,37 @@ def test_analytic_macs_equal_flop_counter(block, changes):
     assert forward_macs(cfg) == counted_macs(cfg)
 
 
+# The paper's numbers, copied here from the paper (not read from dit.models.flops, the module under test).
+# Table 4 (256×256, adaLN-Zero), Gflops per image; DiT-L/8 is printed as 5.73 but is 5.01 by every count
+# (DESIGN.md), so the test holds 5.01 and checks the printed value separately.
+PAPER_GFLOPS = {
+    "DiT-XL/2": 118.64, "DiT-XL/4": 29.05, "DiT-XL/8": 7.39,
+    "DiT-L/2": 80.71, "DiT-L/4": 19.70, "DiT-L/8": 5.01,
+    "DiT-B/2": 23.01, "DiT-B/4": 5.56, "DiT-B/8": 1.42,
+    "DiT-S/2": 6.06, "DiT-S/4": 1.41, "DiT-S/8": 0.36,
+}  # fmt: skip
+PAPER_PARAMS_M = {"XL": 675.0, "L": 458.0, "B": 130.0, "S": 33.0}  # Table 1, millions
+PAPER_XL2_512_GFLOPS = 524.6  # XL/2 at 512×512
+PAPER_BLOCK_GFLOPS = {"in-context": 119.4, "cross-attn": 137.6, "adaln": 118.6, "adaln-zero": 118.6}  # Fig. 5
+
+
+def test_the_modules_paper_table_is_the_papers():
+    """What `dit flops` prints beside our counts is the paper's table (a typo there would mislead every user)."""
+    from dit.models import flops
+
+    assert flops.PAPER_GFLOPS == PAPER_GFLOPS and flops.PAPER_XL2_512_GFLOPS == PAPER_XL2_512_GFLOPS
+    assert flops.PAPER_BLOCK_GFLOPS == PAPER_BLOCK_GFLOPS and flops.L8_PRINTED_GFLOPS == 5.73
+    assert {name: paper_params_m(name) for name in model_names()} == {
+        name: PAPER_PARAMS_M[name.split("-")[1].split("/")[0]] for name in model_names()
+    }
+
+
 @pytest.mark.parametrize("name", model_names())
 def test_table4_gflops_and_params(name):
     rows = flops_table([name], image_size=256)
     (row,) = rows
     assert abs(row.gflops / PAPER_GFLOPS[name] - 1) < 0.01
-    assert abs(row.params / 1e6 / paper_params_m(name) - 1) < 0.02
+    assert abs(row.params / 1e6 / PAPER_PARAMS_M[name.split("-")[1].split("/")[0]] - 1) < 0.02
     assert row.gflops_rel_diff == pytest.approx(row.gflops / row.paper_gflops - 1)
 
 

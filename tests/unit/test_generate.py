@@ -163,11 +163,14 @@ def test_in_memory_generation_equals_chunkwise_images():
 
 # ------------------------------------------------------------------ writers
 def test_to_uint8_is_the_official_rounding():
-    x = torch.tensor([-1.2, -1.0, -0.5, 0.0, 0.001, 0.5, 0.9999, 1.0, 3.0]).reshape(1, 1, 3, 3).repeat(1, 3, 1, 1)
-    expected = np.clip(127.5 * x.numpy() + 128.0, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    np.testing.assert_array_equal(writers.to_uint8(x).numpy(), expected)
-    assert writers.to_uint8(x)[0, 0, 0, 0] == 0 and writers.to_uint8(x)[0, 2, 2, 0] == 255
-    assert writers.to_uint8(x)[0, 1, 0, 0] == 128  # 0 → 128 (round half up of 127.5)
+    """Official sample.py: uint8 = floor(clamp(127.5·x + 128, 0, 255)); bytes worked out by hand."""
+    x = torch.tensor([-1.2, -1.0, -0.5, 0.0, 0.001, 0.2, 0.5, 1.0, 3.0]).reshape(1, 1, 3, 3).repeat(1, 3, 1, 1)
+    # -1.2 → -25 → 0; -1 → 0.5 → 0; -0.5 → 64.25 → 64; 0 → 128; 0.001 → 128.13 → 128;
+    # 0.2 → 153.5 → 153 (floor, not round); 0.5 → 191.75 → 191; 1 → 255.5 → 255; 3 → 510.5 → 255
+    expected = np.array([0, 0, 64, 128, 128, 153, 191, 255, 255], dtype=np.uint8).reshape(1, 3, 3, 1).repeat(3, axis=3)
+    got = writers.to_uint8(x).numpy()
+    assert got.dtype == np.uint8 and got.shape == (1, 3, 3, 3)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_grid_rows_follow_classes_when_balanced():

@@ -220,8 +220,11 @@ def test_dropout_only_in_train_mode_unless_mask_given():
     mask = torch.tensor([True, False, True, False])
     with torch.no_grad():
         m.eval()
-        cond, uncond = m(x, t, y), m(x, t, null)
-        torch.testing.assert_close(m(x, t, y), cond)  # eval: never dropped
+        keep_all = torch.zeros(len(y), dtype=torch.bool)
+        cond, uncond = m(x, t, y, drop_mask=keep_all), m(x, t, null)  # labels kept explicitly; null class
+        assert not torch.allclose(cond, uncond)  # the labels matter, so a dropped one would show
+        for _ in range(5):  # p = 0.5: a train-mode draw would drop some of 4 labels in 5 tries (1 - 2^-20)
+            torch.testing.assert_close(m(x, t, y), cond, rtol=0, atol=0)  # eval: never dropped
         torch.testing.assert_close(m(x, t, None), uncond)  # y=None means the null class
         forced = m(x, t, y, drop_mask=mask)
         torch.testing.assert_close(forced[mask], uncond[mask])
