@@ -31,6 +31,16 @@ def guided_channel_count(channels: str, eps_channels: int) -> int:
     return eps_channels if channels == "all" else min(OFFICIAL_GUIDED_CHANNELS, eps_channels)
 
 
+# Choices each defined once; CLIs read them from here (``typing.get_args``).
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+LrSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
+OnBadImage = Literal["skip", "fail"]
+ON_BAD_IMAGE: tuple[str, ...] = get_args(OnBadImage)
+WeightsChoice = Literal["ema", "model"]
+
+
 class _DictMixin:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -162,7 +172,7 @@ class TrainConfig(_DictMixin):
     num_classes: Optional[int] = None
     unconditional: bool = False
     flip: bool = True
-    on_bad_image: str = "skip"
+    on_bad_image: OnBadImage = "skip"
     num_workers: int = field(default_factory=default_num_workers)
     # Run folder, budget, checkpoints, logs
     results_dir: str = "results"
@@ -186,7 +196,7 @@ class TrainConfig(_DictMixin):
     weight_decay: float = 0.0
     betas: Tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
-    lr_schedule: str = "constant"
+    lr_schedule: LrSchedule = "constant"
     grad_clip: Optional[float] = None
     ema_decay: float = 0.9999
     ema_warmup: bool = False
@@ -196,7 +206,7 @@ class TrainConfig(_DictMixin):
     ema_rampup_ratio: Optional[float] = 0.05  # halflife: half-life ≤ ratio × images seen (EDM: 0.05)
     ema_std: float = 0.10  # power: relative width σ_rel of the averaging profile (EDM2: 0.05-0.15)
     # Numerics and speed
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     grad_checkpointing: bool = False
     compile: bool = False
     fsdp: bool = False
@@ -207,6 +217,36 @@ class TrainConfig(_DictMixin):
     # Hooks run with the EMA model every K steps (0 = off); see dit.train.callbacks.TrainCallback
     sample_every: int = 0
     eval_every: int = 0
+
+    def validate(self, world_size: int = 1) -> None:
+        """One-line ``UserError`` for any setting a user can get wrong (``dit train`` and ``train()`` alike)."""
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r} is unknown; use one of {sorted(PRECISIONS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"lr schedule {self.lr_schedule!r} is unknown; use constant or cosine")
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise UserError(f"--on-bad-image {self.on_bad_image!r} is unknown; use skip or fail")
+        if self.lr_schedule == "cosine" and not self.max_steps:
+            raise UserError("a cosine lr schedule needs --max-steps")
+        if self.global_batch_size <= 0 or self.global_batch_size % world_size:
+            raise UserError(
+                f"--global-batch-size {self.global_batch_size} is not divisible by the {world_size} processes; "
+                "pick a multiple of the world size"
+            )
+        if self.max_steps is None and self.epochs is None and self.max_minutes is None:
+            raise UserError("no budget: pass --max-steps, --epochs or --max-minutes")
+        if self.ckpt_every <= 0 or self.log_every <= 0:
+            raise UserError("--ckpt-every and --log-every must be positive")
+        negative = [
+            f"--{k.replace('_', '-')} {v}"
+            for k in ("num_workers", "warmup_steps", "keep_last", "sample_every", "eval_every")
+            if (v := getattr(self, k)) < 0
+        ]
+        if negative:
+            raise UserError(f"{', '.join(negative)}: must be >= 0")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a finite positive number, got {self.lr}")
+        self.validate_optimiser()
 
     def validate_optimiser(self) -> None:
         """One-line errors for AdamW β and EMA settings a user can get wrong."""
@@ -310,7 +350,7 @@ class SampleConfig(_DictMixin):
     model: Optional[str] = None
     image_size: Optional[int] = None
     num_classes: Optional[int] = None
-    weights: str = "ema"
+    weights: WeightsChoice = "ema"
     vae: Optional[str] = None
     # What to draw and how
     num_samples: Optional[int] = None
@@ -319,14 +359,14 @@ class SampleConfig(_DictMixin):
     sampler: Optional[str] = None
     num_sampling_steps: Optional[int] = None
     cfg_scale: float = 1.5
-    guidance_channels: str = "all"
+    guidance_channels: GuidanceChannels = "all"
     guidance_interval: Optional[Tuple[int, int]] = None
     eta: float = 0.0
     # Flow samplers only: SD3 time shift of the grid (1 = none) and the SDE's g(t)² = c·t scale c
     time_shift: float = 1.0
     sde_diffusion: float = 1.0
     seed: int = 0
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     # TensorFloat-32 matmuls/convolutions on CUDA, as TrainConfig.tf32 (official sample_ddp.py: on)
     tf32: bool = True
     batch_size: int = 32

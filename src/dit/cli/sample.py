@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from dit.cli.argtypes import non_negative_float, positive_float, positive_int
-from dit.config import SAMPLER_NAMES
+from dit.config import GUIDANCE_CHANNELS, PRECISIONS, SAMPLER_NAMES, WeightsChoice
 
 HELP = (
     "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs "
@@ -34,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a dit checkpoint (.pt), its .safetensors export, an official DiT .pt, "
         "a diffusers folder or a Hugging Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)",
     )
-    w.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of a training checkpoint")
+    w.add_argument(
+        "--weights", choices=get_args(WeightsChoice), default="ema", help="which weights of a training checkpoint"
+    )
     w.add_argument(
         "--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)"
     )
@@ -90,7 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument(
         "--guidance-channels",
-        choices=["all", "official"],
+        choices=GUIDANCE_CHANNELS,
         default="all",
         help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)",
     )
@@ -141,7 +144,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "fp16"],
+        choices=PRECISIONS,
         default="fp32",
         help="autocast precision of the DiT (the VAE decodes in fp32)",
     )

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
-from dit.config import EMA_TYPES, OBJECTIVES, RECIPES, TIMESTEP_SAMPLINGS, TrainConfig, default_num_workers
+from dit.config import (
+    EMA_TYPES,
+    LR_SCHEDULES,
+    OBJECTIVES,
+    ON_BAD_IMAGE,
+    PRECISIONS,
+    RECIPES,
+    TIMESTEP_SAMPLINGS,
+    TrainConfig,
+    default_num_workers,
+)
 
 _T = TrainConfig()  # the defaults of the flags that map one-to-one to its fields
 
@@ -45,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips (digits, text)")
     d.add_argument(
         "--on-bad-image",
-        choices=["skip", "fail"],
+        choices=ON_BAD_IMAGE,
         default="skip",
         help="unreadable images: skip and list them, or stop",
     )
@@ -206,7 +216,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--warmup-steps", type=int, default=None, help="linear lr warm-up steps (paper: 0, fast: 100)")
     o.add_argument(
         "--lr-schedule",
-        choices=["constant", "cosine"],
+        choices=LR_SCHEDULES,
         default="constant",
         help="lr after warm-up (cosine needs --max-steps)",
     )
@@ -257,7 +267,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "fp16"],
+        choices=PRECISIONS,
         default="fp32",
         help="autocast precision (fp16 adds a grad scaler)",
     )

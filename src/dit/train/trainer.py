@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,31 +180,8 @@ class Trainer:
 
     @staticmethod
     def _check_config(cfg: TrainConfig, info: DistInfo) -> None:
-        if cfg.precision not in _PRECISIONS:
-            raise UserError(f"--precision {cfg.precision!r} is unknown; use one of {sorted(_PRECISIONS)}")
-        if cfg.lr_schedule not in ("constant", "cosine"):
-            raise UserError(f"lr schedule {cfg.lr_schedule!r} is unknown; use constant or cosine")
-        if cfg.lr_schedule == "cosine" and not cfg.max_steps:
-            raise UserError("a cosine lr schedule needs --max-steps")
-        if cfg.global_batch_size <= 0 or cfg.global_batch_size % info.world_size:
-            raise UserError(
-                f"--global-batch-size {cfg.global_batch_size} is not divisible by the {info.world_size} processes; "
-                "pick a multiple of the world size"
-            )
-        if cfg.max_steps is None and cfg.epochs is None and cfg.max_minutes is None:
-            raise UserError("no budget: pass --max-steps, --epochs or --max-minutes")
-        if cfg.ckpt_every <= 0 or cfg.log_every <= 0:
-            raise UserError("--ckpt-every and --log-every must be positive")
-        negative = [
-            f"--{k.replace('_', '-')} {v}"
-            for k in ("num_workers", "warmup_steps", "keep_last", "sample_every", "eval_every")
-            if (v := getattr(cfg, k)) < 0
-        ]
-        if negative:
-            raise UserError(f"{', '.join(negative)}: must be >= 0")
-        if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-            raise UserError(f"--lr must be a finite positive number, got {cfg.lr}")
-        cfg.validate_optimiser()
+        """The config's own checks (:meth:`TrainConfig.validate`) for this run's number of processes."""
+        cfg.validate(info.world_size)
 
     # -- checkpoints -------------------------------------------------------------------------
 
