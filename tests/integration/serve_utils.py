@@ -11,14 +11,14 @@ import uvicorn
 
 
 class GatedPipe:
-    """Wraps a pipeline; each call blocks in its first progress callback until ``gate`` opens.
+    """Wraps a pipeline; each call blocks in the progress callback of step ``hold_at`` until ``gate`` opens.
 
     ``reached`` is set when a call is inside that callback (a job is running); ``steps_run`` counts
     the sampler steps the wrapped pipeline really took (to see that a cancelled job stopped).
     """
 
-    def __init__(self, pipe):
-        self.pipe = pipe
+    def __init__(self, pipe, hold_at: int = 0):
+        self.pipe, self.hold_at = pipe, hold_at
         self.gate, self.reached = threading.Event(), threading.Event()
         self.steps_run = 0
 
@@ -28,8 +28,9 @@ class GatedPipe:
     def __call__(self, *args, callback=None, **kwargs):
         def held(i, n, latent):
             self.steps_run += 1
-            self.reached.set()
-            assert self.gate.wait(60), "the test never opened the gate"
+            if i >= self.hold_at:
+                self.reached.set()
+                assert self.gate.wait(60), "the test never opened the gate"
             if callback is not None:
                 callback(i, n, latent)
 

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dit.cli.main import main  # noqa: E402
-from dit.serve.app import BadRequest, GenerateRequest, Limits, check_request, create_app, preview_due  # noqa: E402
+from dit.serve.app import BadRequest, GenerateRequest, Limits, Model, check_request, create_app, preview_due  # noqa: E402
 from dit.serve.server import bind_message, load_pipeline  # noqa: E402
 
 from .sample_utils import read_npz, sample_argv, trained_run  # noqa: E402
@@ -84,7 +84,8 @@ def test_info_lists_classes_samplers_defaults_and_limits(client):
     assert [c["id"] for c in info["classes"]] == [0, 1, 2] and all(c["name"] for c in info["classes"])
     assert {"ddpm", "ddim", "dpm++2m"} <= set(info["samplers"])
     assert info["limits"] == {"max_images": 6, "max_steps": 20, "max_waiting": 1}
-    assert info["defaults"]["cfg_scale"] == 4.0
+    assert info["defaults"]["cfg_scale"] == 4.0 and (info["defaults"]["sampler"], info["objective"]) == ("ddpm", "gaussian")
+    assert info["defaults"]["num_steps"] == 20  # the objective's 250 DDPM steps, capped by the server's limit
 
 
 # ------------------------------------------------------------------ validation: one line, 4xx, JSON
@@ -98,7 +99,8 @@ BAD = [
     ("num_images", {"num_images": 0}, "greater than or equal to 1"),
     ("num_images", {"num_images": 10**9}, "at most 6 images"),
     ("num_images", {"num_images": "many"}, "integer"),
-    ("sampler", {"sampler": "euler"}, "unknown sampler 'euler'"),
+    ("sampler", {"sampler": "heun"}, "unknown sampler 'heun' for this gaussian model"),  # a flow sampler
+    ("sampler", {"sampler": "bogus"}, "unknown sampler 'bogus'"),
     ("num_steps", {"num_steps": 0}, "greater than or equal to 1"),
     ("num_steps", {"num_steps": 21}, "at most 20 steps"),
     ("num_steps", {"num_steps": 2.5}, "integer"),
@@ -165,14 +167,23 @@ def test_same_seed_and_settings_give_the_images_of_dit_sample(client, ckpt, tmp_
     assert grid.shape == (2 * 10 + 2, 2 * 10 + 2, 3)  # 2 classes × 2 images of 8×8, padding 2: rows by class
 
 
-def test_previews_show_the_images_forming_and_the_last_is_the_result(client):
+def test_previews_show_the_images_forming_and_the_last_is_the_result(pipe):
     """Previews are the decoded x_0 predictions; DDIM's last step returns its x_0 prediction unchanged."""
-    job = client.post("/api/jobs", json={**OK, "num_images": 4, "num_steps": 4}).json()
-    state = follow(client, job["id"])
-    shown = [s["preview"] for s in state["_all"] if s.get("preview")]
-    assert shown and all(u.startswith(f"/api/jobs/{job['id']}/preview.png") for u in shown)
-    last = png(client.get(f"/api/jobs/{job['id']}/preview.png").content)
-    np.testing.assert_array_equal(last, png(client.get(state["grid"]).content))
+    g = GatedPipe(pipe, hold_at=2)  # held in step 3 of 4: steps 1 and 2 made their previews
+    with TestClient(create_app(g, LIMITS)) as c:
+        job = c.post("/api/jobs", json={**OK, "num_images": 4, "num_steps": 4}).json()
+        assert c.get(f"/api/jobs/{job['id']}/preview.png").status_code in (404, 200)
+        assert g.reached.wait(30)
+        running = c.get(f"/api/jobs/{job['id']}").json()
+        assert running["status"] == "running" and running["preview"].startswith(f"/api/jobs/{job['id']}/preview.png")
+        early = png(c.get(running["preview"]).content)
+        g.gate.set()
+        state = follow(c, job["id"])
+        assert state["status"] == "done" and "preview" not in state
+        last = png(c.get(f"/api/jobs/{job['id']}/preview.png").content)
+        final = png(c.get(state["grid"]).content)
+        np.testing.assert_array_equal(last, final)
+        assert early.shape == final.shape  # (this 2-step model's x_0 predictions saturate: equal values are fine)
 
 
 def test_preview_schedule():
@@ -183,10 +194,30 @@ def test_preview_schedule():
 
 def test_an_unconditional_model_takes_no_classes():
     pipe = SimpleNamespace(num_classes=0, class_index=None)
-    work = check_request(GenerateRequest(num_images=3, num_steps=2), pipe, LIMITS)
+    model = Model("gaussian", ("ddpm",), "ddpm", 250, 999)
+    work = check_request(GenerateRequest(num_images=3, num_steps=2), pipe, LIMITS, model)
     assert work.classes is None and work.num_images == 3
     with pytest.raises(BadRequest, match="unconditional"):
-        check_request(GenerateRequest(classes=[1], num_steps=2), pipe, LIMITS)
+        check_request(GenerateRequest(classes=[1], num_steps=2), pipe, LIMITS, model)
+
+
+@pytest.mark.slow
+def test_a_flow_model_offers_its_own_samplers_and_defaults(tmp_path):
+    from .train_utils import make_image_folder, train_args
+
+    run = tmp_path / "run"
+    argv = train_args(make_image_folder(tmp_path / "data"), run, "--objective", "flow", "--max-steps", "1")
+    assert main(argv) == 0
+    ckpt = sorted((run / "checkpoints").glob("*.pt"))[-1]
+    with TestClient(create_app(load_pipeline(str(ckpt), device="cpu"), LIMITS)) as c:
+        info = c.get("/api/info").json()
+        assert info["objective"] == "flow" and info["defaults"]["sampler"] == "heun" and "ddpm" not in info["samplers"]
+        assert info["max_timestep"] == 1000
+        bad = c.post("/api/jobs", json={"classes": [0], "sampler": "ddpm"})
+        assert bad.status_code == 422 and "for this flow model" in bad.json()["error"]
+        job = c.post("/api/jobs", json={"classes": [0], "num_steps": 2})  # the model's default sampler: heun
+        state = follow(c, job.json()["id"])
+        assert state["status"] == "done" and c.get(state["protocol"]).json()["settings"]["sampler"] == "heun"
 
 
 def test_other_seed_gives_other_images(client):

@@ -34,14 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dit import __version__
-from dit.diffusion.samplers import SAMPLERS
+from dit.diffusion import DEFAULT_SAMPLING, SAMPLER_NAMES
 from dit.errors import UserError, one_line
 from dit.evaluation.writers import grid_image
-from dit.serve.jobs import Busy, Job, JobQueue
+from dit.serve.jobs import FINISHED, Busy, Job, JobQueue
 
 log = logging.getLogger("dit.serve")
 
-MAX_TIMESTEP = 999  # guidance intervals are in the training diffusion's timesteps 0..999
+MAX_TIMESTEP = {"gaussian": 999, "flow": 1000}  # guidance intervals are on the model's timestep scale
 MAX_CFG_SCALE = 100.0
 STATIC = resources.files("dit.serve") / "static"
 
@@ -56,14 +56,26 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Defaults:
-    """The page's starting values (the official sample.py's: DDPM, 250 steps, guidance 4)."""
+class Model:
+    """What a request is checked against: the model's objective, its samplers and their defaults."""
 
-    num_images: int = 4
-    sampler: str = "ddpm"
-    num_steps: int = 250
-    cfg_scale: float = 4.0
-    seed: int = 0
+    objective: str
+    samplers: tuple[str, ...]
+    default_sampler: str
+    default_steps: int
+    max_timestep: int
+
+    @classmethod
+    def of(cls, pipe) -> "Model":
+        objective = str(getattr(pipe.loaded.diffusion_config, "objective", "gaussian"))
+        sampler, steps = DEFAULT_SAMPLING[objective]
+        return cls(objective, tuple(SAMPLER_NAMES[objective]), sampler, int(steps), MAX_TIMESTEP[objective])
+
+    def page_defaults(self, limits: Limits) -> dict[str, Any]:
+        """The page's starting values: the objective's sampler and steps (`dit sample`'s; capped by the limits),
+        guidance 4 (the official sample.py's)."""
+        return {"num_images": min(4, limits.max_images), "sampler": self.default_sampler,
+                "num_steps": min(self.default_steps, limits.max_steps), "cfg_scale": 4.0, "seed": 0}
 
 
 class GenerateRequest(BaseModel):
@@ -75,13 +87,13 @@ class GenerateRequest(BaseModel):
         [], max_length=1000, examples=[["golden retriever"], [207, 360]],
         description="class ids or names; image i gets classes[i mod len] (empty for an unconditional model)")
     num_images: Optional[int] = Field(None, ge=1, description="how many images (default: one per class given)")
-    sampler: str = Field(Defaults.sampler, description="a sampler name (GET /api/info lists them)")
-    num_steps: int = Field(Defaults.num_steps, ge=1, description="sampler steps")
-    cfg_scale: float = Field(Defaults.cfg_scale, ge=0.0, le=MAX_CFG_SCALE, allow_inf_nan=False,
+    sampler: Optional[str] = Field(None, description="a sampler name (GET /api/info lists them; default: the model's)")
+    num_steps: Optional[int] = Field(None, ge=1, description="sampler steps (default: the model's)")
+    cfg_scale: float = Field(4.0, ge=0.0, le=MAX_CFG_SCALE, allow_inf_nan=False,
                              description="classifier-free guidance scale (1 = off)")
     guidance_interval: Optional[tuple[int, int]] = Field(
-        None, description=f"guide only at timesteps lo <= t <= hi (of 0..{MAX_TIMESTEP}); null = every step")
-    seed: int = Field(Defaults.seed, ge=0, lt=2**63, description="image i's noise depends on (seed, i) only")
+        None, description="guide only at model timesteps lo <= t <= hi (0..999; flow models 0..1000); null = every step")
+    seed: int = Field(0, ge=0, lt=2**63, description="image i's noise depends on (seed, i) only")
 
 
 class BadRequest(Exception):
@@ -110,7 +122,7 @@ class Work:
                 "sampler": self.sampler, "seed": self.seed, "guidance_interval": self.guidance_interval}
 
 
-def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
+def check_request(req: GenerateRequest, pipe, limits: Limits, model: Model) -> Work:
     """The limits and the model's classes and samplers: :class:`BadRequest` naming the field."""
     conditional = int(pipe.num_classes) > 0
     if conditional and not req.classes:
@@ -122,14 +134,17 @@ def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
         raise BadRequest("num_images", f"at most {limits.max_images} images per request (asked {n})")
     if len(req.classes) > n:
         raise BadRequest("classes", f"{len(req.classes)} classes for {n} images; give at most one class per image")
-    if req.num_steps > limits.max_steps:
-        raise BadRequest("num_steps", f"at most {limits.max_steps} steps per request (asked {req.num_steps})")
-    if req.sampler not in SAMPLERS:
-        raise BadRequest("sampler", f"unknown sampler {req.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    steps = req.num_steps if req.num_steps is not None else min(model.default_steps, limits.max_steps)
+    if steps > limits.max_steps:
+        raise BadRequest("num_steps", f"at most {limits.max_steps} steps per request (asked {steps})")
+    sampler = req.sampler if req.sampler is not None else model.default_sampler
+    if sampler not in model.samplers:
+        raise BadRequest("sampler", f"unknown sampler {sampler!r} for this {model.objective} model; "
+                                    f"choose one of {', '.join(model.samplers)}")
     if req.guidance_interval is not None:
         lo, hi = req.guidance_interval
-        if not 0 <= lo <= hi <= MAX_TIMESTEP:
-            raise BadRequest("guidance_interval", f"needs 0 <= lo <= hi <= {MAX_TIMESTEP}, got [{lo}, {hi}]")
+        if not 0 <= lo <= hi <= model.max_timestep:
+            raise BadRequest("guidance_interval", f"needs 0 <= lo <= hi <= {model.max_timestep}, got [{lo}, {hi}]")
     ids = []
     for c in req.classes:
         try:
@@ -138,7 +153,7 @@ def check_request(req: GenerateRequest, pipe, limits: Limits) -> Work:
             raise BadRequest("classes", one_line(e)) from None
     classes = [ids[i % len(ids)] for i in range(n)] if ids else None
     interval = (int(req.guidance_interval[0]), int(req.guidance_interval[1])) if req.guidance_interval else None
-    return Work(classes, n, req.num_steps, float(req.cfg_scale), req.sampler, req.seed, interval)
+    return Work(classes, n, steps, float(req.cfg_scale), sampler, req.seed, interval)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -190,12 +205,13 @@ def error(status: int, message: str, headers: Optional[dict[str, str]] = None, *
 
 def job_state(job: Job, queue: JobQueue) -> dict[str, Any]:
     """What the API says about a job (the page renders exactly this)."""
-    state: dict[str, Any] = {"id": job.id, "status": job.status, "step": job.step,
+    status = job.status  # read once: the worker thread moves it on
+    state: dict[str, Any] = {"id": job.id, "status": status, "step": job.step,
                              "num_steps": job.num_steps or job.request.num_steps,
                              "position": queue.position(job), "error": job.error}
-    if job.status == "running" and job.preview is not None:
+    if status == "running" and job.preview is not None:
         state["preview"] = f"/api/jobs/{job.id}/preview.png?step={job.step}"
-    if job.status == "done" and isinstance(job.result, Result):
+    if status == "done" and isinstance(job.result, Result):
         base = f"/api/jobs/{job.id}"
         state["images"] = [f"{base}/images/{k}.png" for k in range(len(job.result.images))]
         state["grid"] = f"{base}/grid.png"
@@ -220,14 +236,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     return field, f"{'.'.join(loc) or 'body'}: {msg}"
 
 
-def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(), ckpt: str = "",
-               previews: int = 8) -> FastAPI:
+def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 8) -> FastAPI:
     """The app around one :class:`dit.Pipeline` on one device (one job at a time; see :class:`JobQueue`).
 
     ``previews``: how many decoded previews a running job shows (0: none).
     """
     app = FastAPI(title="dit serve", version=__version__, docs_url=None, redoc_url=None,  # Swagger UI needs a CDN
                   description="Sample a DiT checkpoint. Every error is JSON {\"error\": \"...\"}.")
+    model = Model.of(pipe)
     jobs = JobQueue(lambda job: run_job(pipe, job, previews), max_waiting=limits.max_waiting)
     app.state.jobs = jobs
     app.router.add_event_handler("shutdown", jobs.close)
@@ -272,15 +288,16 @@ def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(),
     def info() -> dict[str, Any]:
         names, n = pipe.class_names, int(pipe.num_classes)
         classes = [{"id": k, "name": names[k] if names and k < len(names) else f"class {k}"} for k in range(n)]
-        return {"dit_version": __version__, "checkpoint": ckpt, "classes": classes, "samplers": list(SAMPLERS),
-                "defaults": defaults.__dict__, "limits": limits.__dict__, "max_timestep": MAX_TIMESTEP,
+        return {"dit_version": __version__, "checkpoint": ckpt, "classes": classes, "objective": model.objective,
+                "samplers": list(model.samplers), "defaults": model.page_defaults(limits), "limits": limits.__dict__,
+                "max_timestep": model.max_timestep,
                 "max_cfg_scale": MAX_CFG_SCALE, "queue": jobs.stats()}
 
     @app.post("/api/jobs", status_code=202, summary="Queue a generation",
               responses={422: {"description": "bad input: {error, field}"},
                          429: {"description": "busy: {error}, try again after Retry-After seconds"}})
     def submit(req: GenerateRequest) -> dict[str, Any]:
-        work = check_request(req, pipe, limits)
+        work = check_request(req, pipe, limits, model)
         try:
             job = jobs.submit(work)
         except Busy as e:
@@ -309,8 +326,9 @@ def create_app(pipe, limits: Limits = Limits(), defaults: Defaults = Defaults(),
                 while True:
                     if job.version != last:
                         last = job.version
-                        yield f"event: state\ndata: {json.dumps(job_state(job, jobs))}\n\n"
-                        if job.finished:
+                        state = job_state(job, jobs)  # one snapshot: the job may finish while it is sent
+                        yield f"event: state\ndata: {json.dumps(state)}\n\n"
+                        if state["status"] in FINISHED:
                             return
                     elif beat >= 5.0:  # a comment line: keeps proxies open and notices a gone client
                         beat = 0.0
