@@ -84,7 +84,8 @@ def test_info_lists_classes_samplers_defaults_and_limits(client):
     assert [c["id"] for c in info["classes"]] == [0, 1, 2] and all(c["name"] for c in info["classes"])
     assert {"ddpm", "ddim", "dpm++2m"} <= set(info["samplers"])
     assert info["limits"] == {"max_images": 6, "max_steps": 20, "max_waiting": 1}
-    assert info["defaults"]["cfg_scale"] == 4.0 and (info["defaults"]["sampler"], info["objective"]) == ("ddpm", "gaussian")
+    assert info["defaults"]["cfg_scale"] == 4.0
+    assert (info["defaults"]["sampler"], info["objective"]) == ("ddpm", "gaussian")
     assert info["defaults"]["num_steps"] == 20  # the objective's 250 DDPM steps, capped by the server's limit
 
 

@@ -92,7 +92,7 @@ class GenerateRequest(BaseModel):
     cfg_scale: float = Field(4.0, ge=0.0, le=MAX_CFG_SCALE, allow_inf_nan=False,
                              description="classifier-free guidance scale (1 = off)")
     guidance_interval: Optional[tuple[int, int]] = Field(
-        None, description="guide only at model timesteps lo <= t <= hi (0..999; flow models 0..1000); null = every step")
+        None, description="guide only at model timesteps lo <= t <= hi (0..999; flow: 0..1000); null = every step")
     seed: int = Field(0, ge=0, lt=2**63, description="image i's noise depends on (seed, i) only")
 
 
