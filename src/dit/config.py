@@ -15,6 +15,10 @@ from typing import Any, Literal, Optional, Tuple, Union, get_args
 from dit.errors import UserError
 
 EMA_TYPES = ("constant", "halflife", "power")  # dit.train.ema.EMASchedule.kind
+# Block options of ModelConfig (dit.models.blocks); the first of each is the paper's
+NORM_TYPES = ("layer", "rms")
+QK_NORM_TYPES = ("none", "layer", "rms")
+MLP_TYPES = ("gelu", "swiglu")
 
 
 # Classifier-free guidance on every ε channel ("all", the standard form) or on the first 3 only
@@ -97,6 +101,27 @@ class ModelConfig(_DictMixin):
     depth: Optional[int] = None
     num_heads: Optional[int] = None
     mlp_ratio: float = 4.0
+    # Block options for small-scale training (dit.models.blocks); the defaults are the paper's
+    # DiT, whose keys, shapes and outputs they leave unchanged.
+    norm: str = "layer"  # layer | rms: the block and final norms
+    qk_norm: str = "none"  # none | layer | rms: per-head norm of queries and keys
+    mlp: str = "gelu"  # gelu | swiglu (hidden width 2/3: about the same parameters)
+    rope: bool = False  # 2-D axial rotary position embedding on q/k (besides the fixed sin-cos table)
+    long_skip: bool = False  # U-ViT long skips: block i's output joins block depth-1-i (concat + linear)
+
+    def options(self) -> dict[str, Any]:
+        """The block options set away from the paper's DiT (empty for an official model)."""
+        paper = ModelConfig()
+        return {k: getattr(self, k) for k in BLOCK_OPTIONS if getattr(self, k) != getattr(paper, k)}
+
+    def validate_options(self) -> None:
+        """One-line errors for unknown block option values."""
+        for key, choices in (("norm", NORM_TYPES), ("qk_norm", QK_NORM_TYPES), ("mlp", MLP_TYPES)):
+            if getattr(self, key) not in choices:
+                raise UserError(f"--{key.replace('_', '-')} {getattr(self, key)!r} is unknown; use one of {', '.join(choices)}")
+
+
+BLOCK_OPTIONS = ("norm", "qk_norm", "mlp", "rope", "long_skip")  # ModelConfig fields beyond the paper's DiT
 
 
 OBJECTIVES = ("gaussian", "flow")

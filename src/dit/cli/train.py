@@ -8,21 +8,26 @@ from dit.cli.argtypes import positive_float, positive_int
 from dit.config import (
     EMA_TYPES,
     LR_SCHEDULES,
+    MLP_TYPES,
+    NORM_TYPES,
     OBJECTIVES,
     ON_BAD_IMAGE,
     PRECISIONS,
+    QK_NORM_TYPES,
     RECIPES,
     TIMESTEP_SAMPLINGS,
+    ModelConfig,
     TrainConfig,
     default_num_workers,
 )
 
-_T = TrainConfig()  # the defaults of the flags that map one-to-one to its fields
+_T, _M = TrainConfig(), ModelConfig()  # the defaults of the flags that map one-to-one to their fields
 
 
 def _ratio_or_none(text: str):
     """A positive float, or 'none' (no half-life ramp-up)."""
     return None if text.lower() == "none" else positive_float(text)
+
 
 HELP = "train a DiT (one process, or one rank per GPU under torchrun)"
 DESCRIPTION = (
@@ -140,6 +145,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--class-dropout-prob", type=float, default=0.1, help="probability a label is dropped to the null class"
     )
+    m.add_argument("--norm", choices=NORM_TYPES, default=_M.norm, help="block and final norms: layer (paper) or rms")
+    m.add_argument("--qk-norm", choices=QK_NORM_TYPES, default=_M.qk_norm, help="normalise each head's queries and keys (none = paper)")
+    m.add_argument("--mlp", choices=MLP_TYPES, default=_M.mlp, help="gelu (paper) or swiglu (2/3 the hidden width: same parameters)")
+    m.add_argument("--rope", action=argparse.BooleanOptionalAction, default=_M.rope, help="2-D rotary position embedding on queries/keys")
+    m.add_argument("--long-skip", action=argparse.BooleanOptionalAction, default=_M.long_skip,
+                   help="U-ViT long skips: block i's output feeds block depth-1-i (concat + linear)")
 
     r = p.add_argument_group("run, budget and checkpoints")
     r.add_argument(
@@ -319,6 +330,7 @@ def build_configs(args: argparse.Namespace):
         name=None if custom[0] is not None else name,
         block=args.block,
         class_dropout_prob=args.class_dropout_prob,
+        norm=args.norm, qk_norm=args.qk_norm, mlp=args.mlp, rope=args.rope, long_skip=args.long_skip,
         **(sizes if custom[0] is not None else {}),
     )
     cfg = TrainConfig(

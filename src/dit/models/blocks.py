@@ -14,15 +14,26 @@ in-context    —                                — ([t, y] are extra tokens) a
 The un-modulated designs use standard pre-LN ViT blocks, so their LayerNorms keep the usual
 learnable affine (nothing else would scale/shift them). adaLN-Zero keys equal the official
 ones (``attn.qkv``, ``attn.proj``, ``mlp.fc1``, ``mlp.fc2``, ``adaLN_modulation.1``).
+
+Options for small-scale training, all off by default (then keys, shapes and outputs are the
+official ones): ``norm="rms"`` (RMSNorm for the block and final norms), ``qk_norm`` (a norm
+over each head's queries and keys, learnable scale), ``mlp="swiglu"`` (SiLU-gated MLP whose
+hidden width is 2/3 of the GELU one: about the same parameters) and ``rope`` tables passed to
+``forward`` (2-D RoPE on the self-attention's q/k, :mod:`dit.models.rope`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dit.config import MLP_TYPES, NORM_TYPES, QK_NORM_TYPES
+from dit.models.rope import apply_rope
+
+Rope = Optional[Tuple[torch.Tensor, torch.Tensor]]  # (cos, sin), each (L, hd/2)
 
 BLOCK_DESIGNS = ("adaln-zero", "adaln", "cross-attn", "in-context")
 LN_EPS = 1e-6
@@ -43,31 +54,57 @@ def gated(x: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
     return x if gate is None else gate.unsqueeze(1) * x  # (N, T, D)
 
 
+def make_norm(kind: str, dim: int, affine: bool) -> nn.Module:
+    """LayerNorm (``"layer"``) or RMSNorm (``"rms"``) over the last ``dim`` features, eps 1e-6."""
+    if kind == "rms":
+        return nn.RMSNorm(dim, eps=LN_EPS, elementwise_affine=affine)
+    return nn.LayerNorm(dim, elementwise_affine=affine, eps=LN_EPS)
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(N, L, D) → (N, H, L, D/H)."""
+    n, length, d = x.shape
+    return x.view(n, length, num_heads, d // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(N, H, L, hd) → (N, L, H·hd)."""
+    n, h, length, hd = x.shape
+    return x.transpose(1, 2).reshape(n, length, h * hd)
+
+
 def multihead_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int) -> torch.Tensor:
     """Split (N, L, D) q/k/v into heads, run scaled-dot-product attention, merge back to (N, Lq, D)."""
-    n, lq, d = q.shape
-    hd = d // num_heads
-    q = q.view(n, lq, num_heads, hd).transpose(1, 2)  # (N, H, Lq, hd)
-    k = k.view(n, k.shape[1], num_heads, hd).transpose(1, 2)  # (N, H, Lk, hd)
-    v = v.view(n, v.shape[1], num_heads, hd).transpose(1, 2)  # (N, H, Lk, hd)
-    out = F.scaled_dot_product_attention(q, k, v)  # (N, H, Lq, hd)
-    return out.transpose(1, 2).reshape(n, lq, d)  # (N, Lq, D)
+    q, k, v = (split_heads(t, num_heads) for t in (q, k, v))  # (N, H, L, hd) each
+    return merge_heads(F.scaled_dot_product_attention(q, k, v))  # (N, Lq, D)
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection (with bias), as timm's ``Attention``."""
+    """Multi-head self-attention with a fused qkv projection (with bias), as timm's ``Attention``.
 
-    def __init__(self, dim: int, num_heads: int):
+    ``qk_norm`` ("layer"/"rms") normalises each head's q and k (learnable scale); ``rope`` in
+    ``forward`` rotates them by position. Neither exists by default (timm's plain attention).
+    """
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: str = "none"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"hidden_size {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.q_norm = self.k_norm = None
+        if qk_norm != "none":
+            self.q_norm = make_norm(qk_norm, dim // num_heads, affine=True)
+            self.k_norm = make_norm(qk_norm, dim // num_heads, affine=True)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv(x).chunk(3, dim=-1)  # 3 × (N, T, D)
-        return self.proj(multihead_sdpa(q, k, v, self.num_heads))  # (N, T, D)
+    def forward(self, x: torch.Tensor, rope: Rope = None) -> torch.Tensor:
+        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))  # 3 × (N, H, T, hd)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return self.proj(merge_heads(F.scaled_dot_product_attention(q, k, v)))  # (N, T, D)
 
 
 class CrossAttention(nn.Module):
@@ -99,27 +136,51 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))  # (N, T, D)
 
 
+def swiglu_hidden(hidden: int) -> int:
+    """SwiGLU width for a GELU MLP of width ``hidden``: 2/3 of it (3 matrices instead of 2)."""
+    return max(1, round(2 * hidden / 3))
+
+
+class SwiGLU(nn.Module):
+    """fc1 (fused value and gate, D → 2H) → value · SiLU(gate) → fc2 (Shazeer 2020)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, 2 * hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.fc1(x).chunk(2, dim=-1)  # 2 × (N, T, H)
+        return self.fc2(value * F.silu(gate))  # (N, T, D)
+
+
 class DiTBlock(nn.Module):
     """One transformer block; ``design`` picks the conditioning mechanism (see module docstring).
 
-    ``forward(x, c, context)``: x (N, T, D) tokens, c (N, D) the conditioning vector t_emb + y_emb,
-    context (N, L, D) the conditioning tokens [t_emb, y_emb] (used by cross-attn only).
+    ``forward(x, c, context, rope)``: x (N, T, D) tokens, c (N, D) the conditioning vector t_emb + y_emb,
+    context (N, L, D) the conditioning tokens [t_emb, y_emb] (used by cross-attn only), rope the
+    (cos, sin) tables of 2-D RoPE or None.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, design: str = "adaln-zero"):
+    def __init__(
+        self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, design: str = "adaln-zero",
+        norm: str = "layer", qk_norm: str = "none", mlp: str = "gelu",
+    ):
         super().__init__()
-        if design not in BLOCK_DESIGNS:
-            raise ValueError(f"unknown block design {design!r}; choose one of {BLOCK_DESIGNS}")
+        for value, choices in ((design, BLOCK_DESIGNS), (norm, NORM_TYPES), (qk_norm, QK_NORM_TYPES), (mlp, MLP_TYPES)):
+            if value not in choices:
+                raise ValueError(f"unknown block option {value!r}; choose one of {choices}")
         self.design = design
         chunks = _MODULATION_CHUNKS[design]
         affine = chunks == 0  # plain pre-LN blocks keep LayerNorm's own scale/shift
-        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=affine, eps=LN_EPS)
-        self.attn = Attention(hidden_size, num_heads)
+        self.norm1 = make_norm(norm, hidden_size, affine)
+        self.attn = Attention(hidden_size, num_heads, qk_norm)
         if design == "cross-attn":
-            self.norm_cross = nn.LayerNorm(hidden_size, elementwise_affine=affine, eps=LN_EPS)
+            self.norm_cross = make_norm(norm, hidden_size, affine)
             self.cross_attn = CrossAttention(hidden_size, num_heads)
-        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=affine, eps=LN_EPS)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.norm2 = make_norm(norm, hidden_size, affine)
+        hidden = int(hidden_size * mlp_ratio)
+        self.mlp = SwiGLU(hidden_size, swiglu_hidden(hidden)) if mlp == "swiglu" else Mlp(hidden_size, hidden)
         if chunks:
             self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, chunks * hidden_size, bias=True))
 
@@ -132,9 +193,11 @@ class DiTBlock(nn.Module):
             return shift_msa, scale_msa, None, shift_mlp, scale_mlp, None
         return (None,) * 6
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, context: Optional[torch.Tensor] = None, rope: Rope = None
+    ) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(c)
-        x = x + gated(self.attn(modulate(self.norm1(x), shift_msa, scale_msa)), gate_msa)  # (N, T, D)
+        x = x + gated(self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope), gate_msa)  # (N, T, D)
         if self.design == "cross-attn":
             x = x + self.cross_attn(self.norm_cross(x), context)  # (N, T, D)
         x = x + gated(self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)), gate_mlp)  # (N, T, D)
@@ -148,9 +211,9 @@ class FinalLayer(nn.Module):
     layer is adaLN-modulated, so in-context and cross-attn models share it unchanged).
     """
 
-    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+    def __init__(self, hidden_size: int, patch_size: int, out_channels: int, norm: str = "layer"):
         super().__init__()
-        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=LN_EPS)
+        self.norm_final = make_norm(norm, hidden_size, affine=False)
         self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels, bias=True)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size, bias=True))
 

@@ -18,6 +18,7 @@ from dit.config import GuidanceChannels, ModelConfig, guided_channel_count
 from dit.errors import UserError
 from dit.models.blocks import BLOCK_DESIGNS, DiTBlock, FinalLayer
 from dit.models.embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d
+from dit.models.rope import rope_tables
 
 
 def as_hw(input_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -51,6 +52,11 @@ class DiT(nn.Module):
         num_classes: int = 1000,
         learn_sigma: bool = True,
         block: str = "adaln-zero",
+        norm: str = "layer",
+        qk_norm: str = "none",
+        mlp: str = "gelu",
+        rope: bool = False,
+        long_skip: bool = False,
     ):
         super().__init__()
         if block not in BLOCK_DESIGNS:
@@ -65,6 +71,8 @@ class DiT(nn.Module):
             raise UserError(f"patch size {patch_size} must divide the input size {h}x{w}; pick another size or model")
         if hidden_size % num_heads:
             raise UserError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
+        if rope and (hidden_size // num_heads) % 4:
+            raise UserError(f"--rope needs a head width (hidden_size/num_heads = {hidden_size // num_heads}) divisible by 4")
         if num_classes < 0:
             raise UserError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}")
         if not 0.0 <= class_dropout_prob < 1.0:
@@ -92,7 +100,14 @@ class DiT(nn.Module):
             depth=depth,
             num_heads=num_heads,
             mlp_ratio=mlp_ratio,
+            norm=norm,
+            qk_norm=qk_norm,
+            mlp=mlp,
+            rope=bool(rope),
+            long_skip=bool(long_skip),
         )
+        self.config.validate_options()
+        self.rope = bool(rope)
 
         num_tokens = self.grid_size[0] * self.grid_size[1]
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
@@ -100,8 +115,14 @@ class DiT(nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
         # Fixed sin-cos embedding: a frozen parameter (not a buffer) so the state dict matches the official one.
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, hidden_size), requires_grad=False)
-        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio, block) for _ in range(depth)])
-        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
+        self.blocks = nn.ModuleList(
+            [DiTBlock(hidden_size, num_heads, mlp_ratio, block, norm, qk_norm, mlp) for _ in range(depth)]
+        )
+        # U-ViT long skips: the input of block depth-1-i gets Linear(cat[x, output of block i]), i < depth//2
+        self.skip_linears = (
+            nn.ModuleList([nn.Linear(2 * hidden_size, hidden_size) for _ in range(depth // 2)]) if long_skip else None
+        )
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels, norm)
         self.initialize_weights()
 
     # ------------------------------------------------------------------ initialisation
@@ -135,6 +156,10 @@ class DiT(nn.Module):
             for blk in self.blocks:
                 nn.init.zeros_(blk.adaLN_modulation[-1].weight)
                 nn.init.zeros_(blk.adaLN_modulation[-1].bias)
+        for lin in self.skip_linears or []:  # [I | 0]: the model still starts as the paper's DiT
+            nn.init.zeros_(lin.bias)
+            with torch.no_grad():
+                lin.weight.copy_(torch.cat([torch.eye(lin.out_features), torch.zeros_like(lin.weight[:, lin.out_features :])], 1))
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
@@ -195,11 +220,26 @@ class DiT(nn.Module):
         num_tokens = x.shape[1]
         if self.block == "in-context":
             x = torch.cat([x, c], dim=1)  # (N, T + L, D)
-        for blk in self.blocks:
-            x = blk(x, c_vec, c)  # (N, T(+L), D)
+        rope = None
+        if self.rope:  # (T(+L), hd/2) each; conditioning tokens are not rotated
+            rope = rope_tables(self.grid_size, x.shape[-1] // self.num_heads, x.shape[1] - num_tokens, x.device)
+        x = self._run_blocks(x, c_vec, c, rope)  # (N, T(+L), D)
         x = x[:, :num_tokens]  # (N, T, D) in-context tokens stripped
         x = self.final_layer(x, c_vec)  # (N, T, p*p*C_out)
         return self.unpatchify(x)  # (N, C_out, H, W)
+
+    def _run_blocks(self, x: torch.Tensor, c_vec: torch.Tensor, c: torch.Tensor, rope) -> torch.Tensor:
+        """The blocks in order; with long skips, the first half's outputs feed the second half."""
+        depth = len(self.blocks)
+        n_skip = len(self.skip_linears) if self.skip_linears is not None else 0
+        skips = []
+        for i, blk in enumerate(self.blocks):
+            if i >= depth - n_skip:
+                x = self.skip_linears[i - (depth - n_skip)](torch.cat([x, skips.pop()], dim=-1))  # (N, T, D)
+            x = blk(x, c_vec, c, rope)  # (N, T, D)
+            if i < n_skip:
+                skips.append(x)
+        return x
 
     def forward_with_cfg(
         self,

@@ -89,6 +89,11 @@ def build_model(cfg: ModelConfig) -> DiT:
         num_classes=r.num_classes,
         learn_sigma=r.learn_sigma,
         block=r.block,
+        norm=r.norm,
+        qk_norm=r.qk_norm,
+        mlp=r.mlp,
+        rope=r.rope,
+        long_skip=r.long_skip,
     )
     model.config.name = r.name
     return model

@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.tensor import distribute_tensor
 
-from dit.config import DiffusionConfig, TrainConfig
+from dit.config import BLOCK_OPTIONS, DiffusionConfig, ModelConfig, TrainConfig
 from dit.errors import UserError
 from dit.runtime.checkpoint import (
     ema_export_path,
@@ -76,8 +76,10 @@ def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_ba
     saved = state["config"]
     if diffusion_config is not None:  # first: another objective also means another model (learn_sigma)
         check_objective(path, saved, diffusion_config)
-    if saved.get("model") != model_config:
-        have = saved.get("model") or {}
+    have = saved.get("model") or {}
+    if isinstance(have, dict) and not set(have) - set(model_config):  # fields added since: their defaults
+        have = {**{k: v for k, v in ModelConfig().to_dict().items() if k in BLOCK_OPTIONS}, **have}
+    if have != model_config:
         diff = ", ".join(
             f"{k} {have.get(k)!r} vs {model_config.get(k)!r}"
             for k in model_config

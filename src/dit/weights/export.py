@@ -249,6 +249,11 @@ def convert_checkpoint(
     with torch.device("meta"):
         expected = {k: v.shape for k, v in build_model(cfg).state_dict().items()}
     check_fits(expected, raw.state_dict, str(src))
+    if fmt in ("official", "diffusers") and cfg.options():
+        raise UserError(
+            f"{src} uses block options {cfg.options()} that the {fmt} format cannot describe; "
+            "convert to dit (.pt) or safetensors, which carry them in the config"
+        )
     desc = describe(cfg, raw, known_class_names(cfg, raw, class_names))
     notes: List[str] = []
     if fmt == "official":
