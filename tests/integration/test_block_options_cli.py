@@ -8,7 +8,7 @@ from safetensors import safe_open
 
 from dit.cli.main import main
 from dit.config import BLOCK_OPTIONS
-from dit.models.checkpoint_io import load_model
+from dit.weights.formats import load_model
 from dit.runtime.checkpoint import ema_export_path, load_checkpoint, save_checkpoint
 
 from .sample_utils import sample_argv
@@ -33,12 +33,12 @@ def test_options_travel_with_checkpoint_export_and_conversion(run, tmp_path):
     assert {k: state["config"]["model"][k] for k in BLOCK_OPTIONS} == EXPECTED
     assert any(k.startswith("skip_linears.") for k in state["ema"])
     for path in (ckpt, ema_export_path(ckpt)):
-        model, info = load_model(path)
+        model = load_model(path).model
         assert model.config.options() == EXPECTED, path
         assert torch.equal(model.state_dict()["skip_linears.0.weight"], state["ema"]["skip_linears.0.weight"])
     st = tmp_path / "w.safetensors"
     assert main(["convert", str(ckpt), str(st)]) == 0
-    assert load_model(st)[0].config.options() == EXPECTED
+    assert load_model(st).model.config.options() == EXPECTED
     with safe_open(str(st), "pt") as f:
         assert '"rope": true' in f.metadata()["model"]
     assert main(sample_argv(st, tmp_path / "s.npz", "--num-samples", "2")) == 0
