@@ -80,6 +80,7 @@ def loss_curve_image(
     height: int = 360,
     log_y: bool = True,
     title: str = "training loss",
+    x_label: str = "step",
 ) -> np.ndarray:
     """uint8 (height, width, 3): each series of ``series`` against ``steps``, with axes and a legend.
 
@@ -117,7 +118,7 @@ def loss_curve_image(
         draw.line([(px, bottom), (px, bottom + 4)], fill=AXIS)
         draw.text((px, bottom + 6), _label(t), fill=AXIS, font=font, anchor="mt")
     draw.rectangle([left, top, right, bottom], outline=AXIS)
-    draw.text(((left + right) / 2, height - 4), "step", fill=AXIS, font=font, anchor="mb")
+    draw.text(((left + right) / 2, height - 4), x_label, fill=AXIS, font=font, anchor="mb")
     draw.text(((left + right) / 2, 4), title + (" (log scale)" if log_y else ""), fill=AXIS, font=font, anchor="mt")
     px = axis_map(x, x_lo, x_hi, left, right)  # (S,)
     for i, (name, y) in enumerate(ys.items()):
