@@ -93,7 +93,7 @@ def test_checkpoint_loads_and_config_is_recorded(run):
     ckpt = cfg["checkpoint"]
     assert ckpt.endswith("0000012.pt") and cfg["commands"]["sample"].count(ckpt) == 1
     model = load_model(ckpt).model
-    assert model.num_classes == 10 and tuple(model.input_size) == (SIZE, SIZE) and model.learn_sigma
+    assert model.num_classes == 10 and tuple(model.input_size) == (SIZE, SIZE) and not model.learn_sigma  # flow
     assert (run / "train" / "run.json").is_file() and (run / "classifier.safetensors").is_file()
 
 

@@ -24,20 +24,8 @@ def parser():
 
 
 def test_every_stage_command_parses_and_carries_the_settings(parser):
-    cfg = DemoConfig(
-        out="/tmp/x",
-        depth=3,
-        hidden_size=48,
-        num_heads=3,
-        patch_size=4,
-        max_steps=77,
-        lr=3e-4,
-        precision="bf16",
-        cfg_scale=2.5,
-        sampling_steps=9,
-        num_samples=300,
-        device="cpu",
-    )
+    cfg = DemoConfig(out="/tmp/x", depth=3, hidden_size=48, num_heads=3, patch_size=4, max_steps=77, lr=3e-4,
+                     precision="bf16", cfg_scale=2.5, sampling_steps=9, num_samples=300, device="cpu", recipe="paper")
     cmds = stage_commands(cfg, checkpoint="/tmp/x/train/checkpoints/0000077.pt")
     assert list(cmds) == ["train-classifier", "train", "sample", "eval-samples", "eval-real"]
     parsed = {name: parser.parse_args(argv) for name, argv in cmds.items()}  # argparse exits on an unknown flag
@@ -49,13 +37,25 @@ def test_every_stage_command_parses_and_carries_the_settings(parser):
     assert t.block == "adaln-zero" and t.class_dropout_prob == 0.1
     assert t.data_path == "/tmp/x/data/train" and t.device == "cpu"
     s = parsed["sample"]
-    assert (s.cfg_scale, s.num_sampling_steps, s.num_samples, s.sampler) == (2.5, 9, 300, cfg.sampler)
+    assert (s.cfg_scale, s.num_sampling_steps, s.num_samples, s.sampler) == (2.5, 9, 300, "dpm++2m")
     assert s.ckpt.endswith("0000077.pt") and s.out == "/tmp/x/samples.npz"
     c = parsed["train-classifier"]
     assert c.data_path == "/tmp/x/data/test" and c.epochs == cfg.classifier_epochs  # trained on the held-out split
     for name in ("eval-samples", "eval-real"):
         e = parsed[name]
         assert e.reference == "/tmp/x/data/test" and e.features == "classifier:/tmp/x/classifier.safetensors"
+
+
+def test_the_fast_recipe_trains_a_flow_model_with_its_own_ema_and_samples_with_heun(parser):
+    cfg = DemoConfig(out="/tmp/x")
+    assert cfg.recipe == "fast"
+    cmds = stage_commands(cfg, checkpoint="/tmp/x/train/checkpoints/0000001.pt")
+    t = parser.parse_args(cmds["train"])
+    train_cfg, model_cfg, diffusion_cfg = build_configs(t)
+    assert diffusion_cfg.objective == "flow" and not model_cfg.learn_sigma and train_cfg.ema_type == "halflife"
+    assert train_cfg.lr == cfg.lr and not t.ema_warmup  # the demo's lr; the recipe's EMA, not the paper's
+    assert parser.parse_args(cmds["sample"]).sampler == "heun"
+    assert parser.parse_args(stage_commands(DemoConfig(out="/tmp/x", sampler="euler"))["sample"]).sampler == "euler"
 
 
 def test_every_demo_setting_is_a_flag_with_the_config_default(parser):

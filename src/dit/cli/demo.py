@@ -12,7 +12,8 @@ DESCRIPTION = (
     "Exports the 1,797 bundled handwritten digits (8x8, scikit-learn's copy of UCI's; no download) as an image folder, "
     "holds out a split, "
     "trains the evaluation classifier on it (`dit train-classifier`), trains a class-conditional pixel-space DiT "
-    "(adaLN-Zero, learned sigma, L_simple + L_vlb; `dit train`), draws guided samples (`dit sample`) and evaluates "
+    "(adaLN-Zero; `dit train --recipe fast`: flow matching; --recipe paper: learned sigma, L_simple + L_vlb), draws "
+    "guided samples (`dit sample`) and evaluates "
     "them (`dit eval`: class agreement, and FID in the classifier's features beside the same figure for real "
     "digits). The run folder gets grid.png (one row per class), denoising.png, loss_curve.png, metrics.json, the "
     "checkpoint and demo.json (config and the exact commands run). Each flag below is passed on to those "
@@ -46,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="share of each class held out from the DiT: the classifier's training data and the FID reference",
     )
 
-    m = p.add_argument_group("model (dit train: a custom-size pixel-space DiT, adaLN-Zero, learned sigma)")
+    m = p.add_argument_group("model (dit train: a custom-size pixel-space DiT, adaLN-Zero)")
     m.add_argument("--depth", type=positive_int, default=_D.depth, help="number of DiT blocks")
     m.add_argument("--hidden-size", type=positive_int, default=_D.hidden_size, help="token width D")
     m.add_argument("--num-heads", type=positive_int, default=_D.num_heads, help="attention heads")
@@ -55,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     t = p.add_argument_group("training (dit train)")
+    t.add_argument("--recipe", choices=["fast", "paper"], default=_D.recipe,
+                   help="dit train --recipe: fast (flow matching, half-life EMA) or paper (ε + learned sigma)")
     t.add_argument("--batch-size", type=positive_int, default=_D.batch_size, help="global batch size")
     t.add_argument("--max-steps", type=positive_int, default=_D.max_steps, help="training steps")
     t.add_argument(
@@ -65,15 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--lr", type=positive_float, default=_D.lr, help="AdamW learning rate (after warm-up)")
     t.add_argument("--warmup-steps", type=int, default=_D.warmup_steps, help="linear lr warm-up steps")
-    t.add_argument(
-        "--ema-decay", type=float, default=_D.ema_decay, help="EMA decay (with warm-up: min(d, (1+n)/(10+n)))"
-    )
-    t.add_argument(
-        "--precision",
-        choices=["fp32", "bf16"],
-        default=_D.precision,
-        help="autocast precision of training and sampling (fp32 measured faster on a 2-core CPU)",
-    )
+    t.add_argument("--ema-decay", type=float, default=_D.ema_decay,
+                   help="--recipe paper only: EMA decay (with warm-up: min(d, (1+n)/(10+n)))")
+    t.add_argument("--precision", choices=["fp32", "bf16"], default=_D.precision,
+                   help="autocast precision of training and sampling (fp32 measured faster on a 2-core CPU)")
     t.add_argument("--log-every", type=positive_int, default=_D.log_every, help="loss-curve points every K steps")
 
     c = p.add_argument_group("evaluation classifier (dit train-classifier)")
@@ -83,7 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--classifier-width", type=positive_int, default=_D.classifier_width, help="classifier channels")
 
     s = p.add_argument_group("sampling and evaluation (dit sample, dit eval)")
-    s.add_argument("--sampler", choices=SAMPLER_NAMES, default=_D.sampler, help="sampler (see dit sample --help)")
+    s.add_argument("--sampler", choices=SAMPLER_NAMES, default=_D.sampler,
+                   help="sampler (see dit sample --help; default: heun for --recipe fast, dpm++2m for --recipe paper)")
     s.add_argument("--num-sampling-steps", "--sampling-steps", "--sample-steps", dest="sampling_steps",
                    type=positive_int, default=_D.sampling_steps, help="sampler steps")
     s.add_argument("--cfg-scale", type=float, default=_D.cfg_scale, help="classifier-free guidance scale")

@@ -92,6 +92,19 @@ def _device(cfg: DemoConfig) -> list[str]:
     return ["--device", cfg.device] if cfg.device else []
 
 
+DEFAULT_SAMPLERS = {"fast": "heun", "paper": "dpm++2m"}  # a flow model's ODE solver; the ε-model's fast solver
+
+
+def sampler_of(cfg: DemoConfig) -> str:
+    """The sampler the demo draws with: ``cfg.sampler``, or the recipe's own fast sampler."""
+    return cfg.sampler or DEFAULT_SAMPLERS[cfg.recipe]
+
+
+def _ema_flags(cfg: DemoConfig) -> list[str]:
+    """The paper recipe's constant EMA is warmed up for a short run; the fast recipe brings its half-life EMA."""
+    return ["--ema-decay", str(cfg.ema_decay), "--ema-warmup"] if cfg.recipe == "paper" else []
+
+
 def stage_commands(cfg: DemoConfig, checkpoint: str = CHECKPOINT_PLACEHOLDER) -> dict[str, list[str]]:
     """The argv (without the leading ``dit``) of every sub-command the demo runs, in order."""
     p = RunPaths(Path(cfg.out))
@@ -110,11 +123,11 @@ def stage_commands(cfg: DemoConfig, checkpoint: str = CHECKPOINT_PLACEHOLDER) ->
             "--results-dir", str(p.run), "--max-steps", str(cfg.max_steps),
             *(["--max-minutes", str(cfg.max_minutes)] if cfg.max_minutes else []),
             "--ckpt-every", str(cfg.max_steps), "--log-every", str(cfg.log_every), "--lr", str(cfg.lr),
-            "--warmup-steps", str(cfg.warmup_steps), "--ema-decay", str(cfg.ema_decay), "--ema-warmup",
+            "--recipe", cfg.recipe, "--warmup-steps", str(cfg.warmup_steps), *_ema_flags(cfg),
             "--precision", cfg.precision, "--num-workers", "0", "--seed", str(cfg.seed), *_device(cfg),
         ],
         "sample": [
-            "sample", "--ckpt", checkpoint, "--num-samples", str(cfg.num_samples), "--sampler", cfg.sampler,
+            "sample", "--ckpt", checkpoint, "--num-samples", str(cfg.num_samples), "--sampler", sampler_of(cfg),
             "--num-sampling-steps", str(cfg.sampling_steps), "--cfg-scale", str(cfg.cfg_scale),
             "--seed", str(cfg.seed), "--batch-size", "100", "--precision", cfg.precision,
             "--out", str(p.samples), *_device(cfg),
@@ -140,6 +153,8 @@ def check_config(cfg: DemoConfig) -> None:
         raise UserError(f"--image-size {cfg.image_size} is not a multiple of --patch-size {cfg.patch_size}")
     if cfg.hidden_size % cfg.num_heads:
         raise UserError(f"--hidden-size {cfg.hidden_size} is not divisible by --num-heads {cfg.num_heads}")
+    if cfg.recipe not in DEFAULT_SAMPLERS:
+        raise UserError(f"--recipe must be one of {', '.join(DEFAULT_SAMPLERS)}, got {cfg.recipe!r}")
     if not 0 < cfg.held_out_fraction < 1:
         raise UserError(f"--held-out-fraction must be between 0 and 1, got {cfg.held_out_fraction}")
     if not 0 <= cfg.strip_class < NUM_CLASSES:
@@ -214,7 +229,7 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
     """
     import torch
 
-    scfg = SampleConfig(ckpt=checkpoint, sampler=cfg.sampler, num_sampling_steps=cfg.sampling_steps,
+    scfg = SampleConfig(ckpt=checkpoint, sampler=sampler_of(cfg), num_sampling_steps=cfg.sampling_steps,
                         cfg_scale=cfg.cfg_scale, seed=cfg.seed, precision=cfg.precision, device=cfg.device)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     loaded = load_for_sampling(scfg, device)
@@ -328,7 +343,7 @@ def run_demo(
         _run_command(run_command, commands["sample"])
         write_grid(paths.samples, paths.grid, cfg.grid_per_class)
 
-    stages.run("sample", f"sampling {cfg.num_samples} digits ({cfg.sampler}, {cfg.sampling_steps} steps, "
+    stages.run("sample", f"sampling {cfg.num_samples} digits ({sampler_of(cfg)}, {cfg.sampling_steps} steps, "
                          f"guidance {cfg.cfg_scale})", sample)
 
     def strip() -> None:
@@ -386,19 +401,10 @@ def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
         "samples": {k: ev[k] for k in HEADLINE if k in ev},
         "real_vs_real": {k: real[k] for k in HEADLINE if k in real},
         "classifier": cls,
-        "train": {
-            **_final_losses(paths.run, ckpt),
-            "checkpoint": str(ckpt),
-            "precision": cfg.precision,
-            "model": state["config"]["model"],
-        },
-        "sampling": {
-            "sampler": cfg.sampler,
-            "steps": cfg.sampling_steps,
-            "cfg_scale": cfg.cfg_scale,
-            "num_samples": cfg.num_samples,
-            "num_reference": ev["num_reference"],
-        },
+        "train": {**_final_losses(paths.run, ckpt), "checkpoint": str(ckpt), "precision": cfg.precision,
+                  "model": state["config"]["model"]},
+        "sampling": {"sampler": sampler_of(cfg), "steps": cfg.sampling_steps, "cfg_scale": cfg.cfg_scale,
+                     "num_samples": cfg.num_samples, "num_reference": ev["num_reference"]},
         "seconds": {**seconds, "total": round(total, 2)},
         "files": {
             k: str(getattr(paths, k)) for k in ("grid", "strip", "loss_curve", "samples", "classifier", "config", "run")
