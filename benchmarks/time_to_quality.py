@@ -35,9 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,14 +52,16 @@ SAMPLERS = {"gaussian": ("dpm++2m", 20), "flow": ("heun", 10)}  # ~20 model eval
 RECIPE_OBJECTIVE = {"paper": "gaussian", "fast": "flow"}
 
 
-def run_dit(argv: Sequence[str], env: Optional[dict] = None) -> float:
-    """Run ``dit ARGV`` in a child process; returns its CPU seconds (user + system, all threads)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-m", "dit.cli.main", *argv], env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode:
-        raise SystemExit(f"dit {' '.join(argv[:1])} failed with exit status {proc.returncode}")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def run_dit(argv: Sequence[str]) -> float:
+    """Run ``dit ARGV`` through the CLI entry point (as the demo does); returns the CPU seconds it took
+    (this process, all threads)."""
+    from dit.cli.main import main as dit_main
+
+    before = time.process_time()
+    status = dit_main(list(argv))
+    if status:
+        raise SystemExit(f"dit {argv[0]} failed with exit status {status}")
+    return time.process_time() - before
 
 
 def train_flops_per_step(recipe: str, model: dict, image_size: int, batch: int) -> int:
@@ -219,7 +218,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "src"))
     classifier, fid_real = prepare_data(args, out)
     model = dict(depth=args.depth, hidden_size=args.hidden_size, num_heads=args.num_heads, patch_size=args.patch_size)
     results: dict[str, list[dict]] = {}

@@ -5,17 +5,11 @@ classifier and the samples file."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks import time_to_quality as ttq
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def row(step, agreement, fid):
@@ -61,20 +55,18 @@ def test_flops_per_step_is_six_forward_macs_per_image_and_counts_the_learned_sig
 
 
 @pytest.mark.slow
-def test_tiny_run_scores_every_checkpoint_of_both_recipes(tmp_path):
+def test_tiny_run_scores_every_checkpoint_of_both_recipes(tmp_path, capsys):
     from dit.evaluation.classifier import load_classifier
     from dit.evaluation.features import FeatureExtractor
     from dit.evaluation.io import load_images
 
     out, plot = tmp_path / "ttq", tmp_path / "ttq.png"
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}", OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.time_to_quality", "--out", str(out), "--plot", str(plot), "--image-size", "8",
-         "--style", "plain", "--copies", "1", "--depth", "1", "--hidden-size", "32", "--num-heads", "2",
-         "--patch-size", "4", "--batch-size", "8", "--max-steps", "2", "--ckpt-every", "1", "--num-samples", "20",
-         "--classifier-epochs", "1", "--classifier-width", "4"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = ttq.main(["--out", str(out), "--plot", str(plot), "--image-size", "8", "--style", "plain", "--copies", "1",
+                       "--depth", "1", "--hidden-size", "32", "--num-heads", "2", "--patch-size", "4", "--batch-size", "8",
+                       "--max-steps", "2", "--ckpt-every", "1", "--num-samples", "20", "--classifier-epochs", "1",
+                       "--classifier-width", "4"])
+    assert status == 0
+    printed = capsys.readouterr().out
     r = json.loads((out / "time_to_quality.json").read_text())
     assert set(r["results"]) == {"paper", "fast"} and r["fid_real_vs_real"] >= 0
     net = FeatureExtractor(load_classifier(out / "classifier.safetensors"), "c")
@@ -91,5 +83,5 @@ def test_tiny_run_scores_every_checkpoint_of_both_recipes(tmp_path):
     from PIL import Image
 
     assert Image.open(plot).size[0] > Image.open(plot).size[1]  # two panels side by side
-    assert proc.stdout.count("| paper |") == 2 and proc.stdout.count("| fast |") == 2
+    assert printed.count("| paper |") == 2 and printed.count("| fast |") == 2
     assert np.isfinite([x["fid"] for rows in r["results"].values() for x in rows]).all()
