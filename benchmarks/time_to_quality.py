@@ -87,8 +87,12 @@ def time_to_quality(rows: list[dict], fid_real: float) -> Optional[dict]:
 
 
 def verdict(results: dict[str, list[dict]], fid_real: float, key: str = "train_flops") -> dict:
-    """Time to quality of both recipes and the ratio paper/fast along ``key`` (a lower bound when paper never gets there)."""
-    fast, paper = time_to_quality(results.get("fast", []), fid_real), time_to_quality(results.get("paper", []), fid_real)
+    """Time to quality of both recipes and the ratio paper/fast along ``key``.
+
+    The ratio is a lower bound (the paper run's whole length) when the paper recipe never gets there.
+    """
+    fast = time_to_quality(results.get("fast", []), fid_real)
+    paper = time_to_quality(results.get("paper", []), fid_real)
     out = {"fast": fast and {k: fast[k] for k in ("step", "train_flops", "cpu_minutes", "wall_minutes")},
            "paper": paper and {k: paper[k] for k in ("step", "train_flops", "cpu_minutes", "wall_minutes")},
            "ratio": None, "ratio_is_lower_bound": False}
@@ -152,10 +156,12 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
 def train_recipe(args: argparse.Namespace, recipe: str, out: Path) -> dict:
     """One `dit train --recipe` run; returns its CPU seconds, wall seconds, start time and checkpoints."""
     run = out / recipe
-    argv = ["train", "--recipe", recipe, "--data-path", str(out / "data" / "train"), "--image-size", str(args.image_size),
+    argv = ["train", "--recipe", recipe, "--data-path", str(out / "data" / "train"),
+            "--image-size", str(args.image_size),
             "--vae", "none", "--no-flip", "--depth", str(args.depth), "--hidden-size", str(args.hidden_size),
             "--num-heads", str(args.num_heads), "--patch-size", str(args.patch_size),
-            "--global-batch-size", str(args.batch_size), "--results-dir", str(run), "--ckpt-every", str(args.ckpt_every),
+            "--global-batch-size", str(args.batch_size), "--results-dir", str(run),
+            "--ckpt-every", str(args.ckpt_every),
             "--keep-last", "0", "--log-every", str(min(args.ckpt_every, 50)), "--num-workers", "0",
             "--seed", str(args.seed), "--device", "cpu"]
     argv += ["--max-steps", str(args.max_steps)] if args.max_steps else []
@@ -188,7 +194,8 @@ def checkpoint_step(path: Path) -> int:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="working folder (data, classifier, runs, samples, results)")
     p.add_argument("--plot", default=None, help="PNG of the curves (default: OUT/time_to_quality.png)")
     p.add_argument("--recipes", nargs="+", default=["paper", "fast"], choices=list(RECIPE_OBJECTIVE))

@@ -62,7 +62,8 @@ def test_tiny_run_scores_every_checkpoint_of_both_recipes(tmp_path, capsys):
 
     out, plot = tmp_path / "ttq", tmp_path / "ttq.png"
     status = ttq.main(["--out", str(out), "--plot", str(plot), "--image-size", "8", "--style", "plain", "--copies", "1",
-                       "--depth", "1", "--hidden-size", "32", "--num-heads", "2", "--patch-size", "4", "--batch-size", "8",
+                       "--depth", "1", "--hidden-size", "32", "--num-heads", "2", "--patch-size", "4",
+                       "--batch-size", "8",
                        "--max-steps", "2", "--ckpt-every", "1", "--num-samples", "20", "--classifier-epochs", "1",
                        "--classifier-width", "4"])
     assert status == 0
