@@ -16,9 +16,12 @@ from dit.errors import UserError
 
 EMA_TYPES = ("constant", "halflife", "power")  # dit.train.ema.EMASchedule.kind
 # Block options of ModelConfig (dit.models.blocks); the first of each is the paper's
-NORM_TYPES = ("layer", "rms")
-QK_NORM_TYPES = ("none", "layer", "rms")
-MLP_TYPES = ("gelu", "swiglu")
+NormType = Literal["layer", "rms"]
+NORM_TYPES: tuple[str, ...] = get_args(NormType)
+QkNormType = Literal["none", "layer", "rms"]
+QK_NORM_TYPES: tuple[str, ...] = get_args(QkNormType)
+MlpType = Literal["gelu", "swiglu"]
+MLP_TYPES: tuple[str, ...] = get_args(MlpType)
 
 
 # Classifier-free guidance on every ε channel ("all", the standard form) or on the first 3 only
@@ -103,9 +106,9 @@ class ModelConfig(_DictMixin):
     mlp_ratio: float = 4.0
     # Block options for small-scale training (dit.models.blocks); the defaults are the paper's
     # DiT, whose keys, shapes and outputs they leave unchanged.
-    norm: str = "layer"  # layer | rms: the block and final norms
-    qk_norm: str = "none"  # none | layer | rms: per-head norm of queries and keys
-    mlp: str = "gelu"  # gelu | swiglu (hidden width 2/3: about the same parameters)
+    norm: NormType = "layer"  # layer | rms: the block and final norms
+    qk_norm: QkNormType = "none"  # none | layer | rms: per-head norm of queries and keys
+    mlp: MlpType = "gelu"  # gelu | swiglu (hidden width 2/3: about the same parameters)
     rope: bool = False  # 2-D axial rotary position embedding on q/k (besides the fixed sin-cos table)
     long_skip: bool = False  # U-ViT long skips: block i's output joins block depth-1-i (concat + linear)
 
@@ -114,11 +117,17 @@ class ModelConfig(_DictMixin):
         paper = ModelConfig()
         return {k: getattr(self, k) for k in BLOCK_OPTIONS if getattr(self, k) != getattr(paper, k)}
 
-    def validate_options(self) -> None:
-        """One-line errors for unknown block option values."""
+    def validate(self) -> "ModelConfig":
+        """One-line errors for settings no DiT can be built with (``DiT.__init__`` calls it); returns self."""
         for key, choices in (("norm", NORM_TYPES), ("qk_norm", QK_NORM_TYPES), ("mlp", MLP_TYPES)):
             if getattr(self, key) not in choices:
-                raise UserError(f"--{key.replace('_', '-')} {getattr(self, key)!r} is unknown; use one of {', '.join(choices)}")
+                flag = f"--{key.replace('_', '-')}"
+                raise UserError(f"{flag} {getattr(self, key)!r} is unknown; use one of {', '.join(choices)}")
+        if not 0.0 <= self.class_dropout_prob <= 1.0:  # NaN fails too
+            raise UserError(f"--class-dropout-prob must be in [0, 1] (the paper: 0.1), got {self.class_dropout_prob}")
+        return self
+
+    validate_options = validate  # the earlier name (block options only)
 
 
 BLOCK_OPTIONS = ("norm", "qk_norm", "mlp", "rope", "long_skip")  # ModelConfig fields beyond the paper's DiT
@@ -324,6 +333,14 @@ def apply_recipe(name: str, train: "TrainConfig", model: "ModelConfig", diffusio
     )
 
 
+def validate_features(spec: str, flag: str) -> None:
+    """One-line error unless ``spec`` is ``inception`` or ``classifier:PATH`` (the syntax only; files are
+    checked where they are opened)."""
+    kind, _, arg = spec.partition(":")
+    if not ((kind == "inception" and not arg) or (kind == "classifier" and arg)):
+        raise UserError(f"{flag} must be 'inception' or 'classifier:PATH', got {spec!r}")
+
+
 @dataclass
 class EvalConfig(_DictMixin):
     """What `dit eval` needs: the two image sets and the feature network (ADM's metrics)."""
@@ -342,6 +359,13 @@ class EvalConfig(_DictMixin):
     nearest_k: int = 3
     is_split_size: int = 5000
 
+    def validate(self) -> "EvalConfig":
+        """One-line errors for settings `dit eval` and ``evaluate()`` cannot run with; returns self."""
+        if self.batch_size < 1 or self.nearest_k < 1 or self.is_split_size < 1:
+            raise UserError("--batch-size, --nearest-k and --is-split-size must be positive")
+        validate_features(self.features, "--features")
+        return self
+
 
 @dataclass
 class ClassifierTrainConfig(_DictMixin):
@@ -357,6 +381,19 @@ class ClassifierTrainConfig(_DictMixin):
     val_fraction: float = 0.1
     seed: int = 0
     device: Optional[str] = None
+
+    def validate(self) -> "ClassifierTrainConfig":
+        """One-line errors for settings `dit train-classifier` and ``train_classifier()`` cannot run with."""
+        too_small = self.image_size is not None and self.image_size < 4
+        if self.epochs < 1 or self.batch_size < 1 or self.width < 1 or too_small:
+            raise UserError("--epochs, --batch-size and --width must be positive and --image-size at least 4")
+        if not str(self.out).endswith(".safetensors"):
+            raise UserError(f"--out must end with .safetensors, got {self.out}")
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a finite positive number, got {self.lr}")
+        return self
 
 
 @dataclass
@@ -398,6 +435,29 @@ class SampleConfig(_DictMixin):
     device: Optional[str] = None
     progress: bool = True
 
+    def validate(self) -> "SampleConfig":
+        """One-line errors for settings no checkpoint can be sampled with (``Sampler`` and `dit sample`);
+        the sampler's name is checked against the checkpoint's objective where it is known. Returns self."""
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+        if self.weights not in get_args(WeightsChoice):
+            raise UserError(f"--weights {self.weights!r} is unknown; use ema or model")
+        if self.guidance_channels not in GUIDANCE_CHANNELS:
+            raise UserError(
+                f"unknown guidance channels {self.guidance_channels!r}; choose one of {list(GUIDANCE_CHANNELS)}"
+            )
+        if self.num_sampling_steps is not None and self.num_sampling_steps < 1:
+            raise UserError(f"--num-sampling-steps must be >= 1, got {self.num_sampling_steps}")
+        if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+            raise UserError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {self.cfg_scale}")
+        if not 0.0 <= self.eta <= 1.0:  # beyond 1 the DDIM step takes the square root of a negative number
+            raise UserError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {self.eta}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise UserError(f"--num-samples must be positive, got {self.num_samples}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be positive, got {self.batch_size}")
+        return self
+
 
 @dataclass
 class TrainSamplingConfig(_DictMixin):
@@ -419,6 +479,14 @@ class TrainSamplingConfig(_DictMixin):
     eval_cfg_scale: float = 1.0
     eval_batch_size: int = 64
     inception: Optional[str] = None
+
+    def validate(self) -> "TrainSamplingConfig":
+        """One-line errors for hook settings (``training_callbacks`` calls it before training starts)."""
+        bad_steps = self.sample_steps is not None and self.sample_steps < 1
+        if bad_steps or self.eval_samples < 1 or self.eval_batch_size < 1:
+            raise UserError("--num-sampling-steps, --eval-samples and --eval-batch-size must be positive")
+        validate_features(self.eval_features, "--eval-features")
+        return self
 
 
 @dataclass

@@ -72,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
             "--is-splits (a number of equal splits) is gone: ADM's Inception Score uses consecutive "
             "chunks of 5,000 samples; use --is-split-size (default 5000)"
         )
-    if args.batch_size < 1 or args.nearest_k < 1 or args.is_split_size < 1:
-        raise UserError("--batch-size, --nearest-k and --is-split-size must be positive")
     cfg = EvalConfig(
         samples=args.samples,
         reference=args.reference,

@@ -31,16 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dit.config import ClassifierTrainConfig
-    from dit.errors import UserError
     from dit.evaluation.classifier import train_classifier
 
-    if (
-        args.epochs < 1
-        or args.batch_size < 1
-        or args.width < 1
-        or (args.image_size is not None and args.image_size < 4)
-    ):
-        raise UserError("--epochs, --batch-size and --width must be positive and --image-size at least 4")
     cfg = ClassifierTrainConfig(
         data_path=args.data_path,
         out=args.out,

@@ -154,10 +154,7 @@ def train_classifier(cfg, progress: bool = False) -> dict:
     data is held out; returns a dict with held-out and training accuracy, sizes and the path.
     AdamW with a cosine learning-rate decay and random shifts of 1/8 of the image side.
     """
-    if not str(cfg.out).endswith(".safetensors"):
-        raise UserError(f"--out must end with .safetensors, got {cfg.out}")
-    if not 0 <= cfg.val_fraction < 1:
-        raise UserError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
+    cfg.validate()
     data = load_images(cfg.data_path)
     if data.labels is None:
         raise UserError(f"{cfg.data_path} has no labels; use an .npz with arr_1 or one sub-folder per class")

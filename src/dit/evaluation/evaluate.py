@@ -254,11 +254,10 @@ def compute_metrics(
 
 def evaluate(cfg, progress: bool = False) -> dict:
     """Run ``dit eval`` for a :class:`dit.config.EvalConfig`; returns the result dict."""
+    cfg.validate()
     t0 = time.time()
     device = str(resolve_device(cfg.device))  # a bad --device is a one-line error, not a traceback
     extractor = make_extractor(cfg.features, cfg.inception, device)
-    if cfg.batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {cfg.batch_size}")
     n, batches, labels = image_batches(cfg.samples, cfg.batch_size)  # validates before the long part
     mismatch = shape_mismatch(cfg.samples, cfg.reference)
     if mismatch:

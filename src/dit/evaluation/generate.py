@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import shutil
 import sys
 import zipfile
@@ -154,14 +153,7 @@ class ImageSampler:
         )
         self.diffusion, self.codec, self.cfg = diffusion, codec, cfg
         check_sampler(self.objective, cfg.sampler)
-        if cfg.precision not in PRECISIONS:
-            raise UserError(f"--precision {cfg.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
-        if cfg.num_sampling_steps < 1:
-            raise UserError(f"--num-sampling-steps must be >= 1, got {cfg.num_sampling_steps}")
-        if not (math.isfinite(cfg.cfg_scale) and cfg.cfg_scale >= 0):
-            raise UserError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {cfg.cfg_scale}")
-        if not 0.0 <= cfg.eta <= 1.0:  # beyond 1 the DDIM step takes the square root of a negative number
-            raise UserError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {cfg.eta}")
+        cfg.validate()
         self.num_classes = int(getattr(model, "num_classes", 0))
         y_emb = getattr(model, "y_embedder", None)
         has_null = y_emb is not None and bool(getattr(y_emb, "has_null_class", False))
@@ -367,6 +359,7 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", rev
 
     if not cfg.ckpt:
         raise UserError("no checkpoint: pass --ckpt PATH (a dit checkpoint, a .safetensors export or an official .pt)")
+    cfg.validate()  # before the (possibly large) checkpoint is read
     path = resolve_pretrained(cfg.ckpt, revision)
     loaded = load_model(
         path,

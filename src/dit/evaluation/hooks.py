@@ -172,19 +172,15 @@ def training_reference(trainer) -> Path:
 def training_callbacks(cfg: TrainConfig, scfg: Optional[TrainSamplingConfig] = None) -> list:
     """The hooks ``cfg.sample_every``/``cfg.eval_every`` ask for, as the trainer's ``callbacks`` list."""
     scfg = scfg or TrainSamplingConfig()
-    if (scfg.sample_steps is not None and scfg.sample_steps < 1) or scfg.eval_samples < 1 or scfg.eval_batch_size < 1:
-        raise UserError("--num-sampling-steps, --eval-samples and --eval-batch-size must be positive")
+    scfg.validate()
     if cfg.eval_every > 0:  # fail before training, not at the first evaluation
         if scfg.eval_ref and not Path(scfg.eval_ref).exists():
             raise UserError(f"--eval-ref {scfg.eval_ref} does not exist; pass an .npz of reference images or a folder")
         kind, _, arg = scfg.eval_features.partition(":")
-        if kind == "inception" and not arg:
+        if kind == "inception":
             find_weights(scfg.inception)
-        elif kind == "classifier" and arg:
-            if not Path(arg).is_file():
-                raise UserError(f"classifier file {arg} not found; train one with `dit train-classifier --out {arg}`")
-        else:
-            raise UserError(f"--eval-features must be 'inception' or 'classifier:PATH', got {scfg.eval_features!r}")
+        elif not Path(arg).is_file():  # classifier:PATH (the syntax is checked by validate)
+            raise UserError(f"classifier file {arg} not found; train one with `dit train-classifier --out {arg}`")
     hooks: list[SampleGridHook | EvalHook] = []
     if cfg.sample_every > 0:
         hooks.append(SampleGridHook(scfg, cfg.seed, cfg.sample_every))
