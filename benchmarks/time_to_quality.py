@@ -106,7 +106,7 @@ def verdict(results: dict[str, list[dict]], fid_real: float, key: str = "train_f
 
 
 def plot(results: dict[str, list[dict]], fid_real: float, out: Path) -> None:
-    """Two panels side by side: class agreement and FID / real-vs-real against training PFLOPs."""
+    """Two panels side by side: class agreement and FID / real-vs-real against training TFLOPs."""
     from dit.demo.plots import loss_curve_image
     from dit.evaluation.writers import write_png
 
@@ -118,18 +118,18 @@ def plot(results: dict[str, list[dict]], fid_real: float, out: Path) -> None:
             by_x = {r["train_flops"]: r[metric] / (fid_real if metric == "fid" else 1.0) for r in rows}
             series[recipe] = [by_x.get(x, float("nan")) for x in xs]
         series["target"] = [AGREEMENT_TARGET if metric == "class_agreement" else FID_RATIO_TARGET] * len(xs)
-        panels.append(loss_curve_image([x / 1e15 for x in xs], series, log_y=log_y, title=title,
-                                       x_label="training PFLOPs"))
+        panels.append(loss_curve_image([x / 1e12 for x in xs], series, log_y=log_y, title=title,
+                                       x_label="training TFLOPs"))
     write_png(out, np.concatenate(panels, axis=1))
 
 
 def markdown_table(results: dict[str, list[dict]], fid_real: float) -> str:
-    lines = ["| recipe | step | train PFLOPs | CPU-min | wall min | class agreement | FID | FID / real-vs-real |",
+    lines = ["| recipe | step | train TFLOPs | CPU-min | wall min | class agreement | FID | FID / real-vs-real |",
              "|---|---|---|---|---|---|---|---|"]
     for recipe, rows in results.items():
         for r in sorted(rows, key=lambda r: r["step"]):
             mark = " ✓" if meets_target(r, fid_real) else ""
-            lines.append(f"| {recipe} | {r['step']} | {r['train_flops'] / 1e15:.2f} | {r['cpu_minutes']:.1f} | "
+            lines.append(f"| {recipe} | {r['step']} | {r['train_flops'] / 1e12:.3g} | {r['cpu_minutes']:.1f} | "
                          f"{r['wall_minutes']:.1f} | {r['class_agreement']:.1%}{mark} | {r['fid']:.2f} | "
                          f"{r['fid'] / fid_real:.2f} |")
     return "\n".join(lines)
