@@ -15,6 +15,9 @@ from typing import Any, Literal, Optional, Tuple, Union, get_args
 from dit.errors import UserError
 
 EMA_TYPES = ("constant", "halflife", "power")  # dit.train.ema.EMASchedule.kind
+# Block designs of the paper's Fig. 5 (dit.models.blocks), the first is DiT's
+BlockDesign = Literal["adaln-zero", "adaln", "cross-attn", "in-context"]
+BLOCK_DESIGNS: tuple[str, ...] = get_args(BlockDesign)
 # Block options of ModelConfig (dit.models.blocks); the first of each is the paper's
 NormType = Literal["layer", "rms"]
 NORM_TYPES: tuple[str, ...] = get_args(NormType)
@@ -97,7 +100,7 @@ class ModelConfig(_DictMixin):
     num_classes: int = 1000
     learn_sigma: bool = True
     class_dropout_prob: float = 0.1
-    block: str = "adaln-zero"
+    block: BlockDesign = "adaln-zero"
     # Only for custom sizes (name=None); official names fill these from the registry.
     patch_size: Optional[int] = None
     hidden_size: Optional[int] = None

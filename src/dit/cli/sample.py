@@ -6,7 +6,9 @@ import argparse
 from typing import get_args
 
 from dit.cli.argtypes import non_negative_float, positive_float, positive_int
-from dit.config import GUIDANCE_CHANNELS, PRECISIONS, SAMPLER_NAMES, WeightsChoice
+from dit.config import GUIDANCE_CHANNELS, PRECISIONS, SAMPLER_NAMES, SampleConfig, WeightsChoice
+
+_C = SampleConfig()  # the flags' defaults: each setting is defined once, in dit.config.SampleConfig
 
 HELP = (
     "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs "
@@ -36,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "a diffusers folder or a Hugging Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)",
     )
     w.add_argument(
-        "--weights", choices=get_args(WeightsChoice), default="ema", help="which weights of a training checkpoint"
+        "--weights", choices=get_args(WeightsChoice), default=_C.weights, help="which weights of a training checkpoint"
     )
     w.add_argument(
         "--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)"
@@ -88,13 +90,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--cfg-scale",
         type=non_negative_float,
-        default=1.5,
+        default=_C.cfg_scale,
         help="classifier-free guidance scale (1 = off; paper FID: 1.5)",
     )
     s.add_argument(
         "--guidance-channels",
         choices=GUIDANCE_CHANNELS,
-        default="all",
+        default=_C.guidance_channels,
         help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)",
     )
     s.add_argument(
@@ -105,21 +107,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only",
     )
-    s.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM η (0 = deterministic)")
+    s.add_argument("--eta", type=non_negative_float, default=_C.eta, help="DDIM η (0 = deterministic)")
     s.add_argument(
         "--time-shift",
         type=positive_float,
-        default=1.0,
+        default=_C.time_shift,
         help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)",
     )
     s.add_argument(
         "--sde-diffusion",
         type=non_negative_float,
-        default=1.0,
+        default=_C.sde_diffusion,
         help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)",
     )
     s.add_argument(
-        "--seed", "--global-seed", type=int, default=0, help="seed; sample i's noise comes from (seed, i) alone"
+        "--seed", "--global-seed", type=int, default=_C.seed, help="seed; sample i's noise comes from (seed, i) alone"
     )
 
     o = p.add_argument_group("output and speed")
@@ -139,19 +141,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         "--per-proc-batch-size",
         type=positive_int,
-        default=32,
+        default=_C.batch_size,
         help="images per forward pass per process (keep it when resuming)",
     )
     o.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
+        default=_C.precision,
         help="autocast precision of the DiT (the VAE decodes in fp32)",
     )
     o.add_argument(
         "--tf32",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=_C.tf32,
         help="TensorFloat-32 matmuls/convolutions on CUDA "
         "(on by default, as in training and the official sample_ddp.py)",
     )

@@ -6,6 +6,7 @@ import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
 from dit.config import (
+    BLOCK_DESIGNS,
     EMA_TYPES,
     LR_SCHEDULES,
     MLP_TYPES,
@@ -18,10 +19,12 @@ from dit.config import (
     TIMESTEP_SAMPLINGS,
     ModelConfig,
     TrainConfig,
+    TrainSamplingConfig,
     default_num_workers,
 )
 
-_T, _M = TrainConfig(), ModelConfig()  # the defaults of the flags that map one-to-one to their fields
+# The defaults of the flags that map one-to-one to their fields (each setting is defined once, in dit.config)
+_T, _M, _S = TrainConfig(), ModelConfig(), TrainSamplingConfig()
 
 
 def _ratio_or_none(text: str):
@@ -44,10 +47,10 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data-path", required=True, help="image folder (one sub-folder per class) or latent cache")
-    d.add_argument("--image-size", type=positive_int, default=256, help="image side in pixels (centre crop)")
+    d.add_argument("--image-size", type=positive_int, default=_T.image_size, help="image side in pixels (centre crop)")
     d.add_argument(
         "--vae",
-        default="ema",
+        default=_T.vae,
         help="latent codec: ema, mse (SD VAEs), none (pixel space) or a local AutoencoderKL folder",
     )
     d.add_argument(
@@ -61,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument(
         "--on-bad-image",
         choices=ON_BAD_IMAGE,
-        default="skip",
+        default=_T.on_bad_image,
         help="unreadable images: skip and list them, or stop",
     )
     d.add_argument(
@@ -88,8 +91,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument(
         "--block",
-        default="adaln-zero",
-        choices=["adaln-zero", "adaln", "cross-attn", "in-context"],
+        default=_M.block,
+        choices=BLOCK_DESIGNS,
         help="block design (paper Fig. 5)",
     )
     m.add_argument(
@@ -143,12 +146,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="logit-normal timesteps: std s of logit(t) (fast: 1)",
     )
     m.add_argument(
-        "--class-dropout-prob", type=float, default=0.1, help="probability a label is dropped to the null class"
+        "--class-dropout-prob", type=float, default=_M.class_dropout_prob,
+        help="probability a label is dropped to the null class"
     )
     m.add_argument("--norm", choices=NORM_TYPES, default=_M.norm, help="block and final norms: layer (paper) or rms")
-    m.add_argument("--qk-norm", choices=QK_NORM_TYPES, default=_M.qk_norm, help="normalise each head's queries and keys (none = paper)")
-    m.add_argument("--mlp", choices=MLP_TYPES, default=_M.mlp, help="gelu (paper) or swiglu (2/3 the hidden width: same parameters)")
-    m.add_argument("--rope", action=argparse.BooleanOptionalAction, default=_M.rope, help="2-D rotary position embedding on queries/keys")
+    m.add_argument("--qk-norm", choices=QK_NORM_TYPES, default=_M.qk_norm,
+        help="normalise each head's queries and keys (none = paper)")
+    m.add_argument("--mlp", choices=MLP_TYPES, default=_M.mlp,
+        help="gelu (paper) or swiglu (2/3 the hidden width: same parameters)")
+    m.add_argument("--rope", action=argparse.BooleanOptionalAction, default=_M.rope,
+        help="2-D rotary position embedding on queries/keys")
     m.add_argument("--long-skip", action=argparse.BooleanOptionalAction, default=_M.long_skip,
                    help="U-ViT long skips: block i's output feeds block depth-1-i (concat + linear)")
 
@@ -156,7 +163,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--global-batch-size",
         type=positive_int,
-        default=256,
+        default=_T.global_batch_size,
         help="examples per step over all processes (divisible by their number)",
     )
     r.add_argument("--results-dir", required=True, help="run folder (config, logs, checkpoints/)")
@@ -169,10 +176,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="stop cleanly (with a checkpoint) after this many minutes",
     )
     r.add_argument(
-        "--ckpt-every", type=positive_int, default=50_000, help="checkpoint every K steps (and always at the end)"
+        "--ckpt-every", type=positive_int, default=_T.ckpt_every,
+        help="checkpoint every K steps (and always at the end)"
     )
-    r.add_argument("--keep-last", type=int, default=5, help="keep the newest K checkpoints (0 keeps all)")
-    r.add_argument("--log-every", type=positive_int, default=100, help="log loss, mse, vb and speed every K steps")
+    r.add_argument("--keep-last", type=int, default=_T.keep_last, help="keep the newest K checkpoints (0 keeps all)")
+    r.add_argument("--log-every", type=positive_int, default=_T.log_every,
+        help="log loss, mse, vb and speed every K steps")
     r.add_argument(
         "--tensorboard",
         action="store_true",
@@ -183,14 +192,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seed",
         "--global-seed",
         type=int,
-        default=0,
+        default=_T.seed,
         help="seed of every random choice (data order, noise, t, dropout, flips)",
     )
     r.add_argument(
         "--resume", default=None, help="'auto' (latest checkpoint in the run folder, if any) or a checkpoint path"
     )
-    r.add_argument("--sample-every", type=int, default=0, help="write an EMA sample grid every K steps (0 = never)")
-    r.add_argument("--eval-every", type=int, default=0, help="evaluate the EMA model every K steps (0 = never)")
+    r.add_argument("--sample-every", type=int, default=_T.sample_every,
+        help="write an EMA sample grid every K steps (0 = never)")
+    r.add_argument("--eval-every", type=int, default=_T.eval_every,
+        help="evaluate the EMA model every K steps (0 = never)")
     # In-training sampling/evaluation settings (dit.config.TrainSamplingConfig, used by dit.evaluation.hooks)
     r.add_argument(
         "--num-sampling-steps",
@@ -201,13 +212,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="sampler steps of the grid and eval samples (default: DDPM 250 for gaussian, Heun 25 for flow)",
     )
-    r.add_argument("--sample-cfg-scale", type=float, default=4.0, help="guidance scale of the sample grids")
-    r.add_argument("--eval-samples", type=positive_int, default=1000, help="class-balanced samples per evaluation")
+    r.add_argument("--sample-cfg-scale", type=float, default=_S.sample_cfg_scale,
+        help="guidance scale of the sample grids")
+    r.add_argument("--eval-samples", type=positive_int, default=_S.eval_samples,
+        help="class-balanced samples per evaluation")
     r.add_argument("--eval-ref", default=None, help="reference images (.npz or folder; default: the training images)")
     r.add_argument(
-        "--eval-features", default="inception", help="inception (FID weights file needed) or classifier:PATH"
+        "--eval-features", default=_S.eval_features, help="inception (FID weights file needed) or classifier:PATH"
     )
-    r.add_argument("--eval-cfg-scale", type=float, default=1.0, help="guidance scale of the eval samples (1 = none)")
+    r.add_argument("--eval-cfg-scale", type=float, default=_S.eval_cfg_scale,
+        help="guidance scale of the eval samples (1 = none)")
     r.add_argument(
         "--inception",
         default=None,
@@ -218,7 +232,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--recipe",
         choices=list(RECIPES),
-        default="paper",
+        default=_T.recipe,
         help="paper: the paper's recipe, bit-exact (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999); fast: for "
         "short runs (flow matching, logit-normal(0,1) t, lr 5e-4 with 100 warm-up steps, grad clip 1, "
         "AdamW β2 0.99, half-life EMA). Flags given explicitly override the recipe's values",
@@ -228,10 +242,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
-        default="constant",
+        default=_T.lr_schedule,
         help="lr after warm-up (cosine needs --max-steps)",
     )
-    o.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay per step")
+    o.add_argument("--ema-decay", type=float, default=_T.ema_decay, help="EMA decay per step")
     o.add_argument(
         "--ema-warmup", action="store_true", help="use decay min(d, (1+n)/(10+n)) so short runs get a useful EMA"
     )
@@ -274,12 +288,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="clip the global gradient norm to this value (paper: none, fast: 1.0)",
     )
     o.add_argument(
-        "--max-bad-steps", type=positive_int, default=20, help="stop after this many non-finite steps in a row"
+        "--max-bad-steps", type=positive_int, default=_T.max_bad_steps,
+        help="stop after this many non-finite steps in a row"
     )
     o.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
+        default=_T.precision,
         help="autocast precision (fp16 adds a grad scaler)",
     )
     o.add_argument(

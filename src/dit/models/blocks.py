@@ -30,12 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dit.config import MLP_TYPES, NORM_TYPES, QK_NORM_TYPES
+from dit.config import BLOCK_DESIGNS, MLP_TYPES, NORM_TYPES, QK_NORM_TYPES
 from dit.models.rope import apply_rope
 
 Rope = Optional[Tuple[torch.Tensor, torch.Tensor]]  # (cos, sin), each (L, hd/2)
 
-BLOCK_DESIGNS = ("adaln-zero", "adaln", "cross-attn", "in-context")
 LN_EPS = 1e-6
 
 # Number of D-wide modulation vectors each design regresses from c.
