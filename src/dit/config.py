@@ -492,6 +492,9 @@ class TrainSamplingConfig(_DictMixin):
         return self
 
 
+DEMO_NUM_CLASSES = 10  # the bundled digits of `dit demo` (dit.data.digits)
+
+
 @dataclass
 class DemoConfig(_DictMixin):
     """`dit demo`: the whole pipeline on the bundled digits, as presets of the other commands' flags.
@@ -524,7 +527,7 @@ class DemoConfig(_DictMixin):
     lr: float = 1e-3
     warmup_steps: int = 50
     ema_decay: float = 0.999  # --recipe paper only (fast uses its half-life EMA)
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     log_every: int = 20
     # Classifier (`dit train-classifier`, on the held-out split)
     classifier_epochs: int = 30
@@ -537,3 +540,28 @@ class DemoConfig(_DictMixin):
     grid_per_class: int = 10
     strip_class: int = 3
     strip_frames: int = 11
+
+    def validate(self) -> "DemoConfig":
+        """Settings the stages would only reject late (after minutes of training) are refused up front."""
+        if self.image_size % self.patch_size:
+            raise UserError(f"--image-size {self.image_size} is not a multiple of --patch-size {self.patch_size}")
+        if self.hidden_size % self.num_heads:
+            raise UserError(f"--hidden-size {self.hidden_size} is not divisible by --num-heads {self.num_heads}")
+        if self.recipe not in RECIPES:
+            raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+        if not 0 < self.held_out_fraction < 1:
+            raise UserError(f"--held-out-fraction must be between 0 and 1, got {self.held_out_fraction}")
+        if not 0 <= self.strip_class < DEMO_NUM_CLASSES:
+            raise UserError(f"--strip-class must be a digit 0..9, got {self.strip_class}")
+        if self.num_samples < DEMO_NUM_CLASSES * self.grid_per_class:
+            raise UserError(
+                f"--num-samples {self.num_samples} is fewer than the grid's {DEMO_NUM_CLASSES} x --grid-per-class "
+                f"{self.grid_per_class}; raise it or lower --grid-per-class"
+            )
+        if self.num_samples <= 3:
+            raise UserError("--num-samples must be more than 3 (precision/recall use 3 nearest neighbours)")
+        if self.strip_frames < 2:
+            raise UserError(f"--strip-frames must be at least 2 (noise and digit), got {self.strip_frames}")
+        return self

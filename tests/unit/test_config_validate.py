@@ -89,3 +89,26 @@ def test_library_entry_points_validate(tmp_path):
         train_classifier(ClassifierTrainConfig(data_path=str(tmp_path), width=0))
     with pytest.raises(UserError, match="--eval-batch-size"):
         training_callbacks(TrainConfig(max_steps=1), TrainSamplingConfig(eval_batch_size=0))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image_size": 15}, "multiple of --patch-size"),
+        ({"hidden_size": 30, "num_heads": 4}, "divisible by --num-heads"),
+        ({"recipe": "slow"}, "--recipe must be one of paper, fast"),
+        ({"precision": "fp64"}, "--precision 'fp64' is unknown"),
+        ({"held_out_fraction": 0.0}, "--held-out-fraction must be between 0 and 1"),
+        ({"strip_class": -1}, "--strip-class must be a digit 0..9"),
+        ({"num_samples": 99, "grid_per_class": 10}, "fewer than the grid's 10 x --grid-per-class 10"),
+        ({"num_samples": 3, "grid_per_class": 0}, "--num-samples must be more than 3"),
+        ({"strip_frames": 1}, "--strip-frames must be at least 2"),
+    ],
+)
+def test_demo_config_validate(change, message):
+    from dit.config import DemoConfig
+
+    assert DemoConfig().validate() == DemoConfig()
+    with pytest.raises(UserError) as e:
+        dataclasses.replace(DemoConfig(), **change).validate()
+    assert message in str(e.value) and "\n" not in str(e.value)

@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dit.config import DemoConfig, SampleConfig
+from dit.config import DEMO_NUM_CLASSES, DemoConfig, SampleConfig
 from dit.data.digits import export_digits
 from dit.demo.plots import loss_curve_image, read_metrics_csv, strip_image
 from dit.diffusion import build_objective
@@ -47,7 +47,7 @@ from dit.evaluation.writers import to_uint8, write_npz, write_png, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, load_checkpoint
 
-NUM_CLASSES = 10
+NUM_CLASSES = DEMO_NUM_CLASSES
 CHECKPOINT_PLACEHOLDER = "<last checkpoint>"
 HEADLINE = ("fid", "sfid", "inception_score", "precision", "recall", "class_accuracy")
 
@@ -148,26 +148,9 @@ def format_command(argv: Sequence[str]) -> str:
 
 
 def check_config(cfg: DemoConfig) -> None:
-    """Settings the stages would only reject late (after minutes of training) are refused up front."""
-    if cfg.image_size % cfg.patch_size:
-        raise UserError(f"--image-size {cfg.image_size} is not a multiple of --patch-size {cfg.patch_size}")
-    if cfg.hidden_size % cfg.num_heads:
-        raise UserError(f"--hidden-size {cfg.hidden_size} is not divisible by --num-heads {cfg.num_heads}")
-    if cfg.recipe not in DEFAULT_SAMPLERS:
-        raise UserError(f"--recipe must be one of {', '.join(DEFAULT_SAMPLERS)}, got {cfg.recipe!r}")
-    if not 0 < cfg.held_out_fraction < 1:
-        raise UserError(f"--held-out-fraction must be between 0 and 1, got {cfg.held_out_fraction}")
-    if not 0 <= cfg.strip_class < NUM_CLASSES:
-        raise UserError(f"--strip-class must be a digit 0..9, got {cfg.strip_class}")
-    if cfg.num_samples < NUM_CLASSES * cfg.grid_per_class:
-        raise UserError(
-            f"--num-samples {cfg.num_samples} is fewer than the grid's {NUM_CLASSES} x --grid-per-class "
-            f"{cfg.grid_per_class}; raise it or lower --grid-per-class"
-        )
-    if cfg.num_samples <= 3:
-        raise UserError("--num-samples must be more than 3 (precision/recall use 3 nearest neighbours)")
-    if cfg.strip_frames < 2:
-        raise UserError(f"--strip-frames must be at least 2 (noise and digit), got {cfg.strip_frames}")
+    """Settings the stages would only reject late (after minutes of training) are refused up front
+    (``DemoConfig.validate``; ``run_demo`` calls it)."""
+    cfg.validate()
 
 
 # ---------------------------------------------------------------------------------------------
