@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dit.config import EvalConfig
+
+_E = EvalConfig()  # the flags' defaults: each setting is defined once, in dit.config.EvalConfig
+
 HELP = "compute FID, sFID, IS, precision and recall of samples against a reference (ADM's definitions)"
 DESCRIPTION = (
     "SAMPLES and REFERENCE are each an .npz (arr_0 (N, H, W, 3) uint8, optional arr_1 labels) or a "
@@ -29,20 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inception-2015-12-05-tf-graph.pth (`dit convert-inception`) in the cache folder")
     parser.add_argument(
         "--features",
-        default="inception",
+        default=_E.features,
         help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)",
     )
     parser.add_argument("--out", metavar="JSON", default=None, help="result file; when unset, <SAMPLES>.eval.json")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass of the feature network")
+    parser.add_argument(
+        "--batch-size", type=int, default=_E.batch_size, help="images per forward pass of the feature network"
+    )
     parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
     parser.add_argument(
         "--no-cache", action="store_true", help="recompute reference features instead of using/writing the cache"
     )
-    parser.add_argument("--nearest-k", type=int, default=3, help="k of the k-NN manifolds of precision/recall (ADM: 3)")
+    parser.add_argument(
+        "--nearest-k", type=int, default=_E.nearest_k, help="k of the k-NN manifolds of precision/recall (ADM: 3)"
+    )
     parser.add_argument(
         "--is-split-size",
         type=int,
-        default=5000,
+        default=_E.is_split_size,
         help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk "
         "is shorter when N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)",
     )
@@ -62,7 +70,6 @@ def format_result(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dit.config import EvalConfig
     from dit.errors import UserError
     from dit.evaluation.evaluate import evaluate
     from dit.evaluation.io import write_json

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from dit.config import ClassifierTrainConfig
+
+_C = ClassifierTrainConfig()  # the flags' defaults, defined once in dit.config
+
 HELP = "train a small image classifier whose features replace Inception's in `dit eval` (for small data such as digits)"
 DESCRIPTION = (
     "DATA is an .npz (arr_0 (N, H, W, 3) uint8 images, arr_1 (N,) labels) or a folder with one sub-folder "
@@ -20,17 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image-size", type=int, default=None, help="side the classifier works at; when unset, the data's"
     )
-    parser.add_argument("--width", type=int, default=32, help="channels of the first conv stage (the second has twice)")
-    parser.add_argument("--epochs", type=int, default=30, help="passes over the training split")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per optimisation step")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (cosine decay to 0)")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of the data held out for accuracy")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
+    parser.add_argument(
+        "--width", type=int, default=_C.width, help="channels of the first conv stage (the second has twice)"
+    )
+    parser.add_argument("--epochs", type=int, default=_C.epochs, help="passes over the training split")
+    parser.add_argument("--batch-size", type=int, default=_C.batch_size, help="images per optimisation step")
+    parser.add_argument("--lr", type=float, default=_C.lr, help="peak AdamW learning rate (cosine decay to 0)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=_C.val_fraction, help="fraction of the data held out for accuracy"
+    )
+    parser.add_argument("--seed", type=int, default=_C.seed, help="seed of the split, initialisation and batches")
     parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
 
 
 def run(args: argparse.Namespace) -> int:
-    from dit.config import ClassifierTrainConfig
     from dit.evaluation.classifier import train_classifier
 
     cfg = ClassifierTrainConfig(
