@@ -136,8 +136,12 @@ class ModelConfig(_DictMixin):
 BLOCK_OPTIONS = ("norm", "qk_norm", "mlp", "rope", "long_skip")  # ModelConfig fields beyond the paper's DiT
 
 
-OBJECTIVES = ("gaussian", "flow")
-TIMESTEP_SAMPLINGS = ("uniform", "logit-normal")
+Objective = Literal["gaussian", "flow"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+TimestepSampling = Literal["uniform", "logit-normal"]
+TIMESTEP_SAMPLINGS: tuple[str, ...] = get_args(TimestepSampling)
+PredictionType = Literal["epsilon", "v", "xstart"]
+PREDICTION_TYPES: tuple[str, ...] = get_args(PredictionType)
 
 
 @dataclass
@@ -160,10 +164,10 @@ class DiffusionConfig(_DictMixin):
     diffusion_steps: int = 1000
     # Gaussian objective only: what the model predicts (None: from predict_xstart, i.e. ε) and the
     # min-SNR-γ loss weight (Hang et al. 2023; None: unweighted, the paper's)
-    prediction_type: Optional[str] = None
+    prediction_type: Optional[PredictionType] = None
     min_snr_gamma: Optional[float] = None
-    objective: str = "gaussian"
-    timestep_sampling: str = "uniform"
+    objective: Objective = "gaussian"
+    timestep_sampling: TimestepSampling = "uniform"
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
 
@@ -179,7 +183,7 @@ class DiffusionConfig(_DictMixin):
             raise UserError("--logit-normal-std must be positive and --logit-normal-mean finite")
         if self.objective == "flow" and self.learn_sigma:
             raise UserError("flow matching predicts a velocity without a learned variance; drop --learn-sigma")
-        if self.prediction_type not in (None, "epsilon", "xstart", "v"):
+        if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
             raise UserError(f"--prediction-type {self.prediction_type!r} is unknown; choose epsilon, xstart or v")
         if self.min_snr_gamma is not None and not (0 < self.min_snr_gamma < float("inf")):
             raise UserError(f"--min-snr-gamma must be a positive number (Hang et al.: 5), got {self.min_snr_gamma}")

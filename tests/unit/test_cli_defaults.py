@@ -12,6 +12,7 @@ import pytest
 from dit.cli.main import build_parser
 from dit.config import (
     ClassifierTrainConfig,
+    DiffusionConfig,
     EvalConfig,
     ModelConfig,
     SampleConfig,
@@ -28,7 +29,7 @@ REQUIRED = {
 GIVEN = {"ckpt", "data_path", "results_dir", "samples", "reference", "out"}  # the required arguments above
 CONFIGS = {
     "sample": (SampleConfig,),
-    "train": (TrainConfig, ModelConfig, TrainSamplingConfig),
+    "train": (TrainConfig, ModelConfig, TrainSamplingConfig, DiffusionConfig),
     "eval": (EvalConfig,),
     "train-classifier": (ClassifierTrainConfig,),
 }
@@ -74,7 +75,9 @@ def test_choices_are_the_literal_types(command):
             continue
         cls, _ = fields[action.dest]
         hint = typing.get_type_hints(cls)[action.dest]
+        if typing.get_origin(hint) is typing.Union:  # Optional[Literal[...]]
+            hint = typing.get_args(hint)[0]
         if typing.get_origin(hint) is typing.Literal:
             assert list(action.choices) == list(typing.get_args(hint)), (command, action.dest)
             checked += 1
-    assert checked >= (6 if command == "train" else 3)
+    assert checked >= (9 if command == "train" else 3)

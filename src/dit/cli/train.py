@@ -12,6 +12,7 @@ from dit.config import (
     MLP_TYPES,
     NORM_TYPES,
     OBJECTIVES,
+    PREDICTION_TYPES,
     ON_BAD_IMAGE,
     PRECISIONS,
     QK_NORM_TYPES,
@@ -129,7 +130,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument(
         "--prediction-type",
-        choices=["epsilon", "v", "xstart"],
+        choices=PREDICTION_TYPES,
         default=None,
         help="gaussian objective: what the model predicts (default: epsilon, the paper's)",
     )
