@@ -66,8 +66,9 @@ class Pipeline:
     ``id2label`` of a diffusers pipeline), or is None when the model carries none.
     """
 
-    def __init__(self, loaded: Loaded, device: Union[str, torch.device], precision: str = "fp32"):
+    def __init__(self, loaded: Loaded, device: Union[str, torch.device], precision: str = "fp32", weights: str = "ema"):
         self.loaded = loaded
+        self.weights = weights  # the set asked for (`dit sample --weights`); files that hold one set load that one
         self.device = torch.device(device)
         self.precision = precision_of(precision)
         self.num_classes = int(loaded.model_config.num_classes)
@@ -99,7 +100,7 @@ class Pipeline:
         dev = torch.device(device) if device is not None else default_device()
         cfg = SampleConfig(ckpt=str(path_or_hub_id), model=model, image_size=image_size, num_classes=num_classes,
                            weights=weights, vae=vae)
-        return cls(load_for_sampling(cfg, dev, revision), dev)
+        return cls(load_for_sampling(cfg, dev, revision), dev, weights=weights)
 
     # -- classes --------------------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class Pipeline:
             _DEFAULTS,
             ckpt=str(self.path),
             out="",
-            weights=str(self.loaded.checkpoint.weights),
+            weights=self.weights,
             num_samples=num_images,
             class_labels=labels,
             sampler=sampler or _DEFAULTS.sampler,
