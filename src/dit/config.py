@@ -447,8 +447,6 @@ class SampleConfig(_DictMixin):
         the sampler's name is checked against the checkpoint's objective where it is known. Returns self."""
         if self.precision not in PRECISIONS:
             raise UserError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
-        if self.weights not in get_args(WeightsChoice):
-            raise UserError(f"--weights {self.weights!r} is unknown; use ema or model")
         if self.guidance_channels not in GUIDANCE_CHANNELS:
             raise UserError(
                 f"unknown guidance channels {self.guidance_channels!r}; choose one of {list(GUIDANCE_CHANNELS)}"

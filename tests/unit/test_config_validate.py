@@ -46,7 +46,6 @@ def test_defaults_are_valid(cls):
         (ClassifierTrainConfig, {"val_fraction": 1.0}, "--val-fraction must be in [0, 1)"),
         (ClassifierTrainConfig, {"lr": float("inf")}, "--lr must be a finite positive number"),
         (SampleConfig, {"precision": "fp8"}, "--precision 'fp8' is unknown"),
-        (SampleConfig, {"weights": "best"}, "--weights 'best' is unknown"),
         (SampleConfig, {"guidance_channels": "some"}, "unknown guidance channels 'some'"),
         (SampleConfig, {"num_sampling_steps": 0}, "--num-sampling-steps must be >= 1"),
         (SampleConfig, {"cfg_scale": float("inf")}, "--cfg-scale must be a finite number"),
