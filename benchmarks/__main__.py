@@ -50,25 +50,37 @@ PLANS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smaller batch, fewer repeats and sampling steps (minutes)")
     size.add_argument("--tiny", action="store_true", help="2-layer model, a few steps: checks every path in seconds")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="where to run (default: cuda if present)")
     p.add_argument("--out", default="benchmarks/results/bench.json", help="JSON file to write (default: %(default)s)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
-    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                   help="torch.compile in the fast paths: auto = the measured default (off with --tiny)")
+    p.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="torch.compile in the fast paths: auto = the measured default (off with --tiny)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="override the number of timed rounds per path")
     p.add_argument("--batch", type=int, default=None, help="override the training batch size")
     p.add_argument("--models", nargs="+", default=None, help="override the training models (keys of MODELS)")
-    p.add_argument("--ablate", action="store_true",
-                   help="also time ours with one setting changed (eager / other precision / foreach AdamW)")
+    p.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also time ours with one setting changed (eager / other precision / foreach AdamW)",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (one process per path on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--omp-wait-policy", choices=["passive", "active", "inherit"], default="passive",
-                   help="OpenMP idle threads sleep (passive) or spin (active); spinning makes a shared CPU erratic")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=["passive", "active", "inherit"],
+        default="passive",
+        help="OpenMP idle threads sleep (passive) or spin (active); spinning makes a shared CPU erratic",
+    )
     return p
 
 

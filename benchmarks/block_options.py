@@ -47,26 +47,101 @@ def dit(argv: list[str], log: Path) -> float:
 def run_variant(name: str, flags: list[str], root: Path, a: argparse.Namespace) -> dict:
     run, log = root / "runs" / name, root / f"{name}.log"
     t0 = time.monotonic()
-    dit(["train", "--data-path", str(root / "data" / "train"), "--image-size", str(a.image_size), "--vae", "none",
-         "--no-flip", "--depth", "4", "--hidden-size", "128", "--num-heads", "4", "--patch-size", "2",
-         "--global-batch-size", "32", "--results-dir", str(run), "--max-steps", str(a.steps),
-         "--ckpt-every", str(a.steps), "--log-every", "50", "--lr", "1e-3", "--warmup-steps", "50",
-         "--ema-type", "halflife", "--num-workers", "0", "--seed", str(a.seed), *flags], log)
+    dit(
+        [
+            "train",
+            "--data-path",
+            str(root / "data" / "train"),
+            "--image-size",
+            str(a.image_size),
+            "--vae",
+            "none",
+            "--no-flip",
+            "--depth",
+            "4",
+            "--hidden-size",
+            "128",
+            "--num-heads",
+            "4",
+            "--patch-size",
+            "2",
+            "--global-batch-size",
+            "32",
+            "--results-dir",
+            str(run),
+            "--max-steps",
+            str(a.steps),
+            "--ckpt-every",
+            str(a.steps),
+            "--log-every",
+            "50",
+            "--lr",
+            "1e-3",
+            "--warmup-steps",
+            "50",
+            "--ema-type",
+            "halflife",
+            "--num-workers",
+            "0",
+            "--seed",
+            str(a.seed),
+            *flags,
+        ],
+        log,
+    )
     train_seconds = time.monotonic() - t0
     ckpt = sorted((run / "checkpoints").glob("*.pt"))[-1]
     samples = root / f"{name}.npz"
-    dit(["sample", "--ckpt", str(ckpt), "--num-samples", "300", "--sampler", "dpm++2m", "--num-sampling-steps", "20",
-         "--cfg-scale", "2", "--seed", str(a.seed), "--batch-size", "100", "--no-progress", "--out", str(samples)], log)
+    dit(
+        [
+            "sample",
+            "--ckpt",
+            str(ckpt),
+            "--num-samples",
+            "300",
+            "--sampler",
+            "dpm++2m",
+            "--num-sampling-steps",
+            "20",
+            "--cfg-scale",
+            "2",
+            "--seed",
+            str(a.seed),
+            "--batch-size",
+            "100",
+            "--no-progress",
+            "--out",
+            str(samples),
+        ],
+        log,
+    )
     out = root / f"{name}.eval.json"
-    dit(["eval", str(samples), str(root / "data" / "test"), "--features", f"classifier:{root / 'classifier.safetensors'}",
-         "--out", str(out)], log)
+    dit(
+        [
+            "eval",
+            str(samples),
+            str(root / "data" / "test"),
+            "--features",
+            f"classifier:{root / 'classifier.safetensors'}",
+            "--out",
+            str(out),
+        ],
+        log,
+    )
     ev = json.loads(out.read_text())
     rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()]  # logged every 50 steps
     header, last = rows[0], rows[-1]
     params = json.loads((run / "run.json").read_text())["config"]["model"]
-    return {"variant": name, "flags": flags, "class_agreement": ev["class_accuracy"], "fid": ev["fid"],
-            "loss": float(last[header.index("loss")]), "mse": float(last[header.index("mse")]),
-            "train_wall_seconds": round(train_seconds, 1), "model": params}
+    return {
+        "variant": name,
+        "flags": flags,
+        "class_agreement": ev["class_accuracy"],
+        "fid": ev["fid"],
+        "loss": float(last[header.index("loss")]),
+        "mse": float(last[header.index("mse")]),
+        "train_wall_seconds": round(train_seconds, 1),
+        "model": params,
+    }
 
 
 def main(argv=None) -> int:
@@ -86,14 +161,40 @@ def main(argv=None) -> int:
     if not (root / "data" / "train").is_dir():
         export_digits(root / "data", a.image_size, 0.3, a.seed)
     if not (root / "classifier.safetensors").is_file():
-        dit(["train-classifier", "--data-path", str(root / "data" / "test"), "--out", str(root / "classifier.safetensors"),
-             "--image-size", str(a.image_size), "--epochs", "30", "--seed", str(a.seed)], root / "classifier.log")
+        dit(
+            [
+                "train-classifier",
+                "--data-path",
+                str(root / "data" / "test"),
+                "--out",
+                str(root / "classifier.safetensors"),
+                "--image-size",
+                str(a.image_size),
+                "--epochs",
+                "30",
+                "--seed",
+                str(a.seed),
+            ],
+            root / "classifier.log",
+        )
     with ThreadPoolExecutor(a.jobs) as pool:
         results = list(pool.map(lambda n: run_variant(n, VARIANTS[n], root, a), a.variants))
     write_json({"steps": a.steps, "image_size": a.image_size, "seed": a.seed, "results": results}, Path(a.json))
-    print(table([[r["variant"], f"{r['class_agreement']:.1%}", f"{r['fid']:.2f}", f"{r['mse']:.4f}",
-                  f"{r['train_wall_seconds']:.0f}"] for r in results],
-                ["variant", "class agreement", "classifier FID", "last mse", "train s"]))
+    print(
+        table(
+            [
+                [
+                    r["variant"],
+                    f"{r['class_agreement']:.1%}",
+                    f"{r['fid']:.2f}",
+                    f"{r['mse']:.4f}",
+                    f"{r['train_wall_seconds']:.0f}",
+                ]
+                for r in results
+            ],
+            ["variant", "class agreement", "classifier FID", "last mse", "train s"],
+        )
+    )
     return 0
 
 

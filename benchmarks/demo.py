@@ -43,8 +43,12 @@ def run_dit(argv: list[str]) -> dict:
     """Run ``python -m dit.cli.main ARGV`` as a child; wall and CPU seconds, load before/after."""
     load_before, cpu0, t0 = os.getloadavg(), _child_cpu(), time.monotonic()
     subprocess.run([sys.executable, "-m", "dit.cli.main", *argv], check=True)
-    return {"wall_seconds": round(time.monotonic() - t0, 1), "cpu_seconds": round(_child_cpu() - cpu0, 1),
-            "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())}
+    return {
+        "wall_seconds": round(time.monotonic() - t0, 1),
+        "cpu_seconds": round(_child_cpu() - cpu0, 1),
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+    }
 
 
 def run_dit_here(argv: list[str]) -> dict:
@@ -55,8 +59,10 @@ def run_dit_here(argv: list[str]) -> dict:
     if main(argv) != 0:
         raise SystemExit(f"dit {argv[0]} failed")
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    return {"wall_seconds": round(time.monotonic() - t0, 1),
-            "cpu_seconds": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1)}
+    return {
+        "wall_seconds": round(time.monotonic() - t0, 1),
+        "cpu_seconds": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1),
+    }
 
 
 def _loss_rows(run_dir: Path) -> list[dict]:
@@ -80,8 +86,16 @@ def step_speed(repeats: int = 7, steps_per_sample: int = 10) -> dict:
     from dit.models import build_model
 
     cfg = DemoConfig()
-    mc = ModelConfig(name=None, input_size=cfg.image_size, in_channels=3, num_classes=10, patch_size=cfg.patch_size,
-                     hidden_size=cfg.hidden_size, depth=cfg.depth, num_heads=cfg.num_heads)
+    mc = ModelConfig(
+        name=None,
+        input_size=cfg.image_size,
+        in_channels=3,
+        num_classes=10,
+        patch_size=cfg.patch_size,
+        hidden_size=cfg.hidden_size,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+    )
     torch.manual_seed(0)
     diffusion = create_diffusion("")
     x = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size) * 2 - 1  # (B, 3, S, S)
@@ -103,8 +117,14 @@ def step_speed(repeats: int = 7, steps_per_sample: int = 10) -> dict:
         return step
 
     cpu: dict = {}
-    wall = interleaved({"fp32": make_step(None), "bf16": make_step(torch.bfloat16)}, torch.device("cpu"),
-                       repeats=repeats, warmup=2, calls_per_sample=steps_per_sample, cpu_out=cpu)
+    wall = interleaved(
+        {"fp32": make_step(None), "bf16": make_step(torch.bfloat16)},
+        torch.device("cpu"),
+        repeats=repeats,
+        warmup=2,
+        calls_per_sample=steps_per_sample,
+        cpu_out=cpu,
+    )
     return {
         "batch_size": cfg.batch_size,
         "wall_seconds_per_step": {k: v.to_dict() for k, v in wall.items()},

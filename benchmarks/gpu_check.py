@@ -50,8 +50,18 @@ def flash_only(device: torch.device):
         yield
 
 
-def train_case(model: str, batch: int, device, ckpt: bool, compile_on: bool, precision: str, steps: int,
-               warmup: int, peak_tflops: Optional[float], matmul_tflops: Optional[float]) -> dict:
+def train_case(
+    model: str,
+    batch: int,
+    device,
+    ckpt: bool,
+    compile_on: bool,
+    precision: str,
+    steps: int,
+    warmup: int,
+    peak_tflops: Optional[float],
+    matmul_tflops: Optional[float],
+) -> dict:
     from benchmarks.train_speed import MODELS, PathSpec, build_path, train_flops_per_image
 
     spec = PathSpec(

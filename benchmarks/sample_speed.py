@@ -71,19 +71,37 @@ def build_runs(model_name: str, batch: int, device: torch.device, steps_scale: f
     for sampler, steps in SOLVERS:
         steps = max(2, int(round(steps * steps_scale)))
         for g, (scale, interval) in GUIDANCE.items():
-            cfg = SampleConfig(sampler=sampler, num_sampling_steps=steps, cfg_scale=scale,
-                               guidance_interval=interval, seed=0, precision="fp32", progress=False)
+            cfg = SampleConfig(
+                sampler=sampler,
+                num_sampling_steps=steps,
+                cfg_scale=scale,
+                guidance_interval=interval,
+                seed=0,
+                precision="fp32",
+                progress=False,
+            )
             s = ImageSampler(model, diffusion, codec, cfg, device)
             key = f"{sampler}-{steps}/{g}"
-            runs[key] = (lambda s=s: s.latents(list(range(batch)), labels))
-            meta[key] = {"sampler": sampler, "steps": steps, "guidance": g, "cfg_scale": scale,
-                         "interval": list(interval) if interval else None,
-                         "expected_rows": expected_rows(sampler, steps, g, batch)}
+            runs[key] = lambda s=s: s.latents(list(range(batch)), labels)
+            meta[key] = {
+                "sampler": sampler,
+                "steps": steps,
+                "guidance": g,
+                "cfg_scale": scale,
+                "interval": list(interval) if interval else None,
+                "expected_rows": expected_rows(sampler, steps, g, batch),
+            }
     return runs, meta, rows
 
 
-def measure_sampling(model_name: str, batch: int, device: torch.device, repeats: int,
-                     steps_scale: float = 1.0, log: Callable[[str], None] = print) -> dict:
+def measure_sampling(
+    model_name: str,
+    batch: int,
+    device: torch.device,
+    repeats: int,
+    steps_scale: float = 1.0,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Seconds per image (median, spread) and network rows per image for every case."""
     runs, meta, rows = build_runs(model_name, batch, device, steps_scale)
     for key, fn in runs.items():  # one counted run each (also the warm-up)
@@ -96,6 +114,7 @@ def measure_sampling(model_name: str, batch: int, device: torch.device, repeats:
         def run():
             with torch.inference_mode():
                 fn()
+
         return run
 
     seconds = interleaved({k: timed(f) for k, f in runs.items()}, device, repeats=repeats, warmup=0)

@@ -75,8 +75,14 @@ def load_demo_run(run_dir: str | Path) -> DemoRun:
     config = {}
     if (root / "demo.json").is_file():
         config = json.loads((root / "demo.json").read_text()).get("config", {})
-    return DemoRun(ckpt, classifier, reference, float(config.get("cfg_scale", 2.0)),
-                   str(config.get("precision", "fp32")), int(config.get("seed", 0)))
+    return DemoRun(
+        ckpt,
+        classifier,
+        reference,
+        float(config.get("cfg_scale", 2.0)),
+        str(config.get("precision", "fp32")),
+        int(config.get("seed", 0)),
+    )
 
 
 class EvalCounter:
@@ -100,9 +106,15 @@ class EvalCounter:
 
 def configurations(solvers: Sequence[str], steps: Sequence[int], seed: int) -> list[dict]:
     """The reference DDPM-250 (seed), its noise twin (seed + 1), then every solver x step count."""
-    configs = [{"name": f"ddpm-{REFERENCE_STEPS}", "sampler": "ddpm", "steps": REFERENCE_STEPS, "seed": seed},
-               {"name": f"ddpm-{REFERENCE_STEPS}-seed{seed + 1}", "sampler": "ddpm", "steps": REFERENCE_STEPS,
-                "seed": seed + 1}]
+    configs = [
+        {"name": f"ddpm-{REFERENCE_STEPS}", "sampler": "ddpm", "steps": REFERENCE_STEPS, "seed": seed},
+        {
+            "name": f"ddpm-{REFERENCE_STEPS}-seed{seed + 1}",
+            "sampler": "ddpm",
+            "steps": REFERENCE_STEPS,
+            "seed": seed + 1,
+        },
+    ]
     configs += [{"name": f"{s}-{k}", "sampler": s, "steps": int(k), "seed": seed} for s in solvers for k in steps]
     return configs
 
@@ -113,8 +125,16 @@ def verdict(rows: list[dict], reference_fid: float, solver: str, ratio: float = 
     return min(ok) if ok else None
 
 
-def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Sequence[int], batch_size: int,
-            seed: int, device: torch.device, say=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+def measure(
+    run: DemoRun,
+    num_samples: int,
+    solvers: Sequence[str],
+    steps: Sequence[int],
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    say=lambda m: print(m, file=sys.stderr, flush=True),
+) -> dict:
     """Sample every configuration, evaluate it, and return the JSON-ready result."""
     from dit.config import SampleConfig
     from dit.diffusion import build_objective
@@ -122,8 +142,14 @@ def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Seque
     from dit.evaluation.features import make_extractor
     from dit.evaluation.generate import ImageSampler, generate_images, load_for_sampling, sample_labels
 
-    base = SampleConfig(ckpt=str(run.checkpoint), cfg_scale=run.cfg_scale, precision=run.precision, seed=seed,
-                        batch_size=batch_size, progress=False)
+    base = SampleConfig(
+        ckpt=str(run.checkpoint),
+        cfg_scale=run.cfg_scale,
+        precision=run.precision,
+        seed=seed,
+        batch_size=batch_size,
+        progress=False,
+    )
     loaded = load_for_sampling(base, device)
     diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
     extractor = make_extractor(f"classifier:{run.classifier}", device=str(device))
@@ -141,13 +167,22 @@ def measure(run: DemoRun, num_samples: int, solvers: Sequence[str], steps: Seque
             seconds = time.perf_counter() - t0
             chunks = -(-num_samples // batch_size)
             m = compute_metrics(extractor.features(images), ref, labels)
-            row = {**c, "fid": m["fid"], "class_agreement": m["class_accuracy"], "precision": m["precision"],
-                   "recall": m["recall"], "model_calls_per_sample": counter.calls / chunks,
-                   "model_rows_per_sample": counter.rows / num_samples, "seconds": seconds,
-                   "seconds_per_image": seconds / num_samples}
+            row = {
+                **c,
+                "fid": m["fid"],
+                "class_agreement": m["class_accuracy"],
+                "precision": m["precision"],
+                "recall": m["recall"],
+                "model_calls_per_sample": counter.calls / chunks,
+                "model_rows_per_sample": counter.rows / num_samples,
+                "seconds": seconds,
+                "seconds_per_image": seconds / num_samples,
+            }
             rows.append(row)
-            say(f"{c['name']:>18}: FID {row['fid']:.3f}  agreement {row['class_agreement']:.3f}  "
-                f"{row['model_calls_per_sample']:.0f} evals  {seconds:.1f}s")
+            say(
+                f"{c['name']:>18}: FID {row['fid']:.3f}  agreement {row['class_agreement']:.3f}  "
+                f"{row['model_calls_per_sample']:.0f} evals  {seconds:.1f}s"
+            )
     finally:
         counter.close()
 

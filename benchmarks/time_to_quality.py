@@ -69,8 +69,14 @@ def train_flops_per_step(recipe: str, model: dict, image_size: int, batch: int) 
     from dit.config import ModelConfig
     from dit.models.flops import forward_macs
 
-    cfg = ModelConfig(name=None, input_size=image_size, in_channels=3, num_classes=10,
-                      learn_sigma=RECIPE_OBJECTIVE[recipe] == "gaussian", **model)
+    cfg = ModelConfig(
+        name=None,
+        input_size=image_size,
+        in_channels=3,
+        num_classes=10,
+        learn_sigma=RECIPE_OBJECTIVE[recipe] == "gaussian",
+        **model,
+    )
     return 6 * forward_macs(cfg) * batch
 
 
@@ -93,9 +99,12 @@ def verdict(results: dict[str, list[dict]], fid_real: float, key: str = "train_f
     """
     fast = time_to_quality(results.get("fast", []), fid_real)
     paper = time_to_quality(results.get("paper", []), fid_real)
-    out = {"fast": fast and {k: fast[k] for k in ("step", "train_flops", "cpu_minutes", "wall_minutes")},
-           "paper": paper and {k: paper[k] for k in ("step", "train_flops", "cpu_minutes", "wall_minutes")},
-           "ratio": None, "ratio_is_lower_bound": False}
+    out = {
+        "fast": fast and {k: fast[k] for k in ("step", "train_flops", "cpu_minutes", "wall_minutes")},
+        "paper": paper and {k: paper[k] for k in ("step", "train_flops", "cpu_minutes", "wall_minutes")},
+        "ratio": None,
+        "ratio_is_lower_bound": False,
+    }
     if fast is not None and paper is not None:
         out["ratio"] = paper[key] / fast[key]
     elif fast is not None and results.get("paper"):
@@ -118,20 +127,25 @@ def plot(results: dict[str, list[dict]], fid_real: float, out: Path) -> None:
             by_x = {r["train_flops"]: r[metric] / (fid_real if metric == "fid" else 1.0) for r in rows}
             series[recipe] = [by_x.get(x, float("nan")) for x in xs]
         series["target"] = [AGREEMENT_TARGET if metric == "class_agreement" else FID_RATIO_TARGET] * len(xs)
-        panels.append(loss_curve_image([x / 1e12 for x in xs], series, log_y=log_y, title=title,
-                                       x_label="training TFLOPs"))
+        panels.append(
+            loss_curve_image([x / 1e12 for x in xs], series, log_y=log_y, title=title, x_label="training TFLOPs")
+        )
     write_png(out, np.concatenate(panels, axis=1))
 
 
 def markdown_table(results: dict[str, list[dict]], fid_real: float) -> str:
-    lines = ["| recipe | step | train TFLOPs | CPU-min | wall min | class agreement | FID | FID / real-vs-real |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | step | train TFLOPs | CPU-min | wall min | class agreement | FID | FID / real-vs-real |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for recipe, rows in results.items():
         for r in sorted(rows, key=lambda r: r["step"]):
             mark = " ✓" if meets_target(r, fid_real) else ""
-            lines.append(f"| {recipe} | {r['step']} | {r['train_flops'] / 1e12:.3g} | {r['cpu_minutes']:.1f} | "
-                         f"{r['wall_minutes']:.1f} | {r['class_agreement']:.1%}{mark} | {r['fid']:.2f} | "
-                         f"{r['fid'] / fid_real:.2f} |")
+            lines.append(
+                f"| {recipe} | {r['step']} | {r['train_flops'] / 1e12:.3g} | {r['cpu_minutes']:.1f} | "
+                f"{r['wall_minutes']:.1f} | {r['class_agreement']:.1%}{mark} | {r['fid']:.2f} | "
+                f"{r['fid'] / fid_real:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -143,27 +157,80 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
     export = export_digits(out / "data", args.image_size, 0.3, args.seed, style=args.style, copies=args.copies)
     classifier = out / "classifier.safetensors"
     if not classifier.is_file():
-        run_dit(["train-classifier", "--data-path", str(export.test_dir), "--out", str(classifier),
-                 "--epochs", str(args.classifier_epochs), "--width", str(args.classifier_width),
-                 "--seed", str(args.seed), "--device", "cpu"])
+        run_dit(
+            [
+                "train-classifier",
+                "--data-path",
+                str(export.test_dir),
+                "--out",
+                str(classifier),
+                "--epochs",
+                str(args.classifier_epochs),
+                "--width",
+                str(args.classifier_width),
+                "--seed",
+                str(args.seed),
+                "--device",
+                "cpu",
+            ]
+        )
     real = out / "real_train.npz"
     write_real_subset(export.train_dir, real, args.num_samples, args.seed)
-    run_dit(["eval", str(real), str(export.test_dir), "--features", f"classifier:{classifier}",
-             "--out", str(out / "real.eval.json"), "--device", "cpu"])
+    run_dit(
+        [
+            "eval",
+            str(real),
+            str(export.test_dir),
+            "--features",
+            f"classifier:{classifier}",
+            "--out",
+            str(out / "real.eval.json"),
+            "--device",
+            "cpu",
+        ]
+    )
     return classifier, float(json.loads((out / "real.eval.json").read_text())["fid"])
 
 
 def train_recipe(args: argparse.Namespace, recipe: str, out: Path) -> dict:
     """One `dit train --recipe` run; returns its CPU seconds, wall seconds, start time and checkpoints."""
     run = out / recipe
-    argv = ["train", "--recipe", recipe, "--data-path", str(out / "data" / "train"),
-            "--image-size", str(args.image_size),
-            "--vae", "none", "--no-flip", "--depth", str(args.depth), "--hidden-size", str(args.hidden_size),
-            "--num-heads", str(args.num_heads), "--patch-size", str(args.patch_size),
-            "--global-batch-size", str(args.batch_size), "--results-dir", str(run),
-            "--ckpt-every", str(args.ckpt_every),
-            "--keep-last", "0", "--log-every", str(min(args.ckpt_every, 50)), "--num-workers", "0",
-            "--seed", str(args.seed), "--device", "cpu"]
+    argv = [
+        "train",
+        "--recipe",
+        recipe,
+        "--data-path",
+        str(out / "data" / "train"),
+        "--image-size",
+        str(args.image_size),
+        "--vae",
+        "none",
+        "--no-flip",
+        "--depth",
+        str(args.depth),
+        "--hidden-size",
+        str(args.hidden_size),
+        "--num-heads",
+        str(args.num_heads),
+        "--patch-size",
+        str(args.patch_size),
+        "--global-batch-size",
+        str(args.batch_size),
+        "--results-dir",
+        str(run),
+        "--ckpt-every",
+        str(args.ckpt_every),
+        "--keep-last",
+        "0",
+        "--log-every",
+        str(min(args.ckpt_every, 50)),
+        "--num-workers",
+        "0",
+        "--seed",
+        str(args.seed),
+        "--device",
+        "cpu",
+    ]
     argv += ["--max-steps", str(args.max_steps)] if args.max_steps else []
     argv += ["--max-minutes", str(args.max_minutes)] if args.max_minutes else []
     start = time.time()
@@ -178,15 +245,50 @@ def score_checkpoint(args: argparse.Namespace, recipe: str, ckpt: Path, classifi
     sampler, steps = SAMPLERS[RECIPE_OBJECTIVE[recipe]]
     samples = out / recipe / "samples" / f"{ckpt.stem}.npz"
     samples.parent.mkdir(parents=True, exist_ok=True)
-    run_dit(["sample", "--ckpt", str(ckpt), "--num-samples", str(args.num_samples), "--sampler", sampler,
-             "--num-sampling-steps", str(steps), "--cfg-scale", str(args.cfg_scale), "--seed", str(args.seed),
-             "--batch-size", "100", "--out", str(samples), "--device", "cpu"])
+    run_dit(
+        [
+            "sample",
+            "--ckpt",
+            str(ckpt),
+            "--num-samples",
+            str(args.num_samples),
+            "--sampler",
+            sampler,
+            "--num-sampling-steps",
+            str(steps),
+            "--cfg-scale",
+            str(args.cfg_scale),
+            "--seed",
+            str(args.seed),
+            "--batch-size",
+            "100",
+            "--out",
+            str(samples),
+            "--device",
+            "cpu",
+        ]
+    )
     result = samples.with_suffix(".eval.json")
-    run_dit(["eval", str(samples), str(out / "data" / "test"), "--features", f"classifier:{classifier}",
-             "--out", str(result), "--device", "cpu"])
+    run_dit(
+        [
+            "eval",
+            str(samples),
+            str(out / "data" / "test"),
+            "--features",
+            f"classifier:{classifier}",
+            "--out",
+            str(result),
+            "--device",
+            "cpu",
+        ]
+    )
     ev = json.loads(result.read_text())
-    return {"class_agreement": float(ev["class_accuracy"]), "fid": float(ev["fid"]), "sampler": sampler,
-            "sampling_steps": steps}
+    return {
+        "class_agreement": float(ev["class_accuracy"]),
+        "fid": float(ev["fid"]),
+        "sampler": sampler,
+        "sampling_steps": steps,
+    }
 
 
 def checkpoint_step(path: Path) -> int:
@@ -194,8 +296,9 @@ def checkpoint_step(path: Path) -> int:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", required=True, help="working folder (data, classifier, runs, samples, results)")
     p.add_argument("--plot", default=None, help="PNG of the curves (default: OUT/time_to_quality.png)")
     p.add_argument("--recipes", nargs="+", default=["paper", "fast"], choices=list(RECIPE_OBJECTIVE))
@@ -233,26 +336,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run = train_recipe(args, recipe, out)
         flops_step = train_flops_per_step(recipe, model, args.image_size, args.batch_size)
         last = max(checkpoint_step(c) for c in run["checkpoints"])
-        runs[recipe] = {"steps": last, "cpu_seconds": run["cpu_seconds"], "wall_seconds": run["wall_seconds"],
-                        "train_flops_per_step": flops_step}
+        runs[recipe] = {
+            "steps": last,
+            "cpu_seconds": run["cpu_seconds"],
+            "wall_seconds": run["wall_seconds"],
+            "train_flops_per_step": flops_step,
+        }
         rows = []
         for ckpt in run["checkpoints"]:
             step = checkpoint_step(ckpt)
-            row = {"step": step, "train_flops": flops_step * step,
-                   "cpu_minutes": run["cpu_seconds"] / 60 * step / last,
-                   "wall_minutes": (ckpt.stat().st_mtime - run["start"]) / 60,
-                   **score_checkpoint(args, recipe, ckpt, classifier, out)}
+            row = {
+                "step": step,
+                "train_flops": flops_step * step,
+                "cpu_minutes": run["cpu_seconds"] / 60 * step / last,
+                "wall_minutes": (ckpt.stat().st_mtime - run["start"]) / 60,
+                **score_checkpoint(args, recipe, ckpt, classifier, out),
+            }
             rows.append(row)
-            print(f"{recipe} step {step}: agreement {row['class_agreement']:.1%} FID {row['fid']:.2f} "
-                  f"(real vs real {fid_real:.2f})", flush=True)
+            print(
+                f"{recipe} step {step}: agreement {row['class_agreement']:.1%} FID {row['fid']:.2f} "
+                f"(real vs real {fid_real:.2f})",
+                flush=True,
+            )
         results[recipe] = rows
-        result = {"schema": SCHEMA_VERSION, "environment": environment(torch.device("cpu")), "config": vars(args),
-                  "model": model, "fid_real_vs_real": fid_real,
-                  "targets": {"class_agreement": AGREEMENT_TARGET, "fid_over_real": FID_RATIO_TARGET,
-                              "ratio": RATIO_TARGET},
-                  "runs": runs, "results": results,
-                  "verdict": {"train_flops": verdict(results, fid_real, "train_flops"),
-                              "cpu_minutes": verdict(results, fid_real, "cpu_minutes")}}
+        result = {
+            "schema": SCHEMA_VERSION,
+            "environment": environment(torch.device("cpu")),
+            "config": vars(args),
+            "model": model,
+            "fid_real_vs_real": fid_real,
+            "targets": {"class_agreement": AGREEMENT_TARGET, "fid_over_real": FID_RATIO_TARGET, "ratio": RATIO_TARGET},
+            "runs": runs,
+            "results": results,
+            "verdict": {
+                "train_flops": verdict(results, fid_real, "train_flops"),
+                "cpu_minutes": verdict(results, fid_real, "cpu_minutes"),
+            },
+        }
         write_json(result, out / "time_to_quality.json")  # after each recipe: a long run's first half is kept
     plot(results, fid_real, Path(args.plot) if args.plot else out / "time_to_quality.png")
     print(markdown_table(results, fid_real))

@@ -92,8 +92,14 @@ MODELS: Dict[str, ModelConfig] = {
     "DiT-B/4": ModelConfig(name="DiT-B/4", input_size=32, in_channels=4, num_classes=1000),
     # The `dit demo` model (read from its config): RGB digits in pixel space, 10 classes.
     "demo-pixel": ModelConfig(
-        name=None, input_size=_DEMO.image_size, in_channels=3, num_classes=10, patch_size=_DEMO.patch_size,
-        hidden_size=_DEMO.hidden_size, depth=_DEMO.depth, num_heads=_DEMO.num_heads,
+        name=None,
+        input_size=_DEMO.image_size,
+        in_channels=3,
+        num_classes=10,
+        patch_size=_DEMO.patch_size,
+        hidden_size=_DEMO.hidden_size,
+        depth=_DEMO.depth,
+        num_heads=_DEMO.num_heads,
     ),
     # Tiny model for --tiny smoke runs and the tests.
     "tiny": ModelConfig(
@@ -208,8 +214,9 @@ def build_path(
         counter["step"] += 1
         ctx = torch.autocast(device_type=device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
         with ctx:
-            losses = diffusion.training_losses(model, x0, rnd.t, model_kwargs={"y": y, "drop_mask": rnd.drop_mask},
-                                               noise=rnd.noise)
+            losses = diffusion.training_losses(
+                model, x0, rnd.t, model_kwargs={"y": y, "drop_mask": rnd.drop_mask}, noise=rnd.noise
+            )
         loss = losses["loss"].mean()
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, float("inf"), foreach=True)

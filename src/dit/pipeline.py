@@ -98,8 +98,14 @@ class Pipeline:
         ``device`` defaults to CUDA when available. Nothing is unpickled beyond tensors.
         """
         dev = torch.device(device) if device is not None else default_device()
-        cfg = SampleConfig(ckpt=str(path_or_hub_id), model=model, image_size=image_size, num_classes=num_classes,
-                           weights=weights, vae=vae)
+        cfg = SampleConfig(
+            ckpt=str(path_or_hub_id),
+            model=model,
+            image_size=image_size,
+            num_classes=num_classes,
+            weights=weights,
+            vae=vae,
+        )
         return cls(load_for_sampling(cfg, dev, revision), dev, weights=weights)
 
     # -- classes --------------------------------------------------------------------------------
@@ -194,8 +200,18 @@ class Pipeline:
         """
         if output_type not in OUTPUT_TYPES:
             raise UserError(f"output_type {output_type!r} is unknown; use one of {', '.join(OUTPUT_TYPES)}")
-        cfg = self.sample_config(classes, num_steps, cfg_scale, sampler, seed, guidance_interval, num_images=num_images,
-                                 guidance_channels=guidance_channels, eta=eta, batch_size=batch_size)
+        cfg = self.sample_config(
+            classes,
+            num_steps,
+            cfg_scale,
+            sampler,
+            seed,
+            guidance_interval,
+            num_images=num_images,
+            guidance_channels=guidance_channels,
+            eta=eta,
+            batch_size=batch_size,
+        )
         drawer = make_sampler(self.loaded, cfg, self.device)
         n = self._num_images(cfg)
         labels = sample_labels(n, drawer.num_classes, cfg.class_labels)
@@ -210,6 +226,7 @@ class Pipeline:
         for k, chunk in enumerate(chunks):
             step_fn = None
             if callback is not None:
+
                 def step_fn(i, t, x, pred_x0, offset=k * steps):
                     callback(offset + i, total, pred_x0)
 

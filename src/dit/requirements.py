@@ -41,5 +41,7 @@ def torch_too_old(version: Optional[str] = None) -> Optional[str]:
     except ValueError:
         return None
     floor = ".".join(map(str, MIN_TORCH))
-    return (f"dit needs torch >= {floor} (FSDP2's public fully_shard; installed: {version}); "
-            f'upgrade with pip install "torch>={floor}"')
+    return (
+        f"dit needs torch >= {floor} (FSDP2's public fully_shard; installed: {version}); "
+        f'upgrade with pip install "torch>={floor}"'
+    )

@@ -201,7 +201,9 @@ def load_codec(spec: str, device: Union[str, torch.device] = "cpu", dtype: torch
     try:
         vae = _load_autoencoder(str(folder), dtype)
     except Exception as e:
-        raise UserError(f"could not load the VAE from {folder} ({type(e).__name__}: {e}); re-save it with "
-                        f"AutoencoderKL.save_pretrained") from e
+        raise UserError(
+            f"could not load the VAE from {folder} ({type(e).__name__}: {e}); re-save it with "
+            f"AutoencoderKL.save_pretrained"
+        ) from e
     fid = f"local:sha256:{_folder_fingerprint(folder)}"  # moving/renaming the folder keeps the id
     return VAECodec(vae, id=fid, source=str(folder.resolve()), device=device, dtype=dtype)

@@ -41,8 +41,12 @@ def _train(data, run, *extra):
 
 def test_missing_data_folder(capsys, tmp_path):
     assert_refused(capsys, _train(tmp_path / "nope", tmp_path / "run"), tmp_path, "does not exist", "--data-path")
-    assert_refused(capsys, ["extract-latents", "--data-path", tmp_path / "nope", "--vae", "none", "--out",
-                            tmp_path / "cache"], tmp_path, "does not exist")
+    assert_refused(
+        capsys,
+        ["extract-latents", "--data-path", tmp_path / "nope", "--vae", "none", "--out", tmp_path / "cache"],
+        tmp_path,
+        "does not exist",
+    )
 
 
 def test_empty_data_folder(capsys, tmp_path):
@@ -80,8 +84,17 @@ def test_bad_images_fail_names_the_file(capsys, tmp_path, workers):
         others = {p: p.read_bytes() for p in bad.values() if p != path}
         for p in others:
             p.unlink()
-        argv = train_args(data, tmp_path / f"run_{name}", "--max-steps", "1", "--on-bad-image", "fail",
-                          "--num-workers", workers, batch=7)
+        argv = train_args(
+            data,
+            tmp_path / f"run_{name}",
+            "--max-steps",
+            "1",
+            "--on-bad-image",
+            "fail",
+            "--num-workers",
+            workers,
+            batch=7,
+        )
         line = assert_refused(capsys, argv, tmp_path, str(path), "--on-bad-image skip")  # one batch = all 7 files
         assert "cannot read image" in line
         for p, b in others.items():
@@ -127,18 +140,57 @@ def test_images_smaller_than_the_crop_are_upscaled(capsys, tmp_path):
 
 
 def test_num_classes_disagrees_with_the_folder(capsys, world, tmp_path):
-    assert_refused(capsys, _train(world["data"], tmp_path / "run", "--num-classes", "5"), tmp_path,
-                   "--num-classes 5", "3 class folders", "pass --num-classes 3")
-    assert_refused(capsys, ["extract-latents", "--data-path", world["data"], "--vae", "none", "--image-size", "8",
-                            "--num-classes", "4", "--out", tmp_path / "cache"], tmp_path, "--num-classes 4")
+    assert_refused(
+        capsys,
+        _train(world["data"], tmp_path / "run", "--num-classes", "5"),
+        tmp_path,
+        "--num-classes 5",
+        "3 class folders",
+        "pass --num-classes 3",
+    )
+    assert_refused(
+        capsys,
+        [
+            "extract-latents",
+            "--data-path",
+            world["data"],
+            "--vae",
+            "none",
+            "--image-size",
+            "8",
+            "--num-classes",
+            "4",
+            "--out",
+            tmp_path / "cache",
+        ],
+        tmp_path,
+        "--num-classes 4",
+    )
 
 
 # ------------------------------------------------------------------------------ configuration
 
 
 def test_unknown_model_name(capsys, world, tmp_path):
-    argv = ["train", "--data-path", world["data"], "--image-size", "8", "--vae", "none", "--model", "DiT-XXL/3",
-            "--global-batch-size", "4", "--results-dir", tmp_path / "run", "--num-workers", "0", "--max-steps", "1"]
+    argv = [
+        "train",
+        "--data-path",
+        world["data"],
+        "--image-size",
+        "8",
+        "--vae",
+        "none",
+        "--model",
+        "DiT-XXL/3",
+        "--global-batch-size",
+        "4",
+        "--results-dir",
+        tmp_path / "run",
+        "--num-workers",
+        "0",
+        "--max-steps",
+        "1",
+    ]
     assert_refused(capsys, argv, tmp_path, "DiT-XXL/3", "DiT-XL/2")
     assert_refused(capsys, ["flops", "--model", "DiT-XXL/3"], tmp_path, "DiT-XXL/3")
 
@@ -202,8 +254,9 @@ def test_checkpoint_with_non_finite_weights_gives_no_black_images(capsys, world,
     from dit.runtime.checkpoint import save_checkpoint
 
     state = load_checkpoint(world["ckpt"])
-    state["ema"] = {k: v.float().fill_(float("nan")) if k.startswith("final_layer.linear") else v
-                    for k, v in state["ema"].items()}
+    state["ema"] = {
+        k: v.float().fill_(float("nan")) if k.startswith("final_layer.linear") else v for k, v in state["ema"].items()
+    }
     bad = save_checkpoint(state, tmp_path / "nan" / "0000001.pt")
     out = tmp_path / "out.npz"
     np.savez(out, arr_0=np.zeros((1, 8, 8, 3), np.uint8))

@@ -80,8 +80,9 @@ def _unwritable_folder(monkeypatch, name):
     ],
     ids=["enospc-rename", "enospc-write", "eacces"],
 )
-def test_checkpoint_write_fails_cleanly_and_keeps_the_previous_one(capsys, monkeypatch, data, straight, tmp_path,
-                                                                   fault, words):
+def test_checkpoint_write_fails_cleanly_and_keeps_the_previous_one(
+    capsys, monkeypatch, data, straight, tmp_path, fault, words
+):
     run = tmp_path / "run"
     with monkeypatch.context() as m:
         fault(m, "0000004.pt")
@@ -160,8 +161,10 @@ def test_full_disk_in_tensorboard_writer_thread_is_one_line(capsys, monkeypatch,
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1, err
     assert "Traceback" not in err and "Exception in thread" not in err, err
-    assert errors[0] == (f"error: cannot write {run / 'tb'}: No space left on device; free space or fix permissions "
-                         "(checkpoints already written are kept)")
+    assert errors[0] == (
+        f"error: cannot write {run / 'tb'}: No space left on device; free space or fix permissions "
+        "(checkpoints already written are kept)"
+    )
     ckpts = run / "checkpoints"
     assert latest_checkpoint(ckpts).name == "0000002.pt" and load_checkpoint(ckpts / "0000002.pt")["step"] == 2
     assert ck.checksum_problem(ckpts / "0000002.pt") is None

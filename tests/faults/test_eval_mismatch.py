@@ -25,8 +25,24 @@ def sets(tmp_path_factory):
     d = tmp_path_factory.mktemp("evalshape")
     x, y = bars_dataset(n_per_class=20, seed=0)
     np.savez(d / "train.npz", x, y)
-    assert main(["train-classifier", "--data-path", str(d / "train.npz"), "--out", str(d / "clf.safetensors"),
-                 "--width", "8", "--epochs", "1", "--batch-size", "32"]) == 0
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--data-path",
+                str(d / "train.npz"),
+                "--out",
+                str(d / "clf.safetensors"),
+                "--width",
+                "8",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     xs, _ = bars_dataset(n_per_class=5, seed=1)
     xr, _ = bars_dataset(n_per_class=5, seed=2)
     np.savez(d / "samples.npz", xs)
@@ -42,23 +58,38 @@ def sets(tmp_path_factory):
 
 def _eval(capsys, d, ref: str):
     out = d / f"{ref}.json"
-    code, stdout, err = run_cli(capsys, ["eval", d / "samples.npz", d / ref, "--features",
-                                         f"classifier:{d / 'clf.safetensors'}", "--out", out, "--no-cache"])
+    code, stdout, err = run_cli(
+        capsys,
+        [
+            "eval",
+            d / "samples.npz",
+            d / ref,
+            "--features",
+            f"classifier:{d / 'clf.safetensors'}",
+            "--out",
+            out,
+            "--no-cache",
+        ],
+    )
     assert code == 0 and "Traceback" not in err, err
     # only this warning: other ones (e.g. "not comparable with published numbers") are not about shapes
-    return json.loads(out.read_text()), [line for line in err.splitlines()
-                                         if line.startswith("warning:") and "resized to the feature network" in line]
+    return json.loads(out.read_text()), [
+        line for line in err.splitlines() if line.startswith("warning:") and "resized to the feature network" in line
+    ]
 
 
-@pytest.mark.parametrize("ref, words", [
-    ("ref16.npz", ["samples are 8x8 with 3 channels", "reference is 16x16 with 3 channels", "image size mismatch"]),
-    ("ref16_folder", ["reference is 16x16 with 3 channels", "image size mismatch"]),
-    ("grey8.npz", ["reference is 8x8 with 1 channel;", "channel count mismatch"]),
-])
+@pytest.mark.parametrize(
+    "ref, words",
+    [
+        ("ref16.npz", ["samples are 8x8 with 3 channels", "reference is 16x16 with 3 channels", "image size mismatch"]),
+        ("ref16_folder", ["reference is 16x16 with 3 channels", "image size mismatch"]),
+        ("grey8.npz", ["reference is 8x8 with 1 channel;", "channel count mismatch"]),
+    ],
+)
 def test_eval_warns_when_the_sets_differ(capsys, sets, ref, words):
     result, warnings = _eval(capsys, sets, ref)
     assert len(warnings) == 1, warnings
-    assert result["warnings"] == [warnings[0][len("warning: "):]]
+    assert result["warnings"] == [warnings[0][len("warning: ") :]]
     for w in words:
         assert w in warnings[0], warnings[0]
     assert np.isfinite(result["fid"])  # the scores are still computed

@@ -28,8 +28,19 @@ from .helpers import make_image_folder, train_args
 pytestmark = pytest.mark.faults
 
 STEPS = 12
-COMMON = ["--max-steps", str(STEPS), "--ckpt-every", "2", "--log-every", "1", "--keep-last", "3",
-          "--ema-warmup", "--ema-decay", "0.9"]
+COMMON = [
+    "--max-steps",
+    str(STEPS),
+    "--ckpt-every",
+    "2",
+    "--log-every",
+    "1",
+    "--keep-last",
+    "3",
+    "--ema-warmup",
+    "--ema-decay",
+    "0.9",
+]
 
 
 class Trainer:
@@ -37,8 +48,9 @@ class Trainer:
 
     def __init__(self, data: Path, run: Path, env: dict | None = None):
         argv = [sys.executable, "-m", "dit.cli.main", *train_args(data, run, *COMMON, "--resume", "auto")]
-        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})}
+        )
         self.lines: list[str] = []
         self._new = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()

@@ -26,8 +26,32 @@ SAFE_TEXT = st.text(alphabet="abcXYZ019_-=:, é", max_size=10)  # no '/' or '.':
 VALUES = st.one_of(
     st.integers(-(10**20), 10**20).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["nan", "inf", "-inf", "1e400", "0", "-1", "", " ", "cuda", "cpu", "none", "auto", "all",
-                     "DiT-S/8", "DiT-XL/2", "ema", "ddim", "ddpm", "official", "skip", "fail", "fp16"]),
+    st.sampled_from(
+        [
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "0",
+            "-1",
+            "",
+            " ",
+            "cuda",
+            "cpu",
+            "none",
+            "auto",
+            "all",
+            "DiT-S/8",
+            "DiT-XL/2",
+            "ema",
+            "ddim",
+            "ddpm",
+            "official",
+            "skip",
+            "fail",
+            "fp16",
+        ]
+    ),
     SAFE_TEXT,
 )
 
@@ -129,8 +153,31 @@ def test_running_random_argv_gives_exit_0_or_2_and_one_line(name, sandbox):
 
 SMALL_VALUES = st.one_of(
     st.integers(-3, 24).map(str),
-    st.sampled_from(["nan", "inf", "-1", "0", "0.5", "1.5", "", "cpu", "none", "ema", "ddim", "ddpm", "dpm++2m",
-                     "official", "all", "fp16", "bf16", "DiT-S/8", "skip", "fail", "abc"]),
+    st.sampled_from(
+        [
+            "nan",
+            "inf",
+            "-1",
+            "0",
+            "0.5",
+            "1.5",
+            "",
+            "cpu",
+            "none",
+            "ema",
+            "ddim",
+            "ddpm",
+            "dpm++2m",
+            "official",
+            "all",
+            "fp16",
+            "bf16",
+            "DiT-S/8",
+            "skip",
+            "fail",
+            "abc",
+        ]
+    ),
 )
 
 
@@ -162,8 +209,21 @@ def _option_token(action) -> st.SearchStrategy:
 
 # Flags kept out of the random part: the real inputs of _REAL, and for train the budget, the
 # results folder and what makes a 1-step run long (compilation, in-training sampling).
-_FIXED = ("--help", "--ckpt", "--out", "--data-path", "--results-dir", "--resume", "--max-steps", "--epochs",
-          "--max-minutes", "--compile", "--sample-every", "--eval-every", "--ckpt-every")
+_FIXED = (
+    "--help",
+    "--ckpt",
+    "--out",
+    "--data-path",
+    "--results-dir",
+    "--resume",
+    "--max-steps",
+    "--epochs",
+    "--max-minutes",
+    "--compile",
+    "--sample-every",
+    "--eval-every",
+    "--ckpt-every",
+)
 
 
 def small_argv(name: str):
@@ -194,8 +254,17 @@ def real_inputs(tmp_path_factory):
 
 
 _REAL = {  # sub-command → its required part, on real inputs (demo: its run is long)
-    "sample": lambda r: ["--ckpt", r["ckpt"], "--out", "out.npz", "--no-progress", "--num-samples", "2",
-                         "--num-sampling-steps", "2"],
+    "sample": lambda r: [
+        "--ckpt",
+        r["ckpt"],
+        "--out",
+        "out.npz",
+        "--no-progress",
+        "--num-samples",
+        "2",
+        "--num-sampling-steps",
+        "2",
+    ],
     "convert": lambda r: [r["ckpt"], "w.safetensors", "--overwrite"],
     "eval": lambda r: [r["npz"], r["npz"], "--features", f"classifier:{r['clf']}", "--no-cache"],
     "extract-latents": lambda r: ["--data-path", r["data"], "--vae", "none", "--image-size", "8", "--out", "cache"],

@@ -50,7 +50,7 @@ def flip_a_weight_byte(ckpt: Path) -> None:
     with zipfile.ZipFile(ckpt) as zf:
         info = max(zf.infolist(), key=lambda i: i.file_size)
     raw = bytearray(ckpt.read_bytes())
-    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26: info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26 : info.header_offset + 30])
     raw[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0xFF
     ckpt.write_bytes(bytes(raw))
 
@@ -92,8 +92,11 @@ def test_resume_auto_falls_back_to_the_newest_intact_checkpoint(capsys, data, st
     code, _, err = run_cli(capsys, train_args(data, run, *COMMON, "--resume", "auto"))
     assert code == 0, err
     assert f"--resume auto skipped {newest}:" in err, err  # says which one it skipped and why
-    reason = {"flip": "damaged after the save", "truncate": "damaged after the save",
-              "truncate-no-checksum": "has no checksum and does not load"}[damage]
+    reason = {
+        "flip": "damaged after the save",
+        "truncate": "damaged after the save",
+        "truncate-no-checksum": "has no checksum and does not load",
+    }[damage]
     assert reason in err
     assert "resumed from" in err and "0000004.pt at step 4" in err
     # steps 5 and 6 again: the rewritten checkpoint 6 equals the uninterrupted run's, bit for bit
@@ -105,8 +108,13 @@ def test_explicit_resume_of_a_damaged_checkpoint_is_an_error(capsys, data, strai
     run = _copy(straight, tmp_path)
     newest = run / "checkpoints" / "0000006.pt"
     flip_a_weight_byte(newest)
-    line = assert_refused(capsys, train_args(data, tmp_path / "other", *COMMON, "--resume", newest),
-                          tmp_path, "is damaged", "damaged after the save")
+    line = assert_refused(
+        capsys,
+        train_args(data, tmp_path / "other", *COMMON, "--resume", newest),
+        tmp_path,
+        "is damaged",
+        "damaged after the save",
+    )
     assert str(newest) in line
 
 
@@ -114,8 +122,14 @@ def test_resume_auto_with_no_intact_checkpoint_is_an_error(capsys, data, straigh
     run = _copy(straight, tmp_path)
     for p in list_checkpoints(run / "checkpoints"):
         flip_a_weight_byte(p)
-    line = assert_refused(capsys, train_args(data, run, *COMMON, "--resume", "auto"), tmp_path,
-                          "no intact checkpoint", "0000002.pt", "0000006.pt")
+    line = assert_refused(
+        capsys,
+        train_args(data, run, *COMMON, "--resume", "auto"),
+        tmp_path,
+        "no intact checkpoint",
+        "0000002.pt",
+        "0000006.pt",
+    )
     assert "another --results-dir" in line
 
 

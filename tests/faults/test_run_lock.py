@@ -49,8 +49,9 @@ def test_results_dir_that_is_a_file_is_one_line(capsys, data, tmp_path):
 def test_results_dir_below_a_file_is_one_line(capsys, data, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    line = assert_refused(capsys, train_args(data, blocker / "sub" / "run", "--max-steps", "1"), tmp_path,
-                          f"{blocker} is a file")
+    line = assert_refused(
+        capsys, train_args(data, blocker / "sub" / "run", "--max-steps", "1"), tmp_path, f"{blocker} is a file"
+    )
     assert "cannot be made" in line
 
 
@@ -67,8 +68,13 @@ def test_results_dir_that_cannot_be_made_is_one_line(capsys, monkeypatch, data, 
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
-    assert_refused(capsys, train_args(data, target, "--max-steps", "1"), tmp_path, os.strerror(err),
-                   "pick a folder you can write to")
+    assert_refused(
+        capsys,
+        train_args(data, target, "--max-steps", "1"),
+        tmp_path,
+        os.strerror(err),
+        "pick a folder you can write to",
+    )
     assert not target.exists()
 
 
@@ -166,10 +172,15 @@ def test_second_dit_train_on_a_busy_folder_stops_at_once(data, tmp_path):
     second (``--resume auto``, as a re-submitted job would) stops with one line and changes nothing;
     after SIGKILL of the first, a third takes over the stale lock, says so, and finishes."""
     run = tmp_path / "run"
-    argv = [sys.executable, "-m", "dit.cli.main",
-            *train_args(data, run, "--max-steps", "4", "--ckpt-every", "2", "--resume", "auto")]
-    first = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                             env={**os.environ, PAUSE_ENV: "0000002.pt"})
+    argv = [
+        sys.executable,
+        "-m",
+        "dit.cli.main",
+        *train_args(data, run, "--max-steps", "4", "--ckpt-every", "2", "--resume", "auto"),
+    ]
+    first = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, PAUSE_ENV: "0000002.pt"}
+    )
     try:
         for line in first.stderr:
             if "paused before renaming" in line:

@@ -112,16 +112,19 @@ def test_checkpoint_loaders_refuse_code(capsys, tmp_path, evil, data, fmt):
     make, marker = evil
     ckpt = make(tmp_path / "evil" / "0000005.pt", fmt)
     # training checkpoint load (dit.runtime.checkpoint.load_checkpoint)
-    assert_refused(capsys, train_args(data, tmp_path / "run", "--max-steps", "6", "--resume", str(ckpt)),
-                   tmp_path, str(ckpt))
+    assert_refused(
+        capsys, train_args(data, tmp_path / "run", "--max-steps", "6", "--resume", str(ckpt)), tmp_path, str(ckpt)
+    )
     # --resume auto picks it up from the run folder
     run = tmp_path / "run_auto"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(ckpt, run / "checkpoints" / "0000005.pt")
     assert_refused(capsys, train_args(data, run, "--max-steps", "6", "--resume", "auto"), tmp_path, "0000005.pt")
     # official .pt / any weights file (dit.weights.formats: dit sample, dit convert)
-    for argv in (["sample", "--ckpt", ckpt, "--out", tmp_path / "s.npz", "--model", "DiT-S/8", "--image-size", "64"],
-                 ["convert", ckpt, tmp_path / "out.safetensors"]):
+    for argv in (
+        ["sample", "--ckpt", ckpt, "--out", tmp_path / "s.npz", "--model", "DiT-S/8", "--image-size", "64"],
+        ["convert", ckpt, tmp_path / "out.safetensors"],
+    ):
         assert_refused(capsys, argv, tmp_path, str(ckpt))
     # FID Inception weights (dit eval --inception)
     npz = tmp_path / "imgs.npz"
@@ -134,9 +137,20 @@ def test_diffusers_folder_with_a_pickled_bin_is_refused(capsys, tmp_path, evil):
     make, marker = evil
     folder = tmp_path / "dit_diffusers"
     make(folder / "diffusion_pytorch_model.bin")
-    (folder / "config.json").write_text(json.dumps({
-        "_class_name": "DiTTransformer2DModel", "num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 4,
-        "num_layers": 1, "patch_size": 2, "sample_size": 8, "num_embeds_ada_norm": 10}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "DiTTransformer2DModel",
+                "num_attention_heads": 2,
+                "attention_head_dim": 16,
+                "in_channels": 4,
+                "num_layers": 1,
+                "patch_size": 2,
+                "sample_size": 8,
+                "num_embeds_ada_norm": 10,
+            }
+        )
+    )
     assert_refused(capsys, ["convert", folder, tmp_path / "o.safetensors"], tmp_path, "diffusion_pytorch_model.bin")
     assert_refused(
         capsys, ["sample", "--ckpt", folder, "--out", tmp_path / "s.png"], tmp_path, "diffusion_pytorch_model.bin"

@@ -46,8 +46,9 @@ def _shards(out: Path) -> int:
 
 def _launch(ckpt: Path, out: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "dit.cli.main", *sample_argv(ckpt, out, *ARGS)]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
 
 
 def _kill_at_a_random_moment(proc: subprocess.Popen, out: Path, rnd: random.Random) -> str:

@@ -37,8 +37,9 @@ def add_to_cache(cache: Path, repo_id: str, files: dict, commit: str = COMMIT, b
 def tiny_dit_pipeline(root: Path) -> Path:
     """A 1000-class DiTPipeline folder (1 block, width 32, 32×32 images through a random 8× VAE)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(name=None, input_size=4, in_channels=4, num_classes=1000, depth=1, hidden_size=32, num_heads=2,
-                      patch_size=2)
+    cfg = ModelConfig(
+        name=None, input_size=4, in_channels=4, num_classes=1000, depth=1, hidden_size=32, num_heads=2, patch_size=2
+    )
     model = build_model(cfg)
     with torch.no_grad():  # a zero final layer would make every class draw the same image
         for p in model.final_layer.parameters():

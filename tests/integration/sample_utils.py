@@ -34,10 +34,16 @@ def save_vae8(folder: Path, seed: int = 0, scaling_factor: float = 0.25) -> Path
 
     torch.manual_seed(seed)
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(4, 4, 4, 4), layers_per_block=1, latent_channels=4, norm_num_groups=2,
-        sample_size=32, scaling_factor=scaling_factor,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(4, 4, 4, 4),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=32,
+        scaling_factor=scaling_factor,
     )
     vae.save_pretrained(folder)
     return Path(folder)

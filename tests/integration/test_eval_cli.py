@@ -20,8 +20,21 @@ def classifier_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("evalcli")
     x, y = bars_dataset(n_per_class=40, seed=0)
     np.savez(d / "train.npz", x, y)
-    rc = main(["train-classifier", "--data-path", str(d / "train.npz"), "--out", str(d / "clf.safetensors"),
-               "--width", "8", "--epochs", "5", "--batch-size", "32"])
+    rc = main(
+        [
+            "train-classifier",
+            "--data-path",
+            str(d / "train.npz"),
+            "--out",
+            str(d / "clf.safetensors"),
+            "--width",
+            "8",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "32",
+        ]
+    )
     assert rc == 0
     xs, ys = bars_dataset(n_per_class=10, seed=1)
     xr, _ = bars_dataset(n_per_class=10, seed=2)
@@ -68,8 +81,18 @@ def test_eval_with_classifier_features(classifier_run):
 
 def test_eval_of_reference_against_itself(classifier_run):
     d = classifier_run
-    rc = main(["eval", str(d / "ref.npz"), str(d / "ref.npz"), "--features", f"classifier:{d / 'clf.safetensors'}",
-               "--out", str(d / "self.json"), "--no-cache"])
+    rc = main(
+        [
+            "eval",
+            str(d / "ref.npz"),
+            str(d / "ref.npz"),
+            "--features",
+            f"classifier:{d / 'clf.safetensors'}",
+            "--out",
+            str(d / "self.json"),
+            "--no-cache",
+        ]
+    )
     res = json.loads((d / "self.json").read_text())
     # 40 images in 128 dims: rank-deficient covariances, where sqrtm's error is ~1e-6 (not 1e-12).
     assert rc == 0 and abs(res["fid"]) < 1e-4 and abs(res["sfid"]) < 1e-4

@@ -1,6 +1,5 @@
 """`dit extract-latents` end to end: CLI, resume, bad input exit codes, and torchrun with 2 ranks."""
 
-
 import pytest
 import torch
 
@@ -18,8 +17,24 @@ def inputs(tmp_path_factory):
 
 
 def _args(vae, data, out, *extra):
-    return ["extract-latents", "--data-path", str(data), "--vae", str(vae), "--image-size", "8",
-            "--out", str(out), "--batch-size", "2", "--shard-size", "2", "--device", "cpu", *extra]
+    return [
+        "extract-latents",
+        "--data-path",
+        str(data),
+        "--vae",
+        str(vae),
+        "--image-size",
+        "8",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "2",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def test_cli_extracts_and_resumes(inputs, tmp_path, capsys):

@@ -23,9 +23,31 @@ from .train_utils import make_image_folder
 
 
 def finetune_argv(src, data, run, *extra):
-    return [sys.executable, "-m", "dit.cli.main", "train", "--init-from", str(src), "--data-path", str(data),
-            "--image-size", "16", "--vae", "none", "--global-batch-size", "4", "--results-dir", str(run),
-            "--num-workers", "0", "--lr", "1e-3", "--log-every", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "dit.cli.main",
+        "train",
+        "--init-from",
+        str(src),
+        "--data-path",
+        str(data),
+        "--image-size",
+        "16",
+        "--vae",
+        "none",
+        "--global-batch-size",
+        "4",
+        "--results-dir",
+        str(run),
+        "--num-workers",
+        "0",
+        "--lr",
+        "1e-3",
+        "--log-every",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -35,8 +57,16 @@ def test_finetune_to_new_classes_and_size_trains_and_samples(tmp_path):
     data = make_image_folder(tmp_path / "new", classes=2, per_class=4, size=18, seed=1)
 
     # what the run starts from (no --model: the source's size), checked tensor by tensor
-    cfg = TrainConfig(data_path=str(data), image_size=16, vae="none", global_batch_size=4, max_steps=1,
-                      results_dir=str(tmp_path / "probe"), num_workers=0, init_from=str(src))
+    cfg = TrainConfig(
+        data_path=str(data),
+        image_size=16,
+        vae="none",
+        global_batch_size=4,
+        max_steps=1,
+        results_dir=str(tmp_path / "probe"),
+        num_workers=0,
+        init_from=str(src),
+    )
     t = Trainer(cfg, ModelConfig(name=None), DiffusionConfig(), DistInfo())
     assert (t.model_cfg.depth, t.model_cfg.hidden_size, t.model_cfg.num_classes, t.model_cfg.input_size) == (
         2,

@@ -29,8 +29,9 @@ def hub(tmp_path_factory):
     ckpt = trained_run(root / "train", steps=2)
     st = ema_export_path(ckpt)
     add_to_cache(cache, "org/tiny-dit", {"weights/model.ema.safetensors": st})
-    add_to_cache(cache, "org/tiny-dit", {"model.ema.safetensors": st, "other.ema.safetensors": st},
-                 commit=OLD_COMMIT, branch="")
+    add_to_cache(
+        cache, "org/tiny-dit", {"model.ema.safetensors": st, "other.ema.safetensors": st}, commit=OLD_COMMIT, branch=""
+    )
     return {"cache": cache, "folder": folder, "ckpt": ckpt}
 
 

@@ -33,13 +33,41 @@ def pipe(ckpt):
 
 def test_same_images_and_card_as_dit_sample(pipe, ckpt, tmp_path):
     out = tmp_path / "s.npz"
-    argv = sample_argv(ckpt, out, "--class-labels", "2", "0", "1", "--num-samples", "5", "--cfg-scale", "2.5",
-                       "--seed", "11", "--sampler", "ddim", "--eta", "0.5", "--batch-size", "2",
-                       "--guidance-interval", "100", "900")
+    argv = sample_argv(
+        ckpt,
+        out,
+        "--class-labels",
+        "2",
+        "0",
+        "1",
+        "--num-samples",
+        "5",
+        "--cfg-scale",
+        "2.5",
+        "--seed",
+        "11",
+        "--sampler",
+        "ddim",
+        "--eta",
+        "0.5",
+        "--batch-size",
+        "2",
+        "--guidance-interval",
+        "100",
+        "900",
+    )
     assert main(argv) == 0
     want, labels = read_npz(out)
-    kwargs = dict(num_steps=3, cfg_scale=2.5, sampler="ddim", seed=11, guidance_interval=(100, 900), num_images=5,
-                  eta=0.5, batch_size=2)
+    kwargs = dict(
+        num_steps=3,
+        cfg_scale=2.5,
+        sampler="ddim",
+        seed=11,
+        guidance_interval=(100, 900),
+        num_images=5,
+        eta=0.5,
+        batch_size=2,
+    )
     classes = ["class2", 0, "CLASS1"]  # names (any case) and ids mix
     got = pipe(classes, output_type="np", **kwargs)
     np.testing.assert_array_equal(got, want)  # bit-identical pixels

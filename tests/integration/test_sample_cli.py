@@ -23,8 +23,22 @@ from dit.vae import PixelCodec, load_codec
 
 from .sample_utils import official_dit_s8, read_npz, sample_argv, save_vae8, trained_run
 
-CARD_FIELDS = ("checkpoint", "model", "diffusion", "sampler", "num_sampling_steps", "cfg_scale", "guidance_channels",
-               "guidance_interval", "precision", "vae", "num_samples", "seed", "class_labels", "batch_size")
+CARD_FIELDS = (
+    "checkpoint",
+    "model",
+    "diffusion",
+    "sampler",
+    "num_sampling_steps",
+    "cfg_scale",
+    "guidance_channels",
+    "guidance_interval",
+    "precision",
+    "vae",
+    "num_samples",
+    "seed",
+    "class_labels",
+    "batch_size",
+)
 
 
 @pytest.fixture(scope="module")

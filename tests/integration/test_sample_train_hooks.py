@@ -30,8 +30,9 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hooks")
     data = make_image_folder(root / "data")  # 3 classes × 8 images
     torch.manual_seed(0)
-    clf = save_classifier(SmallClassifier(ClassifierArch(num_classes=3, image_size=8, width=4, feature_dim=16)),
-                          root / "clf.safetensors")
+    clf = save_classifier(
+        SmallClassifier(ClassifierArch(num_classes=3, image_size=8, width=4, feature_dim=16)), root / "clf.safetensors"
+    )
     run = root / "run"
     argv = train_args(
         data,

@@ -73,10 +73,23 @@ def test_page_assets_and_openapi_are_served_locally(client):
         assert client.get(asset).status_code == 200
     assert "http" not in page.text.replace("http-equiv", "")  # no CDN: every asset is ours
     schema = client.get("/openapi.json").json()
-    assert {"/api/info", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel",
-            "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/grid.png"} <= set(schema["paths"])
+    assert {
+        "/api/info",
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/cancel",
+        "/api/jobs/{job_id}/events",
+        "/api/jobs/{job_id}/grid.png",
+    } <= set(schema["paths"])
     assert set(schema["components"]["schemas"]["GenerateRequest"]["properties"]) == {
-        "classes", "num_images", "sampler", "num_steps", "cfg_scale", "guidance_interval", "seed"}
+        "classes",
+        "num_images",
+        "sampler",
+        "num_steps",
+        "cfg_scale",
+        "guidance_interval",
+        "seed",
+    }
 
 
 def test_info_lists_classes_samplers_defaults_and_limits(client):
@@ -130,8 +143,9 @@ def test_each_bad_field_gets_a_422_naming_it(client, field, change, message):
     assert "\n" not in answer["error"] and "Traceback" not in r.text
 
 
-@pytest.mark.parametrize("raw", [b'{"classes": [1], "cfg_scale": NaN}', b'{"classes": [1], "cfg_scale": Infinity}',
-                                 b"{not json", b""])
+@pytest.mark.parametrize(
+    "raw", [b'{"classes": [1], "cfg_scale": NaN}', b'{"classes": [1], "cfg_scale": Infinity}', b"{not json", b""]
+)
 def test_non_json_numbers_and_broken_bodies_get_a_422(client, raw):
     r = client.post("/api/jobs", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["error"] and "Traceback" not in r.text
@@ -145,13 +159,37 @@ def test_unknown_jobs_and_unfinished_results_are_json_errors(client):
 
 # ------------------------------------------------------------------ same images as `dit sample`
 def test_same_seed_and_settings_give_the_images_of_dit_sample(client, ckpt, tmp_path):
-    settings = ["--class-labels", "0", "2", "--num-samples", "4", "--seed", "7", "--sampler", "ddpm",
-                "--cfg-scale", "2.5", "--guidance-interval", "0", "500"]  # DDPM: step noise is exercised too
+    settings = [
+        "--class-labels",
+        "0",
+        "2",
+        "--num-samples",
+        "4",
+        "--seed",
+        "7",
+        "--sampler",
+        "ddpm",
+        "--cfg-scale",
+        "2.5",
+        "--guidance-interval",
+        "0",
+        "500",
+    ]  # DDPM: step noise is exercised too
     out = tmp_path / "ref.npz"
     assert main(sample_argv(ckpt, out, *settings)) == 0  # 3 steps (sample_utils.FAST)
     ref, labels = read_npz(out)
-    job = client.post("/api/jobs", json={"classes": [0, 2], "num_images": 4, "seed": 7, "sampler": "ddpm",
-                                         "num_steps": 3, "cfg_scale": 2.5, "guidance_interval": [0, 500]})
+    job = client.post(
+        "/api/jobs",
+        json={
+            "classes": [0, 2],
+            "num_images": 4,
+            "seed": 7,
+            "sampler": "ddpm",
+            "num_steps": 3,
+            "cfg_scale": 2.5,
+            "guidance_interval": [0, 500],
+        },
+    )
     assert job.status_code == 202, job.text
     state = follow(client, job.json()["id"])
     assert state["status"] == "done", state
@@ -161,8 +199,17 @@ def test_same_seed_and_settings_give_the_images_of_dit_sample(client, ckpt, tmp_
     assert labels.tolist() == [0, 2, 0, 2]
     ours = client.get(state["protocol"]).json()["settings"]
     theirs = json.loads((tmp_path / "ref.npz.protocol.json").read_text())["settings"]
-    for key in ("checkpoint", "model", "sampler", "num_sampling_steps", "cfg_scale", "guidance_interval", "seed",
-                "num_samples", "vae"):
+    for key in (
+        "checkpoint",
+        "model",
+        "sampler",
+        "num_sampling_steps",
+        "cfg_scale",
+        "guidance_interval",
+        "seed",
+        "num_samples",
+        "vae",
+    ):
         assert ours[key] == theirs[key], key
     grid = png(client.get(state["grid"]).content)
     assert grid.shape == (2 * 10 + 2, 2 * 10 + 2, 3)  # 2 classes × 2 images of 8×8, padding 2: rows by class
@@ -318,9 +365,27 @@ def test_load_20_concurrent_requests_all_answered_and_still_serving(ckpt):
     """`dit serve` as a process on 127.0.0.1; 20 clients at once: each gets its images or a busy answer."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dit.cli.main", "serve", "--ckpt", str(ckpt), "--port", str(port), "--device", "cpu",
-         "--max-queue", "4", "--max-steps", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "dit.cli.main",
+            "serve",
+            "--ckpt",
+            str(ckpt),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--max-queue",
+            "4",
+            "--max-steps",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line and "bound to 127.0.0.1: only this machine" in line, line

@@ -21,8 +21,20 @@ def data(tmp_path_factory):
 
 def test_trains_end_to_end_and_loss_falls(data, tmp_path):
     run = tmp_path / "run"
-    argv = train_args(data, run, "--max-steps", "40", "--log-every", "10", "--ckpt-every", "20", "--lr", "3e-3",
-                      "--tensorboard", batch=8)
+    argv = train_args(
+        data,
+        run,
+        "--max-steps",
+        "40",
+        "--log-every",
+        "10",
+        "--ckpt-every",
+        "20",
+        "--lr",
+        "3e-3",
+        "--tensorboard",
+        batch=8,
+    )
     assert main(argv) == 0
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
@@ -35,8 +47,13 @@ def test_trains_end_to_end_and_loss_falls(data, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["config"]["train"]["max_steps"] == 40 and info["git"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "0000020.ema.safetensors", "0000020.pt", "0000020.pt.sha256",
-        "0000040.ema.safetensors", "0000040.pt", "0000040.pt.sha256"]
+        "0000020.ema.safetensors",
+        "0000020.pt",
+        "0000020.pt.sha256",
+        "0000040.ema.safetensors",
+        "0000040.pt",
+        "0000040.pt.sha256",
+    ]
 
 
 def test_checkpoint_is_self_describing_and_ema_export_loads_strict(data, tmp_path):
@@ -185,9 +202,12 @@ def test_trains_without_tensorboard_installed_and_asking_for_it_is_one_line(data
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert [r["step"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2"] and not (run / "tb").exists()
-    asked = subprocess.run([sys.executable, "-c", code, *train_args(data, tmp_path / "tb_run", "--max-steps", "1",
-                                                                    "--tensorboard")],
-                           capture_output=True, text=True, timeout=300)
+    asked = subprocess.run(
+        [sys.executable, "-c", code, *train_args(data, tmp_path / "tb_run", "--max-steps", "1", "--tensorboard")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert asked.returncode == 2 and asked.stderr.strip().splitlines()[-1].startswith(
         "error: TensorBoard logging needs"
     )

@@ -29,8 +29,13 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly(data, tmp_path, sig):
     run = tmp_path / "run"
     argv = train_args(data, run, "--max-steps", "100000", "--log-every", "1", "--ckpt-every", "100000")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "dit.cli.main", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dit.cli.main", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120
         for line in proc.stderr:  # wait until a few steps are done
@@ -132,8 +137,13 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_straight_run(data, tm
     for attempt in range(6):
         resume = ["--resume", "auto"] if attempt else []
         argv = train_args(data, run, "--max-steps", str(total), *common, *resume)
-        proc = subprocess.Popen([sys.executable, "-m", "dit.cli.main", *argv], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dit.cli.main", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         target = chooser.randint(1, 3)  # steps to wait for before the kill
         seen = 0
         for line in proc.stderr:

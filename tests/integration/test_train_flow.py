@@ -60,17 +60,39 @@ def test_v_prediction_with_min_snr_trains_and_samples(data, tmp_path):
     diffusion = load_checkpoint(run / "checkpoints" / "0000002.pt")["config"]["diffusion"]
     assert (diffusion["objective"], diffusion["prediction_type"], diffusion["min_snr_gamma"]) == ("gaussian", "v", 5.0)
     out = tmp_path / "s.npz"
-    assert main(["sample", "--ckpt", str(run / "checkpoints" / "0000002.pt"), "--num-samples", "3", "--sampler",
-                 "dpm++2m", "--num-sampling-steps", "2", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--ckpt",
+                str(run / "checkpoints" / "0000002.pt"),
+                "--num-samples",
+                "3",
+                "--sampler",
+                "dpm++2m",
+                "--num-sampling-steps",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "s.npz.protocol.json").read_text())["settings"]
     assert card["diffusion"]["prediction_type"] == "v"
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--recipe", "fast", "--min-snr-gamma", "5"], "apply to the gaussian objective"),
-    (["--objective", "flow", "--learn-sigma"], "drop --learn-sigma"),
-    (["--timestep-sampling", "logit-normal", "--logit-normal-mean", "inf"], "mean finite"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--recipe", "fast", "--min-snr-gamma", "5"], "apply to the gaussian objective"),
+        (["--objective", "flow", "--learn-sigma"], "drop --learn-sigma"),
+        (["--timestep-sampling", "logit-normal", "--logit-normal-mean", "inf"], "mean finite"),
+    ],
+)
 def test_bad_objective_flags_are_one_line_exit_2(data, tmp_path, capsys, flags, message):
     assert main(train_args(data, tmp_path / "run", "--max-steps", "1", *flags)) == 2
     err = capsys.readouterr().err.strip()
@@ -80,27 +102,86 @@ def test_bad_objective_flags_are_one_line_exit_2(data, tmp_path, capsys, flags, 
 @pytest.mark.slow
 def test_train_fast_then_sample_picks_the_flow_sampler(data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(train_args(data, run, "--max-steps", "4", "--recipe", "fast", "--sample-every", "4",
-                           "--sample-steps", "2")) == 0
+    assert (
+        main(
+            train_args(data, run, "--max-steps", "4", "--recipe", "fast", "--sample-every", "4", "--sample-steps", "2")
+        )
+        == 0
+    )
     card = json.loads((run / "samples" / "0000004.png.protocol.json").read_text())  # in-training grid
     assert card["settings"]["objective"] == "flow" and card["settings"]["sampler"] == "heun"
     ckpt = str(run / "checkpoints" / "0000004.pt")
     out = tmp_path / "s.npz"
-    assert main(["sample", "--ckpt", ckpt, "--num-samples", "6", "--num-sampling-steps", "3", "--out", str(out),
-                 "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--ckpt",
+                ckpt,
+                "--num-samples",
+                "6",
+                "--num-sampling-steps",
+                "3",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "s.npz.protocol.json").read_text())["settings"]
     assert card["sampler"] == "heun" and card["objective"] == "flow" and card["diffusion"]["objective"] == "flow"
     with np.load(out) as f:
         assert f["arr_0"].shape == (6, 8, 8, 3) and f["arr_1"].tolist() == [0, 1, 2, 0, 1, 2]
     for sampler in ("euler", "sde"):
         png = tmp_path / f"{sampler}.png"
-        assert main(["sample", "--ckpt", ckpt, "--num-samples", "3", "--num-sampling-steps", "3", "--sampler", sampler,
-                     "--time-shift", "2", "--out", str(png), "--no-progress", "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "sample",
+                    "--ckpt",
+                    ckpt,
+                    "--num-samples",
+                    "3",
+                    "--num-sampling-steps",
+                    "3",
+                    "--sampler",
+                    sampler,
+                    "--time-shift",
+                    "2",
+                    "--out",
+                    str(png),
+                    "--no-progress",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
         assert Image.open(png).size[0] > 0
     # the safetensors export carries the objective too
     ema = str(run / "checkpoints" / "0000004.ema.safetensors")
-    assert main(["sample", "--ckpt", ema, "--num-samples", "3", "--num-sampling-steps", "2", "--out",
-                 str(tmp_path / "e.png"), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--ckpt",
+                ema,
+                "--num-samples",
+                "3",
+                "--num-sampling-steps",
+                "2",
+                "--out",
+                str(tmp_path / "e.png"),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["sample", "--ckpt", ckpt, "--sampler", "ddpm", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()

@@ -21,8 +21,26 @@ def latent_setup(tmp_path_factory):
     data = make_image_folder(root / "data", per_class=4, size=18)
     vae = save_tiny_vae(root / "vae")
     cache = root / "cache"
-    assert main(["extract-latents", "--data-path", str(data), "--vae", str(vae), "--image-size", "16",
-                 "--out", str(cache), "--batch-size", "5", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "extract-latents",
+                "--data-path",
+                str(data),
+                "--vae",
+                str(vae),
+                "--image-size",
+                "16",
+                "--out",
+                str(cache),
+                "--batch-size",
+                "5",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return data, vae, cache
 
 

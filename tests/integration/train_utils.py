@@ -11,6 +11,7 @@ from PIL import Image
 
 from dit.runtime.checkpoint import load_checkpoint
 
+
 @pytest.fixture(autouse=False)
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared CPU OpenMP spin-waits make
@@ -39,9 +40,25 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: in
 def train_args(data: Path, run: Path, *extra: str, batch: int = 4) -> list[str]:
     """`dit train` argv for the tiny pixel-space model on ``data`` writing to ``run``."""
     return [
-        "train", "--data-path", str(data), "--image-size", "8", "--vae", "none", *TINY_MODEL,
-        "--global-batch-size", str(batch), "--results-dir", str(run), "--num-workers", "0",
-        "--lr", "1e-3", "--seed", "7", *extra,
+        "train",
+        "--data-path",
+        str(data),
+        "--image-size",
+        "8",
+        "--vae",
+        "none",
+        *TINY_MODEL,
+        "--global-batch-size",
+        str(batch),
+        "--results-dir",
+        str(run),
+        "--num-workers",
+        "0",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "7",
+        *extra,
     ]
 
 

@@ -29,8 +29,9 @@ diffusers = pytest.importorskip("diffusers")
 # S/2 (the official 12 blocks, 10 classes) and a B-width /8 pixel-free custom model without learned Σ.
 CONFIGS = {
     "S/2": ModelConfig(name="DiT-S/2", input_size=8, num_classes=10),
-    "B-width/8": tiny(input_size=16, patch_size=8, hidden_size=768, num_heads=12, depth=2, num_classes=7,
-                      learn_sigma=False),
+    "B-width/8": tiny(
+        input_size=16, patch_size=8, hidden_size=768, num_heads=12, depth=2, num_classes=7, learn_sigma=False
+    ),
 }
 TOL = 1e-5
 
@@ -117,9 +118,11 @@ def test_stock_diffusers_residual_is_the_two_constants(s2, capsys):
         b = sample(diffusion, guided_model_fn(_diffusers_fn(stock), 1.5, null_label=10), noise.shape, **run)
         d_sample = ((a - b).norm() / a.norm()).item()
     with capsys.disabled():
-        print(f"\n[stock diffusers vs ours, DiT-S/2 random weights std 0.05, |out| max {ours.abs().max():.2f}] "
-              f"max |diff| of outputs: freq shift only {d_freq:.2e}, + eps 1e-5 {d_hub:.2e}, eps only {d_eps:.2e}; "
-              f"DDIM-10 cfg-1.5 samples: relative L2 {d_sample:.2e}")
+        print(
+            f"\n[stock diffusers vs ours, DiT-S/2 random weights std 0.05, |out| max {ours.abs().max():.2f}] "
+            f"max |diff| of outputs: freq shift only {d_freq:.2e}, + eps 1e-5 {d_hub:.2e}, eps only {d_eps:.2e}; "
+            f"DDIM-10 cfg-1.5 samples: relative L2 {d_sample:.2e}"
+        )
     assert d_freq > 1e-4 and d_hub > 1e-4 and d_eps > TOL  # the documented differences are real
     assert d_eps < d_hub
 
@@ -169,8 +172,13 @@ def test_one_ddpm_step_with_learned_sigma_equals_ddpm_scheduler(ddpm_folder, ind
     t_orig = grid[index]
     with torch.no_grad():
         out = fn(x, torch.full((2,), t_orig), y)  # (N, 2C, H, W) ε and v
-        ours = spaced.p_sample(lambda *_a, **_k: out, x, torch.full((2,), index), clip_denoised=False,
-                               generator=torch.Generator().manual_seed(9))["sample"]
+        ours = spaced.p_sample(
+            lambda *_a, **_k: out,
+            x,
+            torch.full((2,), index),
+            clip_denoised=False,
+            generator=torch.Generator().manual_seed(9),
+        )["sample"]
         theirs = sched.step(out, t_orig, x, generator=torch.Generator().manual_seed(9)).prev_sample
     torch.testing.assert_close(theirs, ours, atol=TOL, rtol=TOL)
 
@@ -195,8 +203,9 @@ def test_every_scheduler_step_matches(s2, ddpm_folder):
         ours = ddim.ddim_sample(model, x, torch.full((2,), i), clip_denoised=False)["sample"]
         torch.testing.assert_close(s_ddim.step(out[:, :4], t, x).prev_sample, ours, atol=TOL, rtol=TOL)
     for i, t in enumerate(grid):
-        ours = ddpm.p_sample(model, x, torch.full((2,), i), clip_denoised=False,
-                             generator=torch.Generator().manual_seed(i))["sample"]
+        ours = ddpm.p_sample(
+            model, x, torch.full((2,), i), clip_denoised=False, generator=torch.Generator().manual_seed(i)
+        )["sample"]
         theirs = s_ddpm.step(out, t, x, generator=torch.Generator().manual_seed(i)).prev_sample
         torch.testing.assert_close(theirs, ours, atol=TOL, rtol=TOL)
 
@@ -218,11 +227,23 @@ def test_dit_pipeline_guided_run_equals_ours(tmp_path):
     make_diffusers_official(pipe.transformer)
     labels = [3, 999]
     with torch.no_grad():
-        theirs = pipe(class_labels=labels, guidance_scale=4.0, num_inference_steps=5, output_type="pt",
-                      generator=torch.Generator().manual_seed(0)).images  # (N, 3, 64, 64) in [0, 1]
+        theirs = pipe(
+            class_labels=labels,
+            guidance_scale=4.0,
+            num_inference_steps=5,
+            output_type="pt",
+            generator=torch.Generator().manual_seed(0),
+        ).images  # (N, 3, 64, 64) in [0, 1]
         noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))  # the pipeline's draw
-        x0 = sample(create_diffusion(""), guided_model_fn(net, 4.0, null_label=1000), noise.shape, sampler="ddim",
-                    num_steps=5, noise=noise, model_kwargs={"y": torch.tensor(labels)})
+        x0 = sample(
+            create_diffusion(""),
+            guided_model_fn(net, 4.0, null_label=1000),
+            noise.shape,
+            sampler="ddim",
+            num_steps=5,
+            noise=noise,
+            model_kwargs={"y": torch.tensor(labels)},
+        )
         ours = load_codec(str(vae_dir)).decode(x0) / 2 + 0.5  # (N, 3, 64, 64)
     assert theirs.std() > 0
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
@@ -237,6 +258,7 @@ def test_pipeline_with_ddpm_scheduler_runs(tmp_path):
     _, folder = _convert(tmp_path, cfg, vae=str(make_tiny_vae(tmp_path / "vae")), scheduler="ddpm")
     pipe = DiTPipeline.from_pretrained(str(folder))
     assert pipe.scheduler.config.variance_type == "fixed_small"
-    images = pipe(class_labels=[1], num_inference_steps=3, output_type="pt",
-                  generator=torch.Generator().manual_seed(0)).images
+    images = pipe(
+        class_labels=[1], num_inference_steps=3, output_type="pt", generator=torch.Generator().manual_seed(0)
+    ).images
     assert torch.isfinite(images).all()

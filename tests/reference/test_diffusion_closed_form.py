@@ -150,8 +150,10 @@ def affine_law(kept_desc, final_denoise_at=None, solver="ddim"):
     return B, A * A
 
 
-@pytest.mark.parametrize("sampler,steps,rel_bias,rel_many", [("ddim", 50, 0.20, 0.015), ("dpm++2m", 20, 0.035, 0.002),
-                                                             ("dpm++2m-karras", 20, 0.12, 0.002)])
+@pytest.mark.parametrize(
+    "sampler,steps,rel_bias,rel_many",
+    [("ddim", 50, 0.20, 0.015), ("dpm++2m", 20, 0.035, 0.002), ("dpm++2m-karras", 20, 0.12, 0.002)],
+)
 def test_deterministic_samplers_follow_their_exact_law(sampler, steps, rel_bias, rel_many):
     """Samples match the sampler's exact (discretised) law; that law's variance is within
     ``rel_bias`` of the data's at this step count (σ = 0.25: DDIM-50 −18.6%, DPM-Solver++(2M)
@@ -168,8 +170,14 @@ def test_deterministic_samplers_follow_their_exact_law(sampler, steps, rel_bias,
         many = solver_timesteps(AC, 500, spacing).tolist()
         law = lambda s: affine_law(s, solver="dpm")
     mean, var = law(ts)
-    x = sample(create_diffusion(""), oracle, DATA_SHAPE, sampler=sampler, num_steps=steps,
-               generator=torch.Generator().manual_seed(0))
+    x = sample(
+        create_diffusion(""),
+        oracle,
+        DATA_SHAPE,
+        sampler=sampler,
+        num_steps=steps,
+        generator=torch.Generator().manual_seed(0),
+    )
     _check_data_stats(x, mean, var)
     assert abs(var / SIGMA**2 - 1) < rel_bias and abs(mean - MU) < 2e-3
     mean_many, var_many = law(many)

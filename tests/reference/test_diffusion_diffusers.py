@@ -30,8 +30,13 @@ def _noise(seed=0):
 
 
 def diffusers_ddpm(timesteps, x, seed):
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", variance_type="learned_range",
-                          clip_sample=False, prediction_type="epsilon")
+    sched = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        variance_type="learned_range",
+        clip_sample=False,
+        prediction_type="epsilon",
+    )
     sched.set_timesteps(timesteps=sorted(timesteps, reverse=True))
     g = torch.Generator().manual_seed(seed)
     traj = []
@@ -48,8 +53,9 @@ def test_ddpm_learned_range_matches_diffusers(respacing):
     x_T = _noise()
     ours = []
     d = create_diffusion(respacing)
-    for out in d.p_sample_loop_progressive(toy_model, SHAPE, noise=x_T, clip_denoised=False,
-                                           generator=torch.Generator().manual_seed(1)):
+    for out in d.p_sample_loop_progressive(
+        toy_model, SHAPE, noise=x_T, clip_denoised=False, generator=torch.Generator().manual_seed(1)
+    ):
         ours.append(out["sample"])
     ref = diffusers_ddpm(kept, x_T, seed=1)
     assert len(ours) == len(ref) == len(kept)
@@ -59,8 +65,14 @@ def test_ddpm_learned_range_matches_diffusers(respacing):
 
 @pytest.mark.parametrize("steps,eta", [(50, 0.0), (25, 1.0), (1000, 0.0)])
 def test_ddim_matches_diffusers(steps, eta):
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
-                          set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+    sched = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        timestep_spacing="leading",
+    )
     sched.set_timesteps(steps)
     respacing = f"ddim{steps}"
     assert sorted(sched.timesteps.tolist()) == sorted(space_timesteps(1000, respacing))
@@ -69,20 +81,34 @@ def test_ddim_matches_diffusers(steps, eta):
     for t in sched.timesteps:
         eps = toy_model(x, t.repeat(SHAPE[0]))[:, :4]
         x = sched.step(eps, t, x, eta=eta, generator=g).prev_sample
-    ours = create_diffusion(respacing).ddim_sample_loop(toy_model, SHAPE, noise=x_T, clip_denoised=False, eta=eta,
-                                                        generator=torch.Generator().manual_seed(3))
+    ours = create_diffusion(respacing).ddim_sample_loop(
+        toy_model, SHAPE, noise=x_T, clip_denoised=False, eta=eta, generator=torch.Generator().manual_seed(3)
+    )
     torch.testing.assert_close(ours, x, atol=ATOL, rtol=1e-4)
 
 
-@pytest.mark.parametrize("sampler,spacing,steps", [("dpm++2m", "logsnr", 20), ("dpm++2m-time", "time", 20),
-                                                   ("dpm++2m-karras", "karras", 10), ("dpm++2m", "logsnr", 2)])
+@pytest.mark.parametrize(
+    "sampler,spacing,steps",
+    [
+        ("dpm++2m", "logsnr", 20),
+        ("dpm++2m-time", "time", 20),
+        ("dpm++2m-karras", "karras", 10),
+        ("dpm++2m", "logsnr", 2),
+    ],
+)
 def test_dpm_solver_pp_2m_matches_diffusers(sampler, spacing, steps):
     ac = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
     ts = solver_timesteps(ac, steps, spacing)
     assert ts[0] == 999 and ts[-1] == 0 and len(ts) == steps
-    sched = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear",
-                                        algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
-                                        lower_order_final=True, final_sigmas_type="zero")
+    sched = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        solver_type="midpoint",
+        lower_order_final=True,
+        final_sigmas_type="zero",
+    )
     sched.set_timesteps(timesteps=ts.tolist())
     x_T = _noise(4)
     x = x_T.clone()

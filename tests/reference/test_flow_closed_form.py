@@ -63,8 +63,9 @@ def test_loss_of_the_optimal_field_is_the_conditional_variance(t):
     g = torch.Generator().manual_seed(1)
     x0 = MU + S * torch.randn((20000, 1, 2, 2), generator=g, dtype=torch.float64)
     noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
-    terms = FlowMatching().training_losses(FlowOracle(), x0, torch.full((x0.shape[0],), t, dtype=torch.float64),
-                                           noise=noise)
+    terms = FlowMatching().training_losses(
+        FlowOracle(), x0, torch.full((x0.shape[0],), t, dtype=torch.float64), noise=noise
+    )
     var = (1 - t) ** 2 * S**2 + t**2
     _within(terms["mse"], 1 + S**2 - (t - (1 - t) * S**2) ** 2 / var)
     assert torch.equal(terms["loss"], terms["mse"])
@@ -104,8 +105,9 @@ def test_eps_x0_and_score_from_the_optimal_velocity_match_their_closed_forms():
     torch.testing.assert_close(eps_from_velocity(x, t, v), 0.4 / var * (x - 0.6 * MU))
 
 
-@pytest.mark.parametrize("sampler,steps,shift,gap", [("euler", 400, 1.0, 0.02), ("heun", 50, 1.0, 2e-3),
-                                                     ("heun", 50, 3.0, 2e-3)])
+@pytest.mark.parametrize(
+    "sampler,steps,shift,gap", [("euler", 400, 1.0, 0.02), ("heun", 50, 1.0, 2e-3), ("heun", 50, 3.0, 2e-3)]
+)
 def test_many_step_ode_sampling_recovers_the_data_law_and_the_exact_map(sampler, steps, shift, gap):
     """gap: the largest pointwise distance to the exact map allowed (first order: ~1/steps, at |x_1| ≈ 4.5)."""
     x1 = _noise(20000)
@@ -118,8 +120,15 @@ def test_many_step_ode_sampling_recovers_the_data_law_and_the_exact_map(sampler,
 @pytest.mark.parametrize("c", [1.0, 2.0])
 def test_many_step_sde_sampling_recovers_the_data_law(c):
     x1 = _noise(20000)
-    x = fs.sample(FlowOracle(), x1.shape, sampler="sde", num_steps=500, noise=x1, sde_diffusion=c,
-                  generator=torch.Generator().manual_seed(3))
+    x = fs.sample(
+        FlowOracle(),
+        x1.shape,
+        sampler="sde",
+        num_steps=500,
+        noise=x1,
+        sde_diffusion=c,
+        generator=torch.Generator().manual_seed(3),
+    )
     _within(x, MU)
     _std_within(x, S, extra=0.01)  # Euler–Maruyama's O(Δt) bias in the variance
     assert (x - (MU + S * x1)).abs().mean() > 0.05  # genuinely stochastic: not the ODE's map

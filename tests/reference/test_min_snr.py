@@ -16,11 +16,14 @@ AC = linear_alphas_cumprod()
 SNR = AC / (1 - AC)
 
 
-@pytest.mark.parametrize("prediction, expected", [
-    ("epsilon", lambda g: np.minimum(SNR, g) / SNR),
-    ("v", lambda g: np.minimum(SNR, g) / (SNR + 1)),
-    ("xstart", lambda g: np.minimum(SNR, g)),
-])
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [
+        ("epsilon", lambda g: np.minimum(SNR, g) / SNR),
+        ("v", lambda g: np.minimum(SNR, g) / (SNR + 1)),
+        ("xstart", lambda g: np.minimum(SNR, g)),
+    ],
+)
 def test_weights_follow_the_papers_formula(prediction, expected):
     d = create_diffusion("", prediction_type=prediction, min_snr_gamma=5.0)
     t = torch.arange(1000)

@@ -13,8 +13,14 @@ from benchmarks import time_to_quality as ttq
 
 
 def row(step, agreement, fid):
-    return {"step": step, "train_flops": 10 * step, "cpu_minutes": step / 100, "wall_minutes": step / 50,
-            "class_agreement": agreement, "fid": fid}
+    return {
+        "step": step,
+        "train_flops": 10 * step,
+        "cpu_minutes": step / 100,
+        "wall_minutes": step / 50,
+        "class_agreement": agreement,
+        "fid": fid,
+    }
 
 
 def test_time_to_quality_is_the_first_step_meeting_both_targets():
@@ -43,8 +49,9 @@ def test_flops_per_step_is_six_forward_macs_per_image_and_counts_the_learned_sig
 
     model = dict(depth=2, hidden_size=64, num_heads=2, patch_size=4)
     for recipe, learn_sigma in (("paper", True), ("fast", False)):
-        net = build_model(ModelConfig(name=None, input_size=16, in_channels=3, num_classes=10, learn_sigma=learn_sigma,
-                                      **model))
+        net = build_model(
+            ModelConfig(name=None, input_size=16, in_channels=3, num_classes=10, learn_sigma=learn_sigma, **model)
+        )
         x, t, y = torch.randn(1, 3, 16, 16), torch.tensor([5]), torch.tensor([1])
         with FlopCounterMode(display=False) as counter:  # an independent count of the forward pass (2 FLOPs per MAC)
             net(x, t, y)
@@ -61,11 +68,40 @@ def test_tiny_run_scores_every_checkpoint_of_both_recipes(tmp_path, capsys):
     from dit.evaluation.io import load_images
 
     out, plot = tmp_path / "ttq", tmp_path / "ttq.png"
-    status = ttq.main(["--out", str(out), "--plot", str(plot), "--image-size", "8", "--style", "plain", "--copies", "1",
-                       "--depth", "1", "--hidden-size", "32", "--num-heads", "2", "--patch-size", "4",
-                       "--batch-size", "8",
-                       "--max-steps", "2", "--ckpt-every", "1", "--num-samples", "20", "--classifier-epochs", "1",
-                       "--classifier-width", "4"])
+    status = ttq.main(
+        [
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+            "--image-size",
+            "8",
+            "--style",
+            "plain",
+            "--copies",
+            "1",
+            "--depth",
+            "1",
+            "--hidden-size",
+            "32",
+            "--num-heads",
+            "2",
+            "--patch-size",
+            "4",
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "2",
+            "--ckpt-every",
+            "1",
+            "--num-samples",
+            "20",
+            "--classifier-epochs",
+            "1",
+            "--classifier-width",
+            "4",
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     r = json.loads((out / "time_to_quality.json").read_text())

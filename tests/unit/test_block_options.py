@@ -45,7 +45,9 @@ def test_rmsnorm_and_qk_layernorm_match_hand_formulas():
     expect = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * rms.weight
     torch.testing.assert_close(rms(x), expect)
     ln = make_norm("layer", 16, affine=False).double()
-    torch.testing.assert_close(ln(x), (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-6))
+    torch.testing.assert_close(
+        ln(x), (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-6)
+    )
 
 
 def test_swiglu_matches_its_formula_with_about_the_gelu_parameters():
@@ -108,7 +110,9 @@ def reference_forward_with_options(m: DiT, x, t, y):
     turn = torch.polar(torch.ones_like(theta), theta)
 
     def rot(v):  # (N, H, T, hd)
-        return torch.view_as_real(torch.view_as_complex(v.reshape(*v.shape[:-1], hd // 2, 2).contiguous()) * turn).flatten(-2)
+        return torch.view_as_real(
+            torch.view_as_complex(v.reshape(*v.shape[:-1], hd // 2, 2).contiguous()) * turn
+        ).flatten(-2)
 
     depth, skips = len(m.blocks), []
     for i in range(depth):
@@ -140,8 +144,10 @@ def test_model_with_every_option_matches_the_written_out_equations():
         torch.testing.assert_close(m(x, t, y), reference_forward_with_options(m, x, t, y), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("option", [dict(norm="rms"), dict(qk_norm="layer"), dict(mlp="swiglu"), dict(rope=True),
-                                    dict(long_skip=True), ALL_ON])
+@pytest.mark.parametrize(
+    "option",
+    [dict(norm="rms"), dict(qk_norm="layer"), dict(mlp="swiglu"), dict(rope=True), dict(long_skip=True), ALL_ON],
+)
 @pytest.mark.parametrize("block", ["adaln-zero", "cross-attn", "in-context"])
 def test_each_option_changes_the_output_and_every_parameter_gets_a_gradient(option, block):
     paper, m = randomise(tiny(block=block)).eval(), randomise(tiny(block=block, **option)).eval()
@@ -168,8 +174,17 @@ def test_long_skips_start_as_identity():
 
 
 def test_options_round_trip_through_config_and_build_model():
-    cfg = ModelConfig(name=None, input_size=8, in_channels=4, num_classes=10, patch_size=2, hidden_size=32, depth=4,
-                      num_heads=2, **ALL_ON)
+    cfg = ModelConfig(
+        name=None,
+        input_size=8,
+        in_channels=4,
+        num_classes=10,
+        patch_size=2,
+        hidden_size=32,
+        depth=4,
+        num_heads=2,
+        **ALL_ON,
+    )
     m = build_model(ModelConfig.from_dict(cfg.to_dict()))
     assert m.config.options() == ALL_ON and set(ALL_ON) == set(BLOCK_OPTIONS)
     with pytest.raises(UserError):

@@ -60,8 +60,13 @@ def test_prune_keeps_newest_k_with_their_checksums_and_ema_exports(tmp_path):
         ck.export_safetensors({"w": torch.ones(2)}, ck.ema_export_path(p))
     ck.prune_checkpoints(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "0000003.ema.safetensors", "0000003.pt", "0000003.pt.sha256",
-        "0000004.ema.safetensors", "0000004.pt", "0000004.pt.sha256"]
+        "0000003.ema.safetensors",
+        "0000003.pt",
+        "0000003.pt.sha256",
+        "0000004.ema.safetensors",
+        "0000004.pt",
+        "0000004.pt.sha256",
+    ]
     ck.prune_checkpoints(tmp_path, 0)  # 0 keeps all
     assert len(list(tmp_path.iterdir())) == 6
 

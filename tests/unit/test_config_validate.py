@@ -18,9 +18,7 @@ from dit.config import (
 from dit.errors import UserError
 
 
-@pytest.mark.parametrize(
-    "cls", [ModelConfig, EvalConfig, ClassifierTrainConfig, SampleConfig, TrainSamplingConfig]
-)
+@pytest.mark.parametrize("cls", [ModelConfig, EvalConfig, ClassifierTrainConfig, SampleConfig, TrainSamplingConfig])
 def test_defaults_are_valid(cls):
     cfg = cls()
     assert cfg.validate() is cfg

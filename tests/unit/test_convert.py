@@ -76,8 +76,14 @@ def test_diffusers_keys_and_shapes_match_diffusers_model(name):
     assert config_from_diffusers(config_to_diffusers(resolved)) == resolved
 
 
-@pytest.mark.parametrize("ref_file", ["official_dit_state_dict_XL2_256.json", "official_dit_state_dict_XL2_512.json",
-                                      "official_dit_state_dict_S2_256.json"])
+@pytest.mark.parametrize(
+    "ref_file",
+    [
+        "official_dit_state_dict_XL2_256.json",
+        "official_dit_state_dict_XL2_512.json",
+        "official_dit_state_dict_S2_256.json",
+    ],
+)
 def test_official_shape_maps_infer_the_official_config(ref_file):
     """Shapes of the released checkpoints (meta tensors) → the right name, input size and classes."""
     ref = json.loads((REF / ref_file).read_text())
@@ -131,8 +137,12 @@ def test_diffusers_blocks_with_different_embedders_are_refused():
 
 @pytest.mark.parametrize(
     "cfg, match",
-    [(tiny(num_classes=0), "unconditional"), (tiny(block="adaln"), "adaLN-Zero"),
-     (tiny(input_size=(8, 16)), "square"), (tiny(class_dropout_prob=0.0), "null class")],
+    [
+        (tiny(num_classes=0), "unconditional"),
+        (tiny(block="adaln"), "adaLN-Zero"),
+        (tiny(input_size=(8, 16)), "square"),
+        (tiny(class_dropout_prob=0.0), "null class"),
+    ],
 )
 def test_models_diffusers_cannot_represent_are_refused(tmp_path, cfg, match):
     with pytest.raises(UserError, match=match):
@@ -148,8 +158,13 @@ def test_official_to_dit_to_diffusers_to_dit_is_bit_exact_s4(tmp_path):
     """S/4, 10 classes: official .pt → ours (.pt, .safetensors) → diffusers → ours → official."""
     sd = random_weights(S4, seed=2)
     torch.save(sd, tmp_path / "official.pt")
-    chain = [("official.pt", "ours.pt"), ("ours.pt", "ours.safetensors"), ("ours.safetensors", "hf"),
-             ("hf", "back.pt"), ("back.pt", "back_official.pt")]
+    chain = [
+        ("official.pt", "ours.pt"),
+        ("ours.pt", "ours.safetensors"),
+        ("ours.safetensors", "hf"),
+        ("hf", "back.pt"),
+        ("back.pt", "back_official.pt"),
+    ]
     for src, dst in chain:
         to = "official" if dst == "back_official.pt" else None
         convert_checkpoint(tmp_path / src, tmp_path / dst, to=to)

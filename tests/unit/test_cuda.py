@@ -13,8 +13,9 @@ from dit.models import build_model
 pytestmark = pytest.mark.cuda
 
 # Head dim 64: a shape the flash kernel supports. Random weights so no zero-initialised gate hides a layer.
-CFG = ModelConfig(name=None, input_size=8, in_channels=4, num_classes=10, patch_size=2, hidden_size=128, depth=2,
-                  num_heads=2)
+CFG = ModelConfig(
+    name=None, input_size=8, in_channels=4, num_classes=10, patch_size=2, hidden_size=128, depth=2, num_heads=2
+)
 
 
 def randomised_model(seed: int = 0) -> torch.nn.Module:
@@ -77,8 +78,9 @@ def test_fp32_training_step_matches_cpu(no_tf32):
     results = []
     for device in ("cpu", "cuda"):
         model = randomised_model().to(device)
-        losses = diffusion.training_losses(model, x.to(device), t.to(device), model_kwargs={"y": y.to(device)},
-                                           noise=noise.to(device))
+        losses = diffusion.training_losses(
+            model, x.to(device), t.to(device), model_kwargs={"y": y.to(device)}, noise=noise.to(device)
+        )
         loss = losses["loss"].mean()
         loss.backward()
         grads = {k: p.grad.detach().cpu().clone() for k, p in model.named_parameters() if p.grad is not None}

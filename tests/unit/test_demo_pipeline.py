@@ -24,8 +24,21 @@ def parser():
 
 
 def test_every_stage_command_parses_and_carries_the_settings(parser):
-    cfg = DemoConfig(out="/tmp/x", depth=3, hidden_size=48, num_heads=3, patch_size=4, max_steps=77, lr=3e-4,
-                     precision="bf16", cfg_scale=2.5, sampling_steps=9, num_samples=300, device="cpu", recipe="paper")
+    cfg = DemoConfig(
+        out="/tmp/x",
+        depth=3,
+        hidden_size=48,
+        num_heads=3,
+        patch_size=4,
+        max_steps=77,
+        lr=3e-4,
+        precision="bf16",
+        cfg_scale=2.5,
+        sampling_steps=9,
+        num_samples=300,
+        device="cpu",
+        recipe="paper",
+    )
     cmds = stage_commands(cfg, checkpoint="/tmp/x/train/checkpoints/0000077.pt")
     assert list(cmds) == ["train-classifier", "train", "sample", "eval-samples", "eval-real"]
     parsed = {name: parser.parse_args(argv) for name, argv in cmds.items()}  # argparse exits on an unknown flag

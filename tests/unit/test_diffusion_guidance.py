@@ -51,7 +51,11 @@ def test_official_mode_guides_only_channels_0_to_2():
     torch.testing.assert_close(out[:, 3:], cond[:, 3:], rtol=0, atol=0)
     assert not torch.allclose(out[:, 3], guided_model_fn(model, 4.0, NULL)(x, t, y)[:, 3])
     assert guided_model_fn(model, 4.0, NULL, channels="official").guidance == {
-        "cfg_scale": 4.0, "channels": "official", "interval": None, "guided": True}
+        "cfg_scale": 4.0,
+        "channels": "official",
+        "interval": None,
+        "guided": True,
+    }
 
 
 def test_scale_one_equals_the_conditional_model_and_costs_one_pass():
@@ -67,8 +71,13 @@ def test_guided_sampling_at_scale_one_equals_conditional_sampling():
     model = CondModel()
     x_T = torch.randn(2, C, 4, 4, generator=torch.Generator().manual_seed(1))
     kw = dict(sampler="ddpm", num_steps=10, noise=x_T, model_kwargs={"y": torch.tensor([1, 2])})
-    guided = sample(create_diffusion(""), guided_model_fn(model, 1.0, NULL), x_T.shape,
-                    generator=torch.Generator().manual_seed(2), **kw)
+    guided = sample(
+        create_diffusion(""),
+        guided_model_fn(model, 1.0, NULL),
+        x_T.shape,
+        generator=torch.Generator().manual_seed(2),
+        **kw,
+    )
     plain = sample(create_diffusion(""), model, x_T.shape, generator=torch.Generator().manual_seed(2), **kw)
     torch.testing.assert_close(guided, plain, rtol=0, atol=0)
 

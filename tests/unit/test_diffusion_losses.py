@@ -7,8 +7,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from dit.diffusion.losses import (approx_standard_normal_cdf, discretized_gaussian_log_likelihood, mean_flat,
-                                  normal_kl)
+from dit.diffusion.losses import approx_standard_normal_cdf, discretized_gaussian_log_likelihood, mean_flat, normal_kl
 
 
 @pytest.mark.parametrize("m1,v1,m2,v2", [(0.0, 1.0, 0.0, 1.0), (0.3, 0.5, -0.2, 2.0), (1.5, 0.01, 1.4, 0.02)])
@@ -50,8 +49,9 @@ def _case():
 
 def test_discretized_log_likelihood_exact_cdf_matches_scipy():
     x, mean, scale = _case()
-    got = discretized_gaussian_log_likelihood(torch.from_numpy(x), means=torch.from_numpy(mean),
-                                              log_scales=torch.log(torch.from_numpy(scale)), exact_cdf=True)
+    got = discretized_gaussian_log_likelihood(
+        torch.from_numpy(x), means=torch.from_numpy(mean), log_scales=torch.log(torch.from_numpy(scale)), exact_cdf=True
+    )
     # rtol 1e-6: far-tail bins are differences of two CDFs near 1 (cancellation in both codes)
     np.testing.assert_allclose(got.numpy(), _scipy_log_bin_probs(x, mean, scale), rtol=1e-6, atol=1e-10)
 
@@ -59,8 +59,9 @@ def test_discretized_log_likelihood_exact_cdf_matches_scipy():
 def test_discretized_log_likelihood_adm_approximation_is_close_to_scipy():
     """ADM's tanh CDF (the default, for official loss values) moves bin probabilities < 4e-4."""
     x, mean, scale = _case()
-    got = discretized_gaussian_log_likelihood(torch.from_numpy(x), means=torch.from_numpy(mean),
-                                              log_scales=torch.log(torch.from_numpy(scale)))
+    got = discretized_gaussian_log_likelihood(
+        torch.from_numpy(x), means=torch.from_numpy(mean), log_scales=torch.log(torch.from_numpy(scale))
+    )
     np.testing.assert_allclose(np.exp(got.numpy()), np.exp(_scipy_log_bin_probs(x, mean, scale)), atol=4e-4)
 
 

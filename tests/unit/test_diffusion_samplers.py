@@ -44,8 +44,12 @@ def test_per_row_generators_make_rows_independent_of_the_batch(sampler, eta):
 def test_step_noise_comes_from_the_generator_exactly_for_the_stochastic_samplers(sampler):
     """Same x_T, different step generators: samples differ iff the sampler is listed in STOCHASTIC."""
     x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
-    a, b = (sample(create_diffusion(""), toy_model, SHAPE, sampler, 8, noise=x_T,
-                   generator=torch.Generator().manual_seed(s)) for s in (1, 2))
+    a, b = (
+        sample(
+            create_diffusion(""), toy_model, SHAPE, sampler, 8, noise=x_T, generator=torch.Generator().manual_seed(s)
+        )
+        for s in (1, 2)
+    )
     assert torch.equal(a, b) == (sampler not in STOCHASTIC)
     assert "ddpm" in STOCHASTIC
 
@@ -70,9 +74,10 @@ def _ddpm_by_hand(x_T, generator, num_steps, T=1000):
         out = toy_model(x.float(), t).double()
         eps, v = out[:, : x.shape[1]], out[:, x.shape[1] :]
         x0 = (x - torch.sqrt(1 - ac[i]) * eps) / torch.sqrt(ac[i])
-        mean = torch.sqrt(ac_prev[i]) * beta[i] / (1 - ac[i]) * x0 + torch.sqrt(1 - beta[i]) * (1 - ac_prev[i]) / (
-            1 - ac[i]
-        ) * x
+        mean = (
+            torch.sqrt(ac_prev[i]) * beta[i] / (1 - ac[i]) * x0
+            + torch.sqrt(1 - beta[i]) * (1 - ac_prev[i]) / (1 - ac[i]) * x
+        )
         frac = (v + 1) / 2
         log_var = frac * torch.log(beta[i]) + (1 - frac) * log_beta_tilde[i]
         noise = torch.randn(x.shape, generator=generator).double()
@@ -83,8 +88,15 @@ def _ddpm_by_hand(x_T, generator, num_steps, T=1000):
 def test_functional_ddpm_equals_the_formulas_written_out():
     """`sample(..., "ddpm")` against an ancestral loop written here from the formulas (not ADM's loop)."""
     x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
-    ours = sample(create_diffusion(""), toy_model, SHAPE, "ddpm", num_steps=25, noise=x_T,
-                  generator=torch.Generator().manual_seed(1))
+    ours = sample(
+        create_diffusion(""),
+        toy_model,
+        SHAPE,
+        "ddpm",
+        num_steps=25,
+        noise=x_T,
+        generator=torch.Generator().manual_seed(1),
+    )
     ref = _ddpm_by_hand(x_T, torch.Generator().manual_seed(1), num_steps=25)
     torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-4)
 
@@ -100,8 +112,12 @@ def test_ddim_falls_back_to_even_spacing():
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_callback_sees_every_step_and_progress_bar_runs(sampler, capsys):
     calls = []
-    out = _run(sampler, torch.Generator().manual_seed(0), progress=True,
-               callback=lambda i, t, x, x0: calls.append((i, t, x.shape, x0.shape)))
+    out = _run(
+        sampler,
+        torch.Generator().manual_seed(0),
+        progress=True,
+        callback=lambda i, t, x, x0: calls.append((i, t, x.shape, x0.shape)),
+    )
     assert [c[0] for c in calls] == list(range(8))
     assert calls[0][1] == 999 or sampler == "ddim" and calls[0][1] > 800
     assert calls[-1][1] == 0 and all(c[2] == c[3] == SHAPE for c in calls)
@@ -153,8 +169,14 @@ def test_x0_and_v_models_sample_like_the_equivalent_eps_model(sampler, predictio
 
     x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
     kw = dict(sampler=sampler, num_steps=6, noise=x_T)
-    ref = sample(create_diffusion("", learn_sigma=False), eps_model, SHAPE,
-                 generator=torch.Generator().manual_seed(4), **kw)
-    got = sample(create_diffusion("", learn_sigma=False, prediction_type=prediction_type), other_model, SHAPE,
-                 generator=torch.Generator().manual_seed(4), **kw)
+    ref = sample(
+        create_diffusion("", learn_sigma=False), eps_model, SHAPE, generator=torch.Generator().manual_seed(4), **kw
+    )
+    got = sample(
+        create_diffusion("", learn_sigma=False, prediction_type=prediction_type),
+        other_model,
+        SHAPE,
+        generator=torch.Generator().manual_seed(4),
+        **kw,
+    )
     torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)

@@ -34,8 +34,14 @@ def test_shapes_order_and_seeding(digits):
 def test_without_jitter_the_copy_is_the_centred_thresholded_digit(digits, monkeypatch):
     """With pose and noise switched off, the rendering is the upsampled digit in the centre of the canvas:
     its 8×8 block average (over the glyph box) matches the original digit's ink layout."""
-    for name, value in (("MAX_ROTATION_DEG", 0.0), ("SCALE_RANGE", (1.0, 1.0)), ("MAX_SHEAR", 0.0),
-                        ("MAX_SHIFT_FRACTION", 0.0), ("NOISE_STD", 0.0), ("GLYPH_FRACTION", 0.75)):
+    for name, value in (
+        ("MAX_ROTATION_DEG", 0.0),
+        ("SCALE_RANGE", (1.0, 1.0)),
+        ("MAX_SHEAR", 0.0),
+        ("MAX_SHIFT_FRACTION", 0.0),
+        ("NOISE_STD", 0.0),
+        ("GLYPH_FRACTION", 0.75),
+    ):
         monkeypatch.setattr(digit_styles, name, value)
     images, _ = digits
     out = render_digits(images, 32, copies=1).astype(np.float64) / 255  # (N, 32, 32), glyph box 24 at offset 4

@@ -184,7 +184,13 @@ def test_schedule_from_config_and_its_validation():
     sched = EMASchedule.from_config(cfg)
     assert (sched.kind, sched.batch_size) == ("power", 32)
     assert std_from_power(sched.power) == pytest.approx(0.05)
-    for bad in (dict(ema_type="box"), dict(ema_std=0.5), dict(ema_rampup_ratio=0.0), dict(betas=(0.9, 1.0)),
-                dict(ema_halflife_kimg=float("nan")), dict(ema_decay=1.5)):
+    for bad in (
+        dict(ema_type="box"),
+        dict(ema_std=0.5),
+        dict(ema_rampup_ratio=0.0),
+        dict(betas=(0.9, 1.0)),
+        dict(ema_halflife_kimg=float("nan")),
+        dict(ema_decay=1.5),
+    ):
         with pytest.raises(UserError):
             TrainConfig(**bad).validate_optimiser()

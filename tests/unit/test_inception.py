@@ -106,7 +106,7 @@ def test_resize_is_not_the_half_pixel_resize():
     # align_corners=False) sample (i+0.5)*in/out-0.5. On a ramp they differ by a quarter pixel.
     ramp = torch.arange(8, dtype=torch.float32).repeat(8, 1)[None, None]  # (1, 1, 8, 8), value = column
     ours = inception.tf1_resize_bilinear(ramp, 16)[0, 0, 0]
-    torch.testing.assert_close(ours, torch.tensor([0, .5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7, 7]))
+    torch.testing.assert_close(ours, torch.tensor([0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7, 7]))
 
 
 def test_preprocess_is_tf_graph_resize_then_minus_128_over_128():

@@ -13,8 +13,17 @@ from dit.train.init_from import CLASS_TABLE, POS_EMBED, merge_pretrained
 
 def tiny(num_classes=3, input_size=8, depth=2, dropout=0.1, seed=0):
     torch.manual_seed(seed)
-    cfg = ModelConfig(name=None, input_size=input_size, in_channels=3, num_classes=num_classes, depth=depth,
-                      hidden_size=32, num_heads=2, patch_size=2, class_dropout_prob=dropout)
+    cfg = ModelConfig(
+        name=None,
+        input_size=input_size,
+        in_channels=3,
+        num_classes=num_classes,
+        depth=depth,
+        hidden_size=32,
+        num_heads=2,
+        patch_size=2,
+        class_dropout_prob=dropout,
+    )
     return build_model(cfg).state_dict()
 
 

@@ -20,11 +20,19 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="checkpoint file (.pt/.pth/.safetensors) or diffusers folder")
     p.add_argument("dst", metavar="DST", help="output file or folder")
-    p.add_argument("--to", choices=["official", "dit", "safetensors", "diffusers"], default=None,
-                   help="output format (unset: from DST's suffix)")
+    p.add_argument(
+        "--to",
+        choices=["official", "dit", "safetensors", "diffusers"],
+        default=None,
+        help="output format (unset: from DST's suffix)",
+    )
     p.add_argument("--model", default=None, help="official size such as DiT-XL/2 (unset: from the file or its shapes)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="image side in pixels; latent side = image-size/8 for 4-channel models (unset: from the file)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="image side in pixels; latent side = image-size/8 for 4-channel models (unset: from the file)",
+    )
     p.add_argument(
         "--num-classes", type=int, default=None, help="number of classes (unset: from the file or its class table)"
     )

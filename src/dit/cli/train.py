@@ -147,18 +147,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="logit-normal timesteps: std s of logit(t) (fast: 1)",
     )
     m.add_argument(
-        "--class-dropout-prob", type=float, default=_M.class_dropout_prob,
-        help="probability a label is dropped to the null class"
+        "--class-dropout-prob",
+        type=float,
+        default=_M.class_dropout_prob,
+        help="probability a label is dropped to the null class",
     )
     m.add_argument("--norm", choices=NORM_TYPES, default=_M.norm, help="block and final norms: layer (paper) or rms")
-    m.add_argument("--qk-norm", choices=QK_NORM_TYPES, default=_M.qk_norm,
-        help="normalise each head's queries and keys (none = paper)")
-    m.add_argument("--mlp", choices=MLP_TYPES, default=_M.mlp,
-        help="gelu (paper) or swiglu (2/3 the hidden width: same parameters)")
-    m.add_argument("--rope", action=argparse.BooleanOptionalAction, default=_M.rope,
-        help="2-D rotary position embedding on queries/keys")
-    m.add_argument("--long-skip", action=argparse.BooleanOptionalAction, default=_M.long_skip,
-                   help="U-ViT long skips: block i's output feeds block depth-1-i (concat + linear)")
+    m.add_argument(
+        "--qk-norm",
+        choices=QK_NORM_TYPES,
+        default=_M.qk_norm,
+        help="normalise each head's queries and keys (none = paper)",
+    )
+    m.add_argument(
+        "--mlp",
+        choices=MLP_TYPES,
+        default=_M.mlp,
+        help="gelu (paper) or swiglu (2/3 the hidden width: same parameters)",
+    )
+    m.add_argument(
+        "--rope",
+        action=argparse.BooleanOptionalAction,
+        default=_M.rope,
+        help="2-D rotary position embedding on queries/keys",
+    )
+    m.add_argument(
+        "--long-skip",
+        action=argparse.BooleanOptionalAction,
+        default=_M.long_skip,
+        help="U-ViT long skips: block i's output feeds block depth-1-i (concat + linear)",
+    )
 
     r = p.add_argument_group("run, budget and checkpoints")
     r.add_argument(
@@ -177,12 +195,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="stop cleanly (with a checkpoint) after this many minutes",
     )
     r.add_argument(
-        "--ckpt-every", type=positive_int, default=_T.ckpt_every,
-        help="checkpoint every K steps (and always at the end)"
+        "--ckpt-every",
+        type=positive_int,
+        default=_T.ckpt_every,
+        help="checkpoint every K steps (and always at the end)",
     )
     r.add_argument("--keep-last", type=int, default=_T.keep_last, help="keep the newest K checkpoints (0 keeps all)")
-    r.add_argument("--log-every", type=positive_int, default=_T.log_every,
-        help="log loss, mse, vb and speed every K steps")
+    r.add_argument(
+        "--log-every", type=positive_int, default=_T.log_every, help="log loss, mse, vb and speed every K steps"
+    )
     r.add_argument(
         "--tensorboard",
         action="store_true",
@@ -199,10 +220,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--resume", default=None, help="'auto' (latest checkpoint in the run folder, if any) or a checkpoint path"
     )
-    r.add_argument("--sample-every", type=int, default=_T.sample_every,
-        help="write an EMA sample grid every K steps (0 = never)")
-    r.add_argument("--eval-every", type=int, default=_T.eval_every,
-        help="evaluate the EMA model every K steps (0 = never)")
+    r.add_argument(
+        "--sample-every", type=int, default=_T.sample_every, help="write an EMA sample grid every K steps (0 = never)"
+    )
+    r.add_argument(
+        "--eval-every", type=int, default=_T.eval_every, help="evaluate the EMA model every K steps (0 = never)"
+    )
     # In-training sampling/evaluation settings (dit.config.TrainSamplingConfig, used by dit.evaluation.hooks)
     r.add_argument(
         "--num-sampling-steps",
@@ -213,16 +236,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="sampler steps of the grid and eval samples (default: DDPM 250 for gaussian, Heun 25 for flow)",
     )
-    r.add_argument("--sample-cfg-scale", type=float, default=_S.sample_cfg_scale,
-        help="guidance scale of the sample grids")
-    r.add_argument("--eval-samples", type=positive_int, default=_S.eval_samples,
-        help="class-balanced samples per evaluation")
+    r.add_argument(
+        "--sample-cfg-scale", type=float, default=_S.sample_cfg_scale, help="guidance scale of the sample grids"
+    )
+    r.add_argument(
+        "--eval-samples", type=positive_int, default=_S.eval_samples, help="class-balanced samples per evaluation"
+    )
     r.add_argument("--eval-ref", default=None, help="reference images (.npz or folder; default: the training images)")
     r.add_argument(
         "--eval-features", default=_S.eval_features, help="inception (FID weights file needed) or classifier:PATH"
     )
-    r.add_argument("--eval-cfg-scale", type=float, default=_S.eval_cfg_scale,
-        help="guidance scale of the eval samples (1 = none)")
+    r.add_argument(
+        "--eval-cfg-scale", type=float, default=_S.eval_cfg_scale, help="guidance scale of the eval samples (1 = none)"
+    )
     r.add_argument(
         "--inception",
         default=None,
@@ -289,8 +315,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="clip the global gradient norm to this value (paper: none, fast: 1.0)",
     )
     o.add_argument(
-        "--max-bad-steps", type=positive_int, default=_T.max_bad_steps,
-        help="stop after this many non-finite steps in a row"
+        "--max-bad-steps",
+        type=positive_int,
+        default=_T.max_bad_steps,
+        help="stop after this many non-finite steps in a row",
     )
     o.add_argument(
         "--precision",
@@ -346,7 +374,11 @@ def build_configs(args: argparse.Namespace):
         name=None if custom[0] is not None else name,
         block=args.block,
         class_dropout_prob=args.class_dropout_prob,
-        norm=args.norm, qk_norm=args.qk_norm, mlp=args.mlp, rope=args.rope, long_skip=args.long_skip,
+        norm=args.norm,
+        qk_norm=args.qk_norm,
+        mlp=args.mlp,
+        rope=args.rope,
+        long_skip=args.long_skip,
         **(sizes if custom[0] is not None else {}),
     )
     cfg = TrainConfig(

@@ -143,8 +143,14 @@ def render(images: np.ndarray, image_size: int, style: str = "plain", copies: in
     return render_digits(images, image_size, copies=copies, rgb=style == "jitter-rgb", seed=seed)
 
 
-def export_digits(root: str | os.PathLike, image_size: int = 16, held_out_fraction: float = 0.3, seed: int = 0,
-                  style: str = "plain", copies: int = 1) -> DigitsExport:
+def export_digits(
+    root: str | os.PathLike,
+    image_size: int = 16,
+    held_out_fraction: float = 0.3,
+    seed: int = 0,
+    style: str = "plain",
+    copies: int = 1,
+) -> DigitsExport:
     """Write the digits to ``root/{train,test}/<digit>/<index>.png`` (see the module docstring).
 
     Returns what was written. Reuses an existing export made with the same settings; raises
@@ -159,8 +165,16 @@ def export_digits(root: str | os.PathLike, image_size: int = 16, held_out_fracti
     root = Path(root)
     images, labels = load_digits_uint8()
     train, test = split_indices(labels, held_out_fraction, seed)
-    export = DigitsExport(str(root), int(image_size), float(held_out_fraction), int(seed), len(train) * copies,
-                          len(test) * copies, style=style, copies=int(copies))
+    export = DigitsExport(
+        str(root),
+        int(image_size),
+        float(held_out_fraction),
+        int(seed),
+        len(train) * copies,
+        len(test) * copies,
+        style=style,
+        copies=int(copies),
+    )
     if root.exists():
         return _reuse(root, export)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +196,9 @@ def _reuse(root: Path, export: DigitsExport) -> DigitsExport:
     try:
         found = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
-        raise UserError(f"{root} exists but is not a digits export (no readable {MANIFEST}); choose another "
-            f"folder") from None
+        raise UserError(
+            f"{root} exists but is not a digits export (no readable {MANIFEST}); choose another folder"
+        ) from None
     found = {**asdict(DigitsExport("", 0, 0.0, 0, 0, 0)), **found}  # manifests older than a field get its default
     if {k: v for k, v in found.items() if k != "root"} != {k: v for k, v in asdict(export).items() if k != "root"}:
         raise UserError(

@@ -120,9 +120,7 @@ def index_folder(
     for label, name in enumerate(class_names):
         found = _walk_images(root / name)
         if not found:
-            raise UserError(
-                f"class folder {root / name} holds no images ({exts}); add images or remove the folder"
-            )
+            raise UserError(f"class folder {root / name} holds no images ({exts}); add images or remove the folder")
         files.extend(found)
         labels.extend([label] * len(found))
     if num_classes is not None and num_classes != len(class_names):

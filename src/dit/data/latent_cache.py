@@ -78,9 +78,11 @@ def check_header(header: dict, codec=None, image_size: Optional[int] = None, whe
     """UserError naming both values if the cache was made with another VAE, scale or image size."""
     checks = []
     if codec is not None:
-        checks += [("VAE id", header["vae"]["id"], codec.id), ("scale factor", header["vae"]["scale_factor"],
-                   float(codec.scale_factor)), ("shift factor", header["vae"].get("shift_factor", 0.0),
-                   float(codec.shift_factor))]
+        checks += [
+            ("VAE id", header["vae"]["id"], codec.id),
+            ("scale factor", header["vae"]["scale_factor"], float(codec.scale_factor)),
+            ("shift factor", header["vae"].get("shift_factor", 0.0), float(codec.shift_factor)),
+        ]
     if image_size is not None:
         checks.append(("image size", header["image_size"], int(image_size)))
     for what, have, want in checks:
@@ -211,8 +213,14 @@ def extract_latents(
     out.mkdir(parents=True, exist_ok=True)
     rank, world, barrier = _dist()
     fingerprint = _fingerprint(folder.files, folder.labels, folder.root)
-    expect = {"vae_id": codec.id, "scale_factor": repr(float(codec.scale_factor)), "image_size": str(int(image_size)),
-              "dtype": dtype, "folder": fingerprint, "shard_size": str(shard_size)}
+    expect = {
+        "vae_id": codec.id,
+        "scale_factor": repr(float(codec.scale_factor)),
+        "image_size": str(int(image_size)),
+        "dtype": dtype,
+        "folder": fingerprint,
+        "shard_size": str(shard_size),
+    }
     num_shards = (len(folder) + shard_size - 1) // shard_size
     for k in range(rank, num_shards, world):
         path = out / shard_name(k)

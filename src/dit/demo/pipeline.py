@@ -111,33 +111,104 @@ def stage_commands(cfg: DemoConfig, checkpoint: str = CHECKPOINT_PLACEHOLDER) ->
     classifier = f"classifier:{p.classifier}"
     return {
         "train-classifier": [
-            "train-classifier", "--data-path", str(p.test_data), "--out", str(p.classifier),
-            "--image-size", str(cfg.image_size), "--width", str(cfg.classifier_width),
-            "--epochs", str(cfg.classifier_epochs), "--seed", str(cfg.seed), *_device(cfg),
+            "train-classifier",
+            "--data-path",
+            str(p.test_data),
+            "--out",
+            str(p.classifier),
+            "--image-size",
+            str(cfg.image_size),
+            "--width",
+            str(cfg.classifier_width),
+            "--epochs",
+            str(cfg.classifier_epochs),
+            "--seed",
+            str(cfg.seed),
+            *_device(cfg),
         ],
         "train": [
-            "train", "--data-path", str(p.train_data), "--image-size", str(cfg.image_size), "--vae", "none",
+            "train",
+            "--data-path",
+            str(p.train_data),
+            "--image-size",
+            str(cfg.image_size),
+            "--vae",
+            "none",
             "--no-flip",  # a mirrored digit is another glyph
-            "--depth", str(cfg.depth), "--hidden-size", str(cfg.hidden_size), "--num-heads", str(cfg.num_heads),
-            "--patch-size", str(cfg.patch_size), "--global-batch-size", str(cfg.batch_size),
-            "--results-dir", str(p.run), "--max-steps", str(cfg.max_steps),
+            "--depth",
+            str(cfg.depth),
+            "--hidden-size",
+            str(cfg.hidden_size),
+            "--num-heads",
+            str(cfg.num_heads),
+            "--patch-size",
+            str(cfg.patch_size),
+            "--global-batch-size",
+            str(cfg.batch_size),
+            "--results-dir",
+            str(p.run),
+            "--max-steps",
+            str(cfg.max_steps),
             *(["--max-minutes", str(cfg.max_minutes)] if cfg.max_minutes else []),
-            "--ckpt-every", str(cfg.max_steps), "--log-every", str(cfg.log_every), "--lr", str(cfg.lr),
-            "--recipe", cfg.recipe, "--warmup-steps", str(cfg.warmup_steps), *_ema_flags(cfg),
-            "--precision", cfg.precision, "--num-workers", "0", "--seed", str(cfg.seed), *_device(cfg),
+            "--ckpt-every",
+            str(cfg.max_steps),
+            "--log-every",
+            str(cfg.log_every),
+            "--lr",
+            str(cfg.lr),
+            "--recipe",
+            cfg.recipe,
+            "--warmup-steps",
+            str(cfg.warmup_steps),
+            *_ema_flags(cfg),
+            "--precision",
+            cfg.precision,
+            "--num-workers",
+            "0",
+            "--seed",
+            str(cfg.seed),
+            *_device(cfg),
         ],
         "sample": [
-            "sample", "--ckpt", checkpoint, "--num-samples", str(cfg.num_samples), "--sampler", sampler_of(cfg),
-            "--num-sampling-steps", str(cfg.sampling_steps), "--cfg-scale", str(cfg.cfg_scale),
-            "--seed", str(cfg.seed), "--batch-size", "100", "--precision", cfg.precision,
-            "--out", str(p.samples), *_device(cfg),
+            "sample",
+            "--ckpt",
+            checkpoint,
+            "--num-samples",
+            str(cfg.num_samples),
+            "--sampler",
+            sampler_of(cfg),
+            "--num-sampling-steps",
+            str(cfg.sampling_steps),
+            "--cfg-scale",
+            str(cfg.cfg_scale),
+            "--seed",
+            str(cfg.seed),
+            "--batch-size",
+            "100",
+            "--precision",
+            cfg.precision,
+            "--out",
+            str(p.samples),
+            *_device(cfg),
         ],
         "eval-samples": [
-            "eval", str(p.samples), str(p.test_data), "--features", classifier, "--out", str(p.eval_samples),
+            "eval",
+            str(p.samples),
+            str(p.test_data),
+            "--features",
+            classifier,
+            "--out",
+            str(p.eval_samples),
             *_device(cfg),
         ],
         "eval-real": [
-            "eval", str(p.real), str(p.test_data), "--features", classifier, "--out", str(p.eval_real),
+            "eval",
+            str(p.real),
+            str(p.test_data),
+            "--features",
+            classifier,
+            "--out",
+            str(p.eval_real),
             *_device(cfg),
         ],
     }
@@ -212,8 +283,15 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
     """
     import torch
 
-    scfg = SampleConfig(ckpt=checkpoint, sampler=sampler_of(cfg), num_sampling_steps=cfg.sampling_steps,
-                        cfg_scale=cfg.cfg_scale, seed=cfg.seed, precision=cfg.precision, device=cfg.device)
+    scfg = SampleConfig(
+        ckpt=checkpoint,
+        sampler=sampler_of(cfg),
+        num_sampling_steps=cfg.sampling_steps,
+        cfg_scale=cfg.cfg_scale,
+        seed=cfg.seed,
+        precision=cfg.precision,
+        device=cfg.device,
+    )
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     loaded = load_for_sampling(scfg, device)
     diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
@@ -295,8 +373,11 @@ def run_demo(
     commands = stage_commands(cfg)
     record = {"config": cfg.to_dict(), "commands": {k: format_command(v) for k, v in commands.items()}}
 
-    export = stages.run("export", f"exporting the bundled digits at {cfg.image_size}px to {paths.data}",
-                        lambda: export_digits(paths.data, cfg.image_size, cfg.held_out_fraction, cfg.seed))
+    export = stages.run(
+        "export",
+        f"exporting the bundled digits at {cfg.image_size}px to {paths.data}",
+        lambda: export_digits(paths.data, cfg.image_size, cfg.held_out_fraction, cfg.seed),
+    )
     record["data"] = dataclasses.asdict(export)
     atomic_write_json(paths.config, record)
 
@@ -305,8 +386,9 @@ def run_demo(
             _run_command(run_command, commands["train-classifier"])
         return _classifier_accuracy(paths)
 
-    cls = stages.run("classifier", f"training the evaluation classifier on the {export.num_test} held-out digits",
-                     classifier)
+    cls = stages.run(
+        "classifier", f"training the evaluation classifier on the {export.num_test} held-out digits", classifier
+    )
 
     def train() -> Path:
         _run_command(run_command, commands["train"] + (["--resume", "auto"] if cfg.resume else []))
@@ -315,8 +397,11 @@ def run_demo(
             raise UserError(f"training wrote no checkpoint in {paths.run / 'checkpoints'}")
         return ckpt
 
-    ckpt = stages.run("train", f"training a {cfg.depth}-block DiT (D={cfg.hidden_size}, patch {cfg.patch_size}) on "
-                               f"{export.num_train} digits", train)
+    ckpt = stages.run(
+        "train",
+        f"training a {cfg.depth}-block DiT (D={cfg.hidden_size}, patch {cfg.patch_size}) on {export.num_train} digits",
+        train,
+    )
     commands = stage_commands(cfg, checkpoint=str(ckpt))
     record["commands"] = {k: format_command(v) for k, v in commands.items()}
     record["checkpoint"] = str(ckpt)
@@ -326,8 +411,11 @@ def run_demo(
         _run_command(run_command, commands["sample"])
         write_grid(paths.samples, paths.grid, cfg.grid_per_class)
 
-    stages.run("sample", f"sampling {cfg.num_samples} digits ({sampler_of(cfg)}, {cfg.sampling_steps} steps, "
-                         f"guidance {cfg.cfg_scale})", sample)
+    stages.run(
+        "sample",
+        f"sampling {cfg.num_samples} digits ({sampler_of(cfg)}, {cfg.sampling_steps} steps, guidance {cfg.cfg_scale})",
+        sample,
+    )
 
     def strip() -> None:
         xt, x0 = denoising_frames(cfg, str(ckpt), index=cfg.strip_class, label=cfg.strip_class)
@@ -384,10 +472,19 @@ def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
         "samples": {k: ev[k] for k in HEADLINE if k in ev},
         "real_vs_real": {k: real[k] for k in HEADLINE if k in real},
         "classifier": cls,
-        "train": {**_final_losses(paths.run, ckpt), "checkpoint": str(ckpt), "precision": cfg.precision,
-                  "model": state["config"]["model"]},
-        "sampling": {"sampler": sampler_of(cfg), "steps": cfg.sampling_steps, "cfg_scale": cfg.cfg_scale,
-                     "num_samples": cfg.num_samples, "num_reference": ev["num_reference"]},
+        "train": {
+            **_final_losses(paths.run, ckpt),
+            "checkpoint": str(ckpt),
+            "precision": cfg.precision,
+            "model": state["config"]["model"],
+        },
+        "sampling": {
+            "sampler": sampler_of(cfg),
+            "steps": cfg.sampling_steps,
+            "cfg_scale": cfg.cfg_scale,
+            "num_samples": cfg.num_samples,
+            "num_reference": ev["num_reference"],
+        },
         "seconds": {**seconds, "total": round(total, 2)},
         "files": {
             k: str(getattr(paths, k)) for k in ("grid", "strip", "loss_curve", "samples", "classifier", "config", "run")

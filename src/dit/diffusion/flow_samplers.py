@@ -103,8 +103,17 @@ def heun(model_fn, x, ts, model_kwargs=None, progress=False, callback=None, **_)
     return x
 
 
-def sde(model_fn, x, ts, model_kwargs=None, progress=False, callback=None, generator: Generator = None,
-        sde_diffusion: float = 1.0, **_):
+def sde(
+    model_fn,
+    x,
+    ts,
+    model_kwargs=None,
+    progress=False,
+    callback=None,
+    generator: Generator = None,
+    sde_diffusion: float = 1.0,
+    **_,
+):
     """Euler–Maruyama on the reverse SDE dx = [−v̂ + ½g²∇log p_t]dτ + g dW_τ, g² = c·t, τ = 1 − t.
 
     With Δ = t_i − t_{i+1} > 0 and z ~ N(0, I) from ``generator`` (per row):
@@ -167,6 +176,14 @@ def sample(
     x = noise if noise is not None else draw_noise(tuple(shape), generator, device, dtype)
     if device is not None:
         x = x.to(device)
-    x = SAMPLERS[sampler](model_fn, x, ts, model_kwargs=model_kwargs, progress=progress, callback=callback,
-                          generator=generator, sde_diffusion=sde_diffusion)
+    x = SAMPLERS[sampler](
+        model_fn,
+        x,
+        ts,
+        model_kwargs=model_kwargs,
+        progress=progress,
+        callback=callback,
+        generator=generator,
+        sde_diffusion=sde_diffusion,
+    )
     return x.clamp(-1, 1) if clip_denoised else x

@@ -45,8 +45,11 @@ def guided_model_fn(
         raise UserError(f"cfg scale must be >= 0, got {cfg_scale}")
     if interval is not None and interval[0] > interval[1]:
         raise UserError(f"guidance interval {interval} is empty; give (low, high) with low <= high")
-    settings = {"cfg_scale": float(cfg_scale), "channels": channels,
-                "interval": None if interval is None else [int(interval[0]), int(interval[1])]}
+    settings = {
+        "cfg_scale": float(cfg_scale),
+        "channels": channels,
+        "interval": None if interval is None else [int(interval[0]), int(interval[1])],
+    }
     if null_label is None or cfg_scale == 1.0:
         # s = 1 is exactly the conditional model: ε_u + 1·(ε_c − ε_u) = ε_c, at half the cost.
         def unguided(x, t, y=None):

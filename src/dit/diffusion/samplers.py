@@ -66,19 +66,47 @@ def _adm_loop(loop, x, callback, timestep_map):
     return final
 
 
-def ddpm(diffusion, model_fn, x, num_steps=None, generator=None, model_kwargs=None, progress=False, callback=None,
-         clip_denoised=False, **_):
+def ddpm(
+    diffusion,
+    model_fn,
+    x,
+    num_steps=None,
+    generator=None,
+    model_kwargs=None,
+    progress=False,
+    callback=None,
+    clip_denoised=False,
+    **_,
+):
     """DDPM ancestral sampling (Ho et al. 2020, Alg. 2) with ADM's respacing to ``num_steps``."""
     d = _as_spaced(diffusion)
     if num_steps is not None:
         d = d.respaced(space_timesteps(d.original_num_steps, str(int(num_steps))))
-    loop = d.p_sample_loop_progressive(model_fn, tuple(x.shape), noise=x, clip_denoised=clip_denoised,
-                                       model_kwargs=model_kwargs, progress=progress, generator=generator)
+    loop = d.p_sample_loop_progressive(
+        model_fn,
+        tuple(x.shape),
+        noise=x,
+        clip_denoised=clip_denoised,
+        model_kwargs=model_kwargs,
+        progress=progress,
+        generator=generator,
+    )
     return _adm_loop(loop, x, callback, d.timestep_map)
 
 
-def ddim(diffusion, model_fn, x, num_steps=None, generator=None, model_kwargs=None, progress=False, callback=None,
-         clip_denoised=False, eta=0.0, **_):
+def ddim(
+    diffusion,
+    model_fn,
+    x,
+    num_steps=None,
+    generator=None,
+    model_kwargs=None,
+    progress=False,
+    callback=None,
+    clip_denoised=False,
+    eta=0.0,
+    **_,
+):
     """DDIM (Song et al. 2021, eq. 12) with η; ``"ddimN"`` spacing (even spacing as fallback)."""
     d = _as_spaced(diffusion)
     if num_steps is not None:
@@ -87,8 +115,16 @@ def ddim(diffusion, model_fn, x, num_steps=None, generator=None, model_kwargs=No
         except UserError:
             keep = space_timesteps(d.original_num_steps, str(int(num_steps)))
         d = d.respaced(keep)
-    loop = d.ddim_sample_loop_progressive(model_fn, tuple(x.shape), noise=x, clip_denoised=clip_denoised,
-                                          model_kwargs=model_kwargs, progress=progress, eta=eta, generator=generator)
+    loop = d.ddim_sample_loop_progressive(
+        model_fn,
+        tuple(x.shape),
+        noise=x,
+        clip_denoised=clip_denoised,
+        model_kwargs=model_kwargs,
+        progress=progress,
+        eta=eta,
+        generator=generator,
+    )
     return _adm_loop(loop, x, callback, d.timestep_map)
 
 
@@ -121,8 +157,19 @@ def solver_timesteps(alphas_cumprod: np.ndarray, num_steps: int, spacing: str = 
     return ts[np.sort(first)]
 
 
-def dpm_solver_pp_2m(diffusion, model_fn, x, num_steps=20, generator=None, model_kwargs=None, progress=False,
-                     callback=None, clip_denoised=False, spacing="logsnr", **_):
+def dpm_solver_pp_2m(
+    diffusion,
+    model_fn,
+    x,
+    num_steps=20,
+    generator=None,
+    model_kwargs=None,
+    progress=False,
+    callback=None,
+    clip_denoised=False,
+    spacing="logsnr",
+    **_,
+):
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2), data-prediction multistep.
 
     With α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t), h_i = λ_{t_i} − λ_{t_{i−1}} and
@@ -221,6 +268,15 @@ def sample(
     x = noise if noise is not None else draw_noise(tuple(shape), generator, device, dtype)
     if device is not None:
         x = x.to(device)
-    return SAMPLERS[sampler](diffusion, model_fn, x, num_steps=num_steps, generator=generator,
-                             model_kwargs=model_kwargs, progress=progress, callback=callback,
-                             clip_denoised=clip_denoised, eta=eta)
+    return SAMPLERS[sampler](
+        diffusion,
+        model_fn,
+        x,
+        num_steps=num_steps,
+        generator=generator,
+        model_kwargs=model_kwargs,
+        progress=progress,
+        callback=callback,
+        clip_denoised=clip_denoised,
+        eta=eta,
+    )

@@ -51,8 +51,13 @@ def reference_arrays(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise UserError("the reference needs at least 2 images for a covariance")
     pool = metrics.feature_statistics(features["pool"])
     spatial = metrics.feature_statistics(features["spatial"])
-    return {"pool": features["pool"].astype(np.float32), "mu": pool.mu, "sigma": pool.sigma,
-            "mu_s": spatial.mu, "sigma_s": spatial.sigma}
+    return {
+        "pool": features["pool"].astype(np.float32),
+        "mu": pool.mu,
+        "sigma": pool.sigma,
+        "mu_s": spatial.mu,
+        "sigma_s": spatial.sigma,
+    }
 
 
 @dataclass
@@ -95,8 +100,10 @@ def stored_statistics(reference: str | os.PathLike) -> tuple[Optional[dict[str, 
             if not present:
                 return None, None
             if len(present) != len(STAT_KEYS):
-                raise UserError(f"{p} holds {present} but not all of {list(STAT_KEYS)}; "
-                                "rewrite it with `dit make-reference` or drop the statistics")
+                raise UserError(
+                    f"{p} holds {present} but not all of {list(STAT_KEYS)}; "
+                    "rewrite it with `dit make-reference` or drop the statistics"
+                )
             stats = {k: np.asarray(f[k], dtype=np.float64) for k in STAT_KEYS}
             made_by = str(f[FEATURES_KEY]) if FEATURES_KEY in f.files else None
     except NPZ_ERRORS as e:
@@ -104,8 +111,9 @@ def stored_statistics(reference: str | os.PathLike) -> tuple[Optional[dict[str, 
     return stats, made_by
 
 
-def _statistics_fit(stats: dict[str, np.ndarray], made_by: Optional[str], extractor: FeatureExtractor,
-                    pool_dim: int, spatial_dim: int) -> Optional[str]:
+def _statistics_fit(
+    stats: dict[str, np.ndarray], made_by: Optional[str], extractor: FeatureExtractor, pool_dim: int, spatial_dim: int
+) -> Optional[str]:
     """None when stored statistics can stand in for ours, else the reason they cannot."""
     if made_by is not None and made_by != extractor.name:
         return f"the reference file's statistics were made by {made_by}, not by {extractor.name}"

@@ -46,9 +46,7 @@ from dit.errors import UserError
 from dit.evaluation.io import cache_dir
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
-WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_FILENAME
-)
+WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_FILENAME
 CONVERTED_FILENAME = "inception-2015-12-05-tf-graph.pth"  # what `dit convert-inception` writes
 INPUT_SIZE = 299
 SPATIAL_CHANNELS = 7  # ADM: mixed_6/conv[..., :7] → 17·17·7 = 2023 dims
@@ -281,8 +279,9 @@ def find_weights(path: Optional[str | os.PathLike] = None) -> Path:
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise UserError(f"Inception weights file {p} not found; pass the path of {WEIGHTS_FILENAME} "
-                f"({WEIGHTS_URL})")
+            raise UserError(
+                f"Inception weights file {p} not found; pass the path of {WEIGHTS_FILENAME} ({WEIGHTS_URL})"
+            )
         return p
     for name in (WEIGHTS_FILENAME, CONVERTED_FILENAME):
         if (cache_dir() / name).is_file():

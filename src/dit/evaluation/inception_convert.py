@@ -34,31 +34,78 @@ _PREFIX = "net.layers."
 
 # Our block → TF block (the graph's order: Mixed_5b.. = mixed, mixed_1, ..., mixed_10).
 _BLOCKS = {
-    "Conv2d_1a_3x3": "conv", "Conv2d_2a_3x3": "conv_1", "Conv2d_2b_3x3": "conv_2",
-    "Conv2d_3b_1x1": "conv_3", "Conv2d_4a_3x3": "conv_4",
-    "Mixed_5b": "mixed", "Mixed_5c": "mixed_1", "Mixed_5d": "mixed_2", "Mixed_6a": "mixed_3",
-    "Mixed_6b": "mixed_4", "Mixed_6c": "mixed_5", "Mixed_6d": "mixed_6", "Mixed_6e": "mixed_7",
-    "Mixed_7a": "mixed_8", "Mixed_7b": "mixed_9", "Mixed_7c": "mixed_10",
+    "Conv2d_1a_3x3": "conv",
+    "Conv2d_2a_3x3": "conv_1",
+    "Conv2d_2b_3x3": "conv_2",
+    "Conv2d_3b_1x1": "conv_3",
+    "Conv2d_4a_3x3": "conv_4",
+    "Mixed_5b": "mixed",
+    "Mixed_5c": "mixed_1",
+    "Mixed_5d": "mixed_2",
+    "Mixed_6a": "mixed_3",
+    "Mixed_6b": "mixed_4",
+    "Mixed_6c": "mixed_5",
+    "Mixed_6d": "mixed_6",
+    "Mixed_6e": "mixed_7",
+    "Mixed_7a": "mixed_8",
+    "Mixed_7b": "mixed_9",
+    "Mixed_7c": "mixed_10",
 }
 # Our branch unit → TF unit, per block type (A: 5b-d, B: 6a, C: 6b-e, D: 7a, E: 7b-c).
 _UNITS = {
-    "A": {"branch1x1": "conv", "branch5x5_1": "tower.conv", "branch5x5_2": "tower.conv_1",
-          "branch3x3dbl_1": "tower_1.conv", "branch3x3dbl_2": "tower_1.conv_1",
-          "branch3x3dbl_3": "tower_1.conv_2", "branch_pool": "tower_2.conv"},
-    "B": {"branch3x3": "conv", "branch3x3dbl_1": "tower.conv", "branch3x3dbl_2": "tower.conv_1",
-          "branch3x3dbl_3": "tower.conv_2"},
-    "C": {"branch1x1": "conv", "branch7x7_1": "tower.conv", "branch7x7_2": "tower.conv_1",
-          "branch7x7_3": "tower.conv_2", "branch_pool": "tower_2.conv",
-          **{f"branch7x7dbl_{i + 1}": "tower_1.conv" + (f"_{i}" if i else "") for i in range(5)}},
-    "D": {"branch3x3_1": "tower.conv", "branch3x3_2": "tower.conv_1",
-          **{f"branch7x7x3_{i + 1}": "tower_1.conv" + (f"_{i}" if i else "") for i in range(4)}},
-    "E": {"branch1x1": "conv", "branch3x3_1": "tower_conv", "branch3x3_2a": "tower_mixed_conv",
-          "branch3x3_2b": "tower_mixed_conv_1", "branch3x3dbl_1": "tower_1_conv",
-          "branch3x3dbl_2": "tower_1_conv_1", "branch3x3dbl_3a": "tower_1_mixed_conv",
-          "branch3x3dbl_3b": "tower_1_mixed_conv_1", "branch_pool": "tower_2_conv"},
+    "A": {
+        "branch1x1": "conv",
+        "branch5x5_1": "tower.conv",
+        "branch5x5_2": "tower.conv_1",
+        "branch3x3dbl_1": "tower_1.conv",
+        "branch3x3dbl_2": "tower_1.conv_1",
+        "branch3x3dbl_3": "tower_1.conv_2",
+        "branch_pool": "tower_2.conv",
+    },
+    "B": {
+        "branch3x3": "conv",
+        "branch3x3dbl_1": "tower.conv",
+        "branch3x3dbl_2": "tower.conv_1",
+        "branch3x3dbl_3": "tower.conv_2",
+    },
+    "C": {
+        "branch1x1": "conv",
+        "branch7x7_1": "tower.conv",
+        "branch7x7_2": "tower.conv_1",
+        "branch7x7_3": "tower.conv_2",
+        "branch_pool": "tower_2.conv",
+        **{f"branch7x7dbl_{i + 1}": "tower_1.conv" + (f"_{i}" if i else "") for i in range(5)},
+    },
+    "D": {
+        "branch3x3_1": "tower.conv",
+        "branch3x3_2": "tower.conv_1",
+        **{f"branch7x7x3_{i + 1}": "tower_1.conv" + (f"_{i}" if i else "") for i in range(4)},
+    },
+    "E": {
+        "branch1x1": "conv",
+        "branch3x3_1": "tower_conv",
+        "branch3x3_2a": "tower_mixed_conv",
+        "branch3x3_2b": "tower_mixed_conv_1",
+        "branch3x3dbl_1": "tower_1_conv",
+        "branch3x3dbl_2": "tower_1_conv_1",
+        "branch3x3dbl_3a": "tower_1_mixed_conv",
+        "branch3x3dbl_3b": "tower_1_mixed_conv_1",
+        "branch_pool": "tower_2_conv",
+    },
 }
-_BLOCK_TYPE = {"5b": "A", "5c": "A", "5d": "A", "6a": "B", "6b": "C", "6c": "C", "6d": "C", "6e": "C",
-               "7a": "D", "7b": "E", "7c": "E"}
+_BLOCK_TYPE = {
+    "5b": "A",
+    "5c": "A",
+    "5d": "A",
+    "6a": "B",
+    "6b": "C",
+    "6c": "C",
+    "6d": "C",
+    "6e": "C",
+    "7a": "D",
+    "7b": "E",
+    "7c": "E",
+}
 
 
 def tf_name(unit: str) -> str:
@@ -75,7 +122,7 @@ def convert_tf_graph_state(tf_state: dict[str, torch.Tensor]) -> dict[str, torch
     conv.weight ← weight; bn.weight ← 1 (TF has no scale); bn.bias ← beta; bn.running_mean ← mean;
     bn.running_var ← var. Raises UserError on a missing, mis-shaped or unused tensor.
     """
-    src = {k[len(_PREFIX):] if k.startswith(_PREFIX) else k: v for k, v in tf_state.items()}
+    src = {k[len(_PREFIX) :] if k.startswith(_PREFIX) else k: v for k, v in tf_state.items()}
     model = FIDInceptionV3(num_classes=0)
     ours = model.state_dict()
     units = sorted({k.rsplit(".", 2)[0] for k in ours if ".conv." in k or ".bn." in k})

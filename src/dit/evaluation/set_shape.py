@@ -60,5 +60,7 @@ def shape_mismatch(samples: str | os.PathLike, reference: str | os.PathLike) -> 
         return None
     differs = (("image size", a[:2] != b[:2]), ("channel count", a[2] != b[2]))
     what = " and ".join(name for name, differ in differs if differ)
-    return (f"the samples are {_describe(a)} but the reference is {_describe(b)}; both are resized to the feature "
-            f"network's input, so the scores also measure the {what} mismatch — check --image-size or the reference")
+    return (
+        f"the samples are {_describe(a)} but the reference is {_describe(b)}; both are resized to the feature "
+        f"network's input, so the scores also measure the {what} mismatch — check --image-size or the reference"
+    )

@@ -162,8 +162,14 @@ class DiTBlock(nn.Module):
     """
 
     def __init__(
-        self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, design: str = "adaln-zero",
-        norm: str = "layer", qk_norm: str = "none", mlp: str = "gelu",
+        self,
+        hidden_size: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        design: str = "adaln-zero",
+        norm: str = "layer",
+        qk_norm: str = "none",
+        mlp: str = "gelu",
     ):
         super().__init__()
         for value, choices in ((design, BLOCK_DESIGNS), (norm, NORM_TYPES), (qk_norm, QK_NORM_TYPES), (mlp, MLP_TYPES)):

@@ -72,7 +72,9 @@ class DiT(nn.Module):
         if hidden_size % num_heads:
             raise UserError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
         if rope and (hidden_size // num_heads) % 4:
-            raise UserError(f"--rope needs a head width (hidden_size/num_heads = {hidden_size // num_heads}) divisible by 4")
+            raise UserError(
+                f"--rope needs a head width (hidden_size/num_heads = {hidden_size // num_heads}) divisible by 4"
+            )
         if num_classes < 0:
             raise UserError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}")
         if not 0.0 <= class_dropout_prob < 1.0:
@@ -159,7 +161,9 @@ class DiT(nn.Module):
         for lin in self.skip_linears or []:  # [I | 0]: the model still starts as the paper's DiT
             nn.init.zeros_(lin.bias)
             with torch.no_grad():
-                lin.weight.copy_(torch.cat([torch.eye(lin.out_features), torch.zeros_like(lin.weight[:, lin.out_features :])], 1))
+                lin.weight.copy_(
+                    torch.cat([torch.eye(lin.out_features), torch.zeros_like(lin.weight[:, lin.out_features :])], 1)
+                )
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)

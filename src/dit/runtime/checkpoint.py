@@ -156,8 +156,10 @@ def checksum_problem(path: str | os.PathLike) -> Optional[str]:
     except OSError as e:
         return f"it cannot be read ({e.strerror or e})"
     if actual != recorded:
-        return (f"its SHA-256 {actual[:12]}… differs from {recorded[:12]}… recorded in {sidecar.name} when it was "
-                "saved: the file was damaged after the save")
+        return (
+            f"its SHA-256 {actual[:12]}… differs from {recorded[:12]}… recorded in {sidecar.name} when it was "
+            "saved: the file was damaged after the save"
+        )
     return None
 
 

@@ -15,7 +15,10 @@ def git_revision() -> str:
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here, capture_output=True, text=True, timeout=10,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except Exception:

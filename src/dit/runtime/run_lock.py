@@ -54,9 +54,7 @@ def make_run_dir(folder: str | os.PathLike, flag: str = "--results-dir") -> bool
         blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
         raise UserError(f"{flag} {path} cannot be made: {blocker} is a file, not a folder; pass another path") from None
     except OSError as e:
-        raise UserError(
-            f"{flag} {path} cannot be made: {e.strerror or e}; pick a folder you can write to"
-        ) from None
+        raise UserError(f"{flag} {path} cannot be made: {e.strerror or e}; pick a folder you can write to") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} is not writable; fix its permissions or pick another folder")
     return not existed
@@ -131,8 +129,12 @@ class RunLock:
                 os.close(fd)
                 continue
             previous = _read_owner(fd)
-            me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-                  "command": " ".join(sys.argv)[:500]}
+            me = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": time.time(),
+                "command": " ".join(sys.argv)[:500],
+            }
             try:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
@@ -163,8 +165,10 @@ class RunLock:
         """A log line about the dead run whose lock was taken over (None when there was none)."""
         if not self.stale_owner:
             return None
-        return (f"took over the lock of a run that ended without releasing it ({_describe(self.stale_owner)}); "
-                "its kernel lock was free, so it no longer runs")
+        return (
+            f"took over the lock of a run that ended without releasing it ({_describe(self.stale_owner)}); "
+            "its kernel lock was free, so it no longer runs"
+        )
 
     def release(self) -> None:
         """Delete the lock file and drop the lock; removes the folder too if this lock made it and it stayed empty."""

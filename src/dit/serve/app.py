@@ -74,8 +74,13 @@ class Model:
     def page_defaults(self, limits: Limits) -> dict[str, Any]:
         """The page's starting values: the objective's sampler and steps (`dit sample`'s; capped by the limits),
         guidance 4 (the official sample.py's)."""
-        return {"num_images": min(4, limits.max_images), "sampler": self.default_sampler,
-                "num_steps": min(self.default_steps, limits.max_steps), "cfg_scale": 4.0, "seed": 0}
+        return {
+            "num_images": min(4, limits.max_images),
+            "sampler": self.default_sampler,
+            "num_steps": min(self.default_steps, limits.max_steps),
+            "cfg_scale": 4.0,
+            "seed": 0,
+        }
 
 
 class GenerateRequest(BaseModel):
@@ -84,15 +89,20 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     classes: list[Union[int, str]] = Field(
-        [], max_length=1000, examples=[["golden retriever"], [207, 360]],
-        description="class ids or names; image i gets classes[i mod len] (empty for an unconditional model)")
+        [],
+        max_length=1000,
+        examples=[["golden retriever"], [207, 360]],
+        description="class ids or names; image i gets classes[i mod len] (empty for an unconditional model)",
+    )
     num_images: Optional[int] = Field(None, ge=1, description="how many images (default: one per class given)")
     sampler: Optional[str] = Field(None, description="a sampler name (GET /api/info lists them; default: the model's)")
     num_steps: Optional[int] = Field(None, ge=1, description="sampler steps (default: the model's)")
-    cfg_scale: float = Field(4.0, ge=0.0, le=MAX_CFG_SCALE, allow_inf_nan=False,
-                             description="classifier-free guidance scale (1 = off)")
+    cfg_scale: float = Field(
+        4.0, ge=0.0, le=MAX_CFG_SCALE, allow_inf_nan=False, description="classifier-free guidance scale (1 = off)"
+    )
     guidance_interval: Optional[tuple[int, int]] = Field(
-        None, description="guide only at model timesteps lo <= t <= hi (0..999; flow: 0..1000); null = every step")
+        None, description="guide only at model timesteps lo <= t <= hi (0..999; flow: 0..1000); null = every step"
+    )
     seed: int = Field(0, ge=0, lt=2**63, description="image i's noise depends on (seed, i) only")
 
 
@@ -117,9 +127,15 @@ class Work:
     guidance_interval: Optional[tuple[int, int]]
 
     def pipeline_kwargs(self) -> dict[str, Any]:
-        return {"classes": self.classes, "num_images": self.num_images, "num_steps": self.num_steps,
-                "cfg_scale": self.cfg_scale,
-                "sampler": self.sampler, "seed": self.seed, "guidance_interval": self.guidance_interval}
+        return {
+            "classes": self.classes,
+            "num_images": self.num_images,
+            "num_steps": self.num_steps,
+            "cfg_scale": self.cfg_scale,
+            "sampler": self.sampler,
+            "seed": self.seed,
+            "guidance_interval": self.guidance_interval,
+        }
 
 
 def check_request(req: GenerateRequest, pipe, limits: Limits, model: Model) -> Work:
@@ -139,8 +155,10 @@ def check_request(req: GenerateRequest, pipe, limits: Limits, model: Model) -> W
         raise BadRequest("num_steps", f"at most {limits.max_steps} steps per request (asked {steps})")
     sampler = req.sampler if req.sampler is not None else model.default_sampler
     if sampler not in model.samplers:
-        raise BadRequest("sampler", f"unknown sampler {sampler!r} for this {model.objective} model; "
-                                    f"choose one of {', '.join(model.samplers)}")
+        raise BadRequest(
+            "sampler",
+            f"unknown sampler {sampler!r} for this {model.objective} model; choose one of {', '.join(model.samplers)}",
+        )
     if req.guidance_interval is not None:
         lo, hi = req.guidance_interval
         if not 0 <= lo <= hi <= model.max_timestep:
@@ -206,9 +224,14 @@ def error(status: int, message: str, headers: Optional[dict[str, str]] = None, *
 def job_state(job: Job, queue: JobQueue) -> dict[str, Any]:
     """What the API says about a job (the page renders exactly this)."""
     status = job.status  # read once: the worker thread moves it on
-    state: dict[str, Any] = {"id": job.id, "status": status, "step": job.step,
-                             "num_steps": job.num_steps or job.request.num_steps,
-                             "position": queue.position(job), "error": job.error}
+    state: dict[str, Any] = {
+        "id": job.id,
+        "status": status,
+        "step": job.step,
+        "num_steps": job.num_steps or job.request.num_steps,
+        "position": queue.position(job),
+        "error": job.error,
+    }
     if status == "running" and job.preview is not None:
         state["preview"] = f"/api/jobs/{job.id}/preview.png?step={job.step}"
     if status == "done" and isinstance(job.result, Result):
@@ -241,8 +264,13 @@ def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 
 
     ``previews``: how many decoded previews a running job shows (0: none).
     """
-    app = FastAPI(title="dit serve", version=__version__, docs_url=None, redoc_url=None,  # Swagger UI needs a CDN
-                  description="Sample a DiT checkpoint. Every error is JSON {\"error\": \"...\"}.")
+    app = FastAPI(
+        title="dit serve",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,  # Swagger UI needs a CDN
+        description='Sample a DiT checkpoint. Every error is JSON {"error": "..."}.',
+    )
     model = Model.of(pipe)
     jobs = JobQueue(lambda job: run_job(pipe, job, previews), max_waiting=limits.max_waiting)
     app.state.jobs = jobs
@@ -288,14 +316,28 @@ def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 
     def info() -> dict[str, Any]:
         names, n = pipe.class_names, int(pipe.num_classes)
         classes = [{"id": k, "name": names[k] if names and k < len(names) else f"class {k}"} for k in range(n)]
-        return {"dit_version": __version__, "checkpoint": ckpt, "classes": classes, "objective": model.objective,
-                "samplers": list(model.samplers), "defaults": model.page_defaults(limits), "limits": limits.__dict__,
-                "max_timestep": model.max_timestep,
-                "max_cfg_scale": MAX_CFG_SCALE, "queue": jobs.stats()}
+        return {
+            "dit_version": __version__,
+            "checkpoint": ckpt,
+            "classes": classes,
+            "objective": model.objective,
+            "samplers": list(model.samplers),
+            "defaults": model.page_defaults(limits),
+            "limits": limits.__dict__,
+            "max_timestep": model.max_timestep,
+            "max_cfg_scale": MAX_CFG_SCALE,
+            "queue": jobs.stats(),
+        }
 
-    @app.post("/api/jobs", status_code=202, summary="Queue a generation",
-              responses={422: {"description": "bad input: {error, field}"},
-                         429: {"description": "busy: {error}, try again after Retry-After seconds"}})
+    @app.post(
+        "/api/jobs",
+        status_code=202,
+        summary="Queue a generation",
+        responses={
+            422: {"description": "bad input: {error, field}"},
+            429: {"description": "busy: {error}, try again after Retry-After seconds"},
+        },
+    )
     def submit(req: GenerateRequest) -> dict[str, Any]:
         work = check_request(req, pipe, limits, model)
         try:
@@ -314,8 +356,11 @@ def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 
         jobs.cancel(job_id, "cancelled by request")
         return job_state(job, jobs)
 
-    @app.get("/api/jobs/{job_id}/events", summary="Server-sent events: the job's state at every change",
-             response_class=StreamingResponse)
+    @app.get(
+        "/api/jobs/{job_id}/events",
+        summary="Server-sent events: the job's state at every change",
+        response_class=StreamingResponse,
+    )
     async def events(job_id: str, request: Request):
         job = find(job_id)
 
@@ -341,34 +386,49 @@ def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 
                 if jobs.watch(job, -1) == 0 and not job.finished:
                     jobs.cancel(job.id, "cancelled: the page that asked for it went away")
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
-    @app.get("/api/jobs/{job_id}/images/{index}.png", summary="Image k of a finished job",
-             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    @app.get(
+        "/api/jobs/{job_id}/images/{index}.png",
+        summary="Image k of a finished job",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
     def image(job_id: str, index: int):
         result = finished_result(job_id)
         if not 0 <= index < len(result.images):
             raise StarletteHTTPException(404, f"job {job_id} has images 0..{len(result.images) - 1}")
         return Response(result.images[index], media_type="image/png")
 
-    @app.get("/api/jobs/{job_id}/preview.png", summary="The latest preview of a running job (predicted images)",
-             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    @app.get(
+        "/api/jobs/{job_id}/preview.png",
+        summary="The latest preview of a running job (predicted images)",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
     def preview(job_id: str):
         job = find(job_id)
         if job.preview is None:
             raise StarletteHTTPException(404, f"job {job_id} has no preview yet")
         return Response(job.preview, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/jobs/{job_id}/grid.png", summary="All images of a finished job as one PNG grid",
-             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    @app.get(
+        "/api/jobs/{job_id}/grid.png",
+        summary="All images of a finished job as one PNG grid",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
     def grid(job_id: str):
-        return Response(finished_result(job_id).grid, media_type="image/png",
-                        headers={"Content-Disposition": f'attachment; filename="dit-{job_id}.png"'})
+        return Response(
+            finished_result(job_id).grid,
+            media_type="image/png",
+            headers={"Content-Disposition": f'attachment; filename="dit-{job_id}.png"'},
+        )
 
     @app.get("/api/jobs/{job_id}/protocol.json", summary="The protocol card of a finished job")
     def card(job_id: str) -> dict[str, Any]:
         return finished_result(job_id).card
 
     return app
-

@@ -131,8 +131,11 @@ class JobQueue:
 
     def stats(self) -> dict[str, int]:
         with self._cond:
-            return {"waiting": len(self._waiting), "running": int(self._running is not None),
-                    "max_waiting": self.max_waiting}
+            return {
+                "waiting": len(self._waiting),
+                "running": int(self._running is not None),
+                "max_waiting": self.max_waiting,
+            }
 
     def close(self, timeout: float = 10.0) -> None:
         """Cancel everything and stop the worker."""

@@ -16,8 +16,9 @@ from dit.serve.app import Limits, create_app
 LOOPBACK = "127.0.0.1"
 
 
-def load_pipeline(ckpt: str, weights: str = "ema", device: Optional[str] = None, precision: str = "fp32",
-                  **official: Any) -> Pipeline:
+def load_pipeline(
+    ckpt: str, weights: str = "ema", device: Optional[str] = None, precision: str = "fp32", **official: Any
+) -> Pipeline:
     """The pipeline the server samples with (one per server, one device): a path or a hub id.
 
     ``official``: ``model``, ``image_size``, ``num_classes``, ``vae`` as ``dit sample`` takes them.
@@ -40,8 +41,10 @@ def bind_message(host: str, port: int) -> str:
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     if is_loopback(host):
         return f"dit serve: open {url} (bound to {host}: only this machine can reach it; --host 0.0.0.0 to share it)"
-    return (f"dit serve: open {url} (bound to {host}: other machines on the network CAN reach it and use this "
-            "device; there is no authentication)")
+    return (
+        f"dit serve: open {url} (bound to {host}: other machines on the network CAN reach it and use this "
+        "device; there is no authentication)"
+    )
 
 
 def check_free(host: str, port: int) -> None:
@@ -55,8 +58,17 @@ def check_free(host: str, port: int) -> None:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}; pick another --port or --host") from None
 
 
-def serve(ckpt: str, host: str = LOOPBACK, port: int = 7860, weights: str = "ema", device: Optional[str] = None,
-          precision: str = "fp32", limits: Optional[Limits] = None, previews: int = 8, **official: Any) -> None:
+def serve(
+    ckpt: str,
+    host: str = LOOPBACK,
+    port: int = 7860,
+    weights: str = "ema",
+    device: Optional[str] = None,
+    precision: str = "fp32",
+    limits: Optional[Limits] = None,
+    previews: int = 8,
+    **official: Any,
+) -> None:
     """Load ``ckpt`` and serve the page and API until interrupted."""
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")

@@ -65,8 +65,9 @@ def write_training_checkpoint(
     prune_checkpoints(path.parent, keep_last)
 
 
-def read_training_checkpoint(path: Path, model_config: dict[str, Any], global_batch_size: int,
-                             diffusion_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def read_training_checkpoint(
+    path: Path, model_config: dict[str, Any], global_batch_size: int, diffusion_config: Optional[dict[str, Any]] = None
+) -> dict[str, Any]:
     """Load ``path`` (to CPU, without pickle) and check that it continues this run's objective (when
     ``diffusion_config`` is given), model and batch size."""
     state = load_checkpoint(path, map_location="cpu")  # every rank reads to CPU: no GPU-0 pile-up

@@ -29,9 +29,15 @@ from torch import nn
 from dit.config import EMA_TYPES, TrainConfig
 
 # The TrainConfig fields an EMASchedule is built from (see EMASchedule.from_config)
-_SCHEDULE_FIELDS = ("ema_type", "ema_decay", "ema_warmup", "ema_halflife_kimg", "ema_rampup_ratio", "ema_std",
-                    "global_batch_size")
-
+_SCHEDULE_FIELDS = (
+    "ema_type",
+    "ema_decay",
+    "ema_warmup",
+    "ema_halflife_kimg",
+    "ema_rampup_ratio",
+    "ema_std",
+    "global_batch_size",
+)
 
 
 def ema_decay(decay: float, num_updates: int, warmup: bool) -> float:
@@ -93,8 +99,13 @@ class EMASchedule:
     def from_config(cls, cfg: TrainConfig) -> "EMASchedule":
         """The schedule a run's settings describe (γ of the power EMA from ``ema_std``)."""
         return cls(
-            kind=cfg.ema_type, decay=cfg.ema_decay, warmup=cfg.ema_warmup, halflife_kimg=cfg.ema_halflife_kimg,
-            rampup_ratio=cfg.ema_rampup_ratio, batch_size=cfg.global_batch_size, power=power_from_std(cfg.ema_std),
+            kind=cfg.ema_type,
+            decay=cfg.ema_decay,
+            warmup=cfg.ema_warmup,
+            halflife_kimg=cfg.ema_halflife_kimg,
+            rampup_ratio=cfg.ema_rampup_ratio,
+            batch_size=cfg.global_batch_size,
+            power=power_from_std(cfg.ema_std),
         )
 
     def initial_weight(self, num_updates: int) -> float:

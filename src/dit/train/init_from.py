@@ -68,8 +68,15 @@ def read_pretrained(source: str, revision: Optional[str] = None) -> Pretrained:
     model = read_weights(path, "model") if ema.format in ("dit-train", "official-train") else ema
     cfg = resolve_config(ema)
     step = ema.meta.get("step")
-    return Pretrained(str(source), path, ema.format, cfg, model.state_dict, ema.state_dict,
-                      int(step) if isinstance(step, int) else None)
+    return Pretrained(
+        str(source),
+        path,
+        ema.format,
+        cfg,
+        model.state_dict,
+        ema.state_dict,
+        int(step) if isinstance(step, int) else None,
+    )
 
 
 def architecture_of(pretrained: ModelConfig, run: ModelConfig) -> ModelConfig:

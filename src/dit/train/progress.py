@@ -65,6 +65,7 @@ class BadImageReport:
             names = sorted(bad)[:5]
             self.logger.info(
                 f"skipped {len(bad)} unreadable image(s) so far (all listed in {self.log_file.name}): "
-                + "; ".join(f"{n} ({bad[n]})" for n in names) + (" ..." if len(bad) > 5 else "")
+                + "; ".join(f"{n} ({bad[n]})" for n in names)
+                + (" ..." if len(bad) > 5 else "")
             )
             self.reported = len(bad)

@@ -27,9 +27,7 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def local_batches(
-    perm: torch.Tensor, global_batch: int, rank: int, world: int, start: int = 0
-) -> Iterator[list[int]]:
+def local_batches(perm: torch.Tensor, global_batch: int, rank: int, world: int, start: int = 0) -> Iterator[list[int]]:
     """Rank ``rank``'s share of each full global batch of ``perm``, from batch ``start`` on."""
     local = global_batch // world
     for b in range(start, len(perm) // global_batch):
