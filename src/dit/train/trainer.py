@@ -33,7 +33,15 @@ from dit.diffusion import build_objective, training_timesteps
 from dit.errors import UserError
 from dit.models import build_model
 from dit.runtime.checkpoint import checkpoint_path, remove_stray_temps
-from dit.runtime.distributed import DistInfo, all_reduce_max, cleanup, init_distributed, on_main_rank, set_tf32
+from dit.runtime.distributed import (
+    DistInfo,
+    all_reduce_max,
+    barrier,
+    cleanup,
+    init_distributed,
+    on_main_rank,
+    set_tf32,
+)
 from dit.runtime.logging import RunLogger
 from dit.runtime.revision import git_revision
 from dit.runtime.run_lock import lock_run_folder
@@ -451,7 +459,11 @@ def train(
         trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks)
         if lock is not None and lock.describe_stale():
             trainer.logger.info(lock.describe_stale())
-        return trainer.fit()
+        result = trainer.fit()
+        # Ranks leave together: a gloo rank that tore its group down while its peer was still
+        # leaving hung in the group's destructor, about 1 run in 4 of a 4-step 2-rank job (py-spy).
+        barrier(info)
+        return result
     finally:
         if lock is not None:
             lock.release()
