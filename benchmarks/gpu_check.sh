@@ -32,7 +32,7 @@ done
 
 echo "== pytest -m cuda"
 # A hard cap keeps the measurements inside the 8-minute budget even if a test hangs.
-timeout 150 python -m pytest -q -m cuda -p no:cacheprovider --junitxml="$XML" tests/unit/test_cuda.py
+timeout 150 python -m pytest -q -m cuda -p no:cacheprovider --junitxml="$XML" tests/unit/runtime/test_cuda.py
 echo "pytest exit status $? ($((SECONDS - START))s)"
 
 echo "== training and sampling"

@@ -67,7 +67,7 @@ class _DictMixin:
 MAX_DEFAULT_WORKERS = 4
 # The --sampler choices of `dit sample` and `dit demo`: the names of dit.diffusion.samplers.SAMPLERS
 # (gaussian checkpoints) and dit.diffusion.flow_samplers.SAMPLERS (flow checkpoints), kept here so
-# the CLI lists them without importing torch (tests/unit/test_cli_help.py keeps them equal).
+# the CLI lists them without importing torch (tests/unit/cli/test_help.py keeps them equal).
 SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++2m-time", "dpm++2m-karras", "euler", "heun", "sde")
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from dit.cli.main import main
 
-from ..integration.train_utils import make_image_folder, train_args  # noqa: F401  (re-exported)
+from tests.helpers.train import make_image_folder, train_args  # noqa: F401  (re-exported)
 
 
 class _CurrentStderr:

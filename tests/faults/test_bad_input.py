@@ -339,7 +339,7 @@ def test_latent_cache_of_another_size_or_vae(capsys, cache, tmp_path):
     argv = train_args(cache, tmp_path / "run", "--max-steps", "1")
     argv[argv.index("--image-size") + 1] = "16"
     assert_refused(capsys, argv, cache.parent, "image size 8", "16", "re-run dit extract-latents")
-    from ..integration.sample_utils import save_vae8
+    from tests.helpers.sample import save_vae8
 
     vae = save_vae8(tmp_path / "vae")
     argv = train_args(cache, tmp_path / "run2", "--max-steps", "1")

@@ -12,7 +12,7 @@ import torch
 import dit.runtime.checkpoint as ck
 from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
 
-from ..integration.train_utils import assert_states_close, final_state
+from tests.helpers.train import assert_states_close, final_state
 from .helpers import make_image_folder, run_cli, train_args
 
 pytestmark = pytest.mark.faults
@@ -120,7 +120,7 @@ def test_failed_checkpoint_write_stops_every_rank_without_a_hang(data, tmp_path)
     barrier after the save until rank 0's exit broke the connection or torchrun killed it)."""
     import time
 
-    from tests.torchrun import run_torchrun
+    from tests.helpers.torchrun import run_torchrun
 
     run = tmp_path / "run"
     run.mkdir()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.test_classifier import bars_dataset
+from tests.unit.evaluation.test_classifier import bars_dataset
 
 from .helpers import run_cli
 

@@ -22,7 +22,7 @@ import pytest
 from dit.cli.main import main
 from dit.runtime.checkpoint import PAUSE_ENV, latest_checkpoint, list_checkpoints, load_checkpoint
 
-from ..integration.train_utils import assert_states_close, final_state
+from tests.helpers.train import assert_states_close, final_state
 from .helpers import make_image_folder, train_args
 
 pytestmark = pytest.mark.faults

@@ -238,7 +238,7 @@ def real_inputs(tmp_path_factory):
     """A tiny trained checkpoint, an image folder, an .npz of images and a small classifier."""
     from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 
-    from ..integration.train_utils import make_image_folder, train_args
+    from tests.helpers.train import make_image_folder, train_args
 
     root = tmp_path_factory.mktemp("real")
     data = make_image_folder(root / "data", per_class=3)

@@ -22,7 +22,7 @@ from dit.runtime.checkpoint import (
     save_checkpoint,
 )
 
-from ..integration.train_utils import assert_states_close, final_state
+from tests.helpers.train import assert_states_close, final_state
 from .helpers import assert_refused, make_image_folder, run_cli, train_args
 
 pytestmark = pytest.mark.faults

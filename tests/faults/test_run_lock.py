@@ -222,7 +222,7 @@ def test_torchrun_ranks_share_the_lock_and_stop_together_on_a_busy_folder(data, 
     """2 gloo ranks: on a folder another process holds, both ranks stop at once with the same line
     (rank 1 learns it from rank 0, it does not wait in a collective); on a free folder the two
     ranks run together under rank 0's one lock (a per-rank lock would turn rank 1 away)."""
-    from tests.torchrun import run_torchrun
+    from tests.helpers.torchrun import run_torchrun
 
     run = tmp_path / "run"
     holder = _holder(run)

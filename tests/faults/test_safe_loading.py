@@ -156,7 +156,7 @@ def test_diffusers_folder_with_a_pickled_bin_is_refused(capsys, tmp_path, evil):
         capsys, ["sample", "--ckpt", folder, "--out", tmp_path / "s.png"], tmp_path, "diffusion_pytorch_model.bin"
     )
     # a VAE folder whose weights are a pickle (diffusers reads it; it must be weights-only too)
-    from ..integration.sample_utils import save_vae8
+    from tests.helpers.sample import save_vae8
 
     vae = save_vae8(tmp_path / "vae")
     (vae / "diffusion_pytorch_model.safetensors").unlink()

@@ -21,7 +21,7 @@ import pytest
 
 from dit.cli.main import main
 
-from ..integration.sample_utils import sample_argv, trained_run
+from tests.helpers.sample import sample_argv, trained_run
 
 pytestmark = pytest.mark.faults
 

@@ -9,7 +9,7 @@ import torch
 from dit.cli.main import main
 from dit.evaluation import inception, metrics
 from dit.evaluation.features import make_extractor
-from tests.unit.test_classifier import bars_dataset
+from tests.unit.evaluation.test_classifier import bars_dataset
 
 KEYS = ("fid", "sfid", "inception_score", "precision", "recall")
 

@@ -6,8 +6,8 @@ import torch
 from dit.cli.main import main
 from dit.data import LatentCacheDataset, build_source, read_header
 from dit.vae import load_codec
-from tests.unit.data_helpers import make_image_folder, save_tiny_vae
-from tests.torchrun import run_torchrun
+from tests.helpers.data import make_image_folder, save_tiny_vae
+from tests.helpers.torchrun import run_torchrun
 
 
 @pytest.fixture(scope="module")

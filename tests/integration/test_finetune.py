@@ -18,8 +18,8 @@ from dit.runtime.distributed import DistInfo
 from dit.train.init_from import CLASS_TABLE, POS_EMBED
 from dit.train.trainer import Trainer
 
-from .sample_utils import trained_run
-from .train_utils import make_image_folder
+from tests.helpers.sample import trained_run
+from tests.helpers.train import make_image_folder
 
 
 def finetune_argv(src, data, run, *extra):

@@ -15,8 +15,8 @@ from dit.errors import UserError
 from dit.runtime.checkpoint import ema_export_path
 from dit.runtime.hub import resolve_pretrained
 
-from .hub_utils import COMMIT, add_to_cache, cache_with_dit_xl
-from .sample_utils import trained_run
+from tests.helpers.hub import COMMIT, add_to_cache, cache_with_dit_xl
+from tests.helpers.sample import trained_run
 
 OLD_COMMIT = "b" * 40
 

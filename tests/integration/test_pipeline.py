@@ -16,7 +16,7 @@ from dit.data.class_names import imagenet_class_names
 from dit.errors import UserError
 from dit.runtime.checkpoint import ema_export_path
 
-from .sample_utils import official_dit_s8, read_npz, sample_argv, save_vae8, trained_run
+from tests.helpers.sample import official_dit_s8, read_npz, sample_argv, save_vae8, trained_run
 
 PROVENANCE = ("time", "output")  # the only card fields allowed to differ between two draws
 

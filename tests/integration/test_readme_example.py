@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .hub_utils import cache_with_dit_xl
+from tests.helpers.hub import cache_with_dit_xl
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

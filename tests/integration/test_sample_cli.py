@@ -21,7 +21,7 @@ from dit.models import build_model
 from dit.runtime.checkpoint import ema_export_path, load_checkpoint
 from dit.vae import PixelCodec, load_codec
 
-from .sample_utils import official_dit_s8, read_npz, sample_argv, save_vae8, trained_run
+from tests.helpers.sample import official_dit_s8, read_npz, sample_argv, save_vae8, trained_run
 
 CARD_FIELDS = (
     "checkpoint",
@@ -126,9 +126,9 @@ def test_safetensors_export_gives_the_same_file_as_the_checkpoint(ckpt, tmp_path
 
 
 def test_latent_checkpoint_decodes_with_the_vae_it_was_trained_with(tmp_path):
-    from tests.unit.data_helpers import TINY_SCALE, save_tiny_vae
+    from tests.helpers.data import TINY_SCALE, save_tiny_vae
 
-    from .train_utils import make_image_folder, train_args
+    from tests.helpers.train import make_image_folder, train_args
 
     vae = save_tiny_vae(tmp_path / "vae")  # downsampling 2: 8×8 images ↔ 4×4×4 latents
     run = tmp_path / "run"
@@ -346,7 +346,7 @@ def test_says_in_one_line_when_the_ema_is_still_mostly_initial_weights(ckpt, tmp
 
 
 def test_no_stale_ema_warning_for_a_short_run_ema(tmp_path, capsys):
-    from .train_utils import make_image_folder, train_args
+    from tests.helpers.train import make_image_folder, train_args
 
     data = make_image_folder(tmp_path / "data")
     assert main(train_args(data, tmp_path / "run", "--max-steps", "2", "--ema-type", "halflife")) == 0

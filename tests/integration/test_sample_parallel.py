@@ -10,8 +10,8 @@ import pytest
 
 from dit.cli.main import main
 
-from .sample_utils import read_npz, sample_argv, trained_run
-from tests.torchrun import run_torchrun
+from tests.helpers.sample import read_npz, sample_argv, trained_run
+from tests.helpers.torchrun import run_torchrun
 
 
 @pytest.mark.slow

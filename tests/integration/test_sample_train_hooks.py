@@ -21,8 +21,8 @@ from dit.evaluation.features import classifier_extractor
 from dit.models import build_model
 from dit.vae import PixelCodec
 
-from .sample_utils import read_npz
-from .train_utils import final_state, make_image_folder, train_args
+from tests.helpers.sample import read_npz
+from tests.helpers.train import final_state, make_image_folder, train_args
 
 
 @pytest.fixture(scope="module")

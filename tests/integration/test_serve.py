@@ -26,8 +26,8 @@ from dit.cli.main import main  # noqa: E402
 from dit.serve.app import BadRequest, GenerateRequest, Limits, Model, check_request, create_app, preview_due  # noqa: E402
 from dit.serve.server import bind_message, load_pipeline  # noqa: E402
 
-from .sample_utils import read_npz, sample_argv, trained_run  # noqa: E402
-from .serve_utils import GatedPipe, free_port, running_server, wait_for  # noqa: E402
+from tests.helpers.sample import read_npz, sample_argv, trained_run  # noqa: E402
+from tests.helpers.serve import GatedPipe, free_port, running_server, wait_for  # noqa: E402
 
 LIMITS = Limits(max_images=6, max_steps=20, max_waiting=1)
 OK = {"classes": [1], "num_images": 2, "num_steps": 2, "sampler": "ddim"}
@@ -251,7 +251,7 @@ def test_an_unconditional_model_takes_no_classes():
 
 @pytest.mark.slow
 def test_a_flow_model_offers_its_own_samplers_and_defaults(tmp_path):
-    from .train_utils import make_image_folder, train_args
+    from tests.helpers.train import make_image_folder, train_args
 
     run = tmp_path / "run"
     argv = train_args(make_image_folder(tmp_path / "data"), run, "--objective", "flow", "--max-steps", "1")

@@ -32,8 +32,8 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed")
 from dit.serve.app import Limits, create_app  # noqa: E402
 from dit.serve.server import load_pipeline  # noqa: E402
 
-from .sample_utils import trained_run  # noqa: E402
-from .serve_utils import running_server  # noqa: E402
+from tests.helpers.sample import trained_run  # noqa: E402
+from tests.helpers.serve import running_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")

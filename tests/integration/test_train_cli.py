@@ -9,7 +9,7 @@ import torch
 from dit.cli.main import main
 from dit.runtime.checkpoint import load_checkpoint
 
-from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

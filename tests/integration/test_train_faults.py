@@ -13,7 +13,7 @@ from dit.cli.main import main
 from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
 from dit.train import trainer as tr
 
-from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,8 +9,8 @@ from PIL import Image
 from dit.cli.main import main
 from dit.runtime.checkpoint import load_checkpoint
 
-from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
-from tests.torchrun import run_torchrun
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.torchrun import run_torchrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

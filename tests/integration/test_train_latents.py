@@ -9,8 +9,8 @@ import pytest
 
 from dit.cli.main import main
 
-from ..unit.data_helpers import save_tiny_vae
-from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.data import save_tiny_vae
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

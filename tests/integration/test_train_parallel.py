@@ -10,8 +10,8 @@ from dit.train import schedule
 from dit.train import trainer as tr
 from dit.train.parallelize import apply_activation_checkpointing, parallelize, unwrap
 
-from .train_utils import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
-from tests.torchrun import run_torchrun
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.torchrun import run_torchrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -22,7 +22,7 @@ from dit.diffusion.samplers import sample
 from dit.weights.formats import load_model
 from dit.weights.diffusers_keys import make_diffusers_official
 from dit.weights.export import convert_checkpoint
-from tests.unit.convert_helpers import make_tiny_vae, model_with, random_weights, tiny
+from tests.helpers.weights import make_tiny_vae, model_with, random_weights, tiny
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -5,7 +5,7 @@ import torch
 
 from dit.errors import UserError
 from dit.vae import HUB_IDS, load_codec
-from tests.unit.data_helpers import TINY_SCALE, save_tiny_vae
+from tests.helpers.data import TINY_SCALE, save_tiny_vae
 
 
 @pytest.fixture(scope="module")

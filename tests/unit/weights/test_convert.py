@@ -28,9 +28,9 @@ from dit.weights.diffusers_keys import (
 from dit.models.embeddings import sincos_pos_embed_2d
 from dit.weights.export import convert_checkpoint
 from dit.models.registry import build_model, model_names, resolve
-from tests.unit.convert_helpers import assert_same_tensors, random_weights, tiny
+from tests.helpers.weights import assert_same_tensors, random_weights, tiny
 
-REF = Path(__file__).resolve().parents[1] / "reference" / "data"
+REF = Path(__file__).resolve().parents[2] / "reference" / "data"
 
 # Named sizes go through every format; custom sizes through the self-describing ones.
 S4 = ModelConfig(name="DiT-S/4", input_size=8, num_classes=10)
@@ -232,7 +232,7 @@ def test_hub_style_diffusers_pipeline_folder_loads(tmp_path):
 
 
 def test_class_names_must_match_the_class_count(tmp_path):
-    from tests.unit.convert_helpers import make_tiny_vae
+    from tests.helpers.weights import make_tiny_vae
 
     src = _dit_file(tmp_path, CUSTOM["p2-sigma"], random_weights(CUSTOM["p2-sigma"]))
     (tmp_path / "names.txt").write_text("a\nb\n")
@@ -295,7 +295,7 @@ def test_dit_training_checkpoint_layout(tmp_path):
 @pytest.mark.slow
 def test_real_dit_train_checkpoint_and_ema_export_load(tmp_path):
     """A checkpoint written by `dit train` itself (tiny pixel model) loads, EMA first, and converts."""
-    from tests.integration.train_utils import make_image_folder, train_args
+    from tests.helpers.train import make_image_folder, train_args
 
     data = make_image_folder(tmp_path / "data", classes=2, per_class=4, size=8)
     assert main(train_args(data, tmp_path / "run", "--max-steps", "2")) == 0

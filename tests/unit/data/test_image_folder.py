@@ -9,7 +9,7 @@ from PIL import Image
 
 from dit.data.image_folder import ImageFolder, center_crop_arr, load_image, to_rgb
 from dit.errors import UserError
-from tests.unit.data_helpers import make_image_folder, random_image
+from tests.helpers.data import make_image_folder, random_image
 
 
 def adm_center_crop_reference(pil_image, image_size):

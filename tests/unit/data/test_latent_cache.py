@@ -13,7 +13,7 @@ from dit.data.image_folder import ImageFolder
 from dit.data.latent_cache import HEADER_NAME, LatentCacheDataset, extract_latents, read_header
 from dit.errors import UserError
 from dit.vae import load_codec
-from tests.unit.data_helpers import TINY_SCALE, make_image_folder, save_tiny_vae
+from tests.helpers.data import TINY_SCALE, make_image_folder, save_tiny_vae
 
 SIZE = 8
 

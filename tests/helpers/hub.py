@@ -14,7 +14,7 @@ from dit.data.class_names import imagenet_class_names
 from dit.models import build_model
 from dit.weights.export import write_diffusers
 
-from .sample_utils import save_vae8
+from tests.helpers.sample import save_vae8
 
 COMMIT = "a" * 40
 SYNONYMS = {207: "golden retriever", 0: "tench, Tinca tinca"}  # diffusers' id2label form

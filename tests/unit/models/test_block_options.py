@@ -13,7 +13,7 @@ from dit.models import DiT, build_model
 from dit.models.blocks import Mlp, SwiGLU, make_norm, swiglu_hidden
 from dit.models.rope import apply_rope, rope_tables
 
-from .test_models import inputs, randomise, reference_forward
+from .test_dit import inputs, randomise, reference_forward
 
 TINY = dict(patch_size=2, in_channels=4, hidden_size=32, depth=4, num_heads=2, num_classes=10)
 ALL_ON = dict(norm="rms", qk_norm="rms", mlp="swiglu", rope=True, long_skip=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train_utils import make_image_folder, train_args
+from tests.helpers.train import make_image_folder, train_args
 
 FAST = ["--num-sampling-steps", "3", "--no-progress", "--device", "cpu"]
 

@@ -15,7 +15,7 @@ from benchmarks.common import Stat, interleaved, ratio
 from benchmarks.sample_speed import GUIDANCE, expected_rows
 from benchmarks.train_speed import MODELS, PathSpec, build_path, train_flops_per_image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run_module(args, tmp_path, timeout=600, **env):

@@ -8,7 +8,7 @@ from dit.data.latent_cache import check_header
 from dit.errors import UserError
 from dit.runtime.rng import FLIP, POSTERIOR, example_generators, rand_rows
 from dit.vae import load_codec
-from tests.unit.data_helpers import TINY_SCALE, make_image_folder, save_tiny_vae
+from tests.helpers.data import TINY_SCALE, make_image_folder, save_tiny_vae
 
 SIZE = 8
 
