@@ -13,16 +13,11 @@ import dit.runtime.checkpoint as ck
 from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
 
 from tests.helpers.train import assert_states_close, final_state
-from .helpers import make_image_folder, run_cli, train_args
+from .helpers import run_cli, train_args
 
 pytestmark = pytest.mark.faults
 
 COMMON = ["--max-steps", "4", "--ckpt-every", "2", "--keep-last", "0"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("disk") / "data")
 
 
 @pytest.fixture(scope="module")

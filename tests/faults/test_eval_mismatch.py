@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.evaluation.test_classifier import bars_dataset
+from tests.helpers.classifier import bars_dataset, cli_trained_classifier
 
 from .helpers import run_cli
 
@@ -20,29 +20,9 @@ pytestmark = pytest.mark.faults
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     """A tiny classifier (the feature network) and 8×8 RGB samples/reference of its task."""
-    from dit.cli.main import main
 
     d = tmp_path_factory.mktemp("evalshape")
-    x, y = bars_dataset(n_per_class=20, seed=0)
-    np.savez(d / "train.npz", x, y)
-    assert (
-        main(
-            [
-                "train-classifier",
-                "--data-path",
-                str(d / "train.npz"),
-                "--out",
-                str(d / "clf.safetensors"),
-                "--width",
-                "8",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "32",
-            ]
-        )
-        == 0
-    )
+    cli_trained_classifier(d, n_per_class=20, epochs=1)
     xs, _ = bars_dataset(n_per_class=5, seed=1)
     xr, _ = bars_dataset(n_per_class=5, seed=2)
     np.savez(d / "samples.npz", xs)

@@ -23,16 +23,11 @@ from dit.runtime.checkpoint import (
 )
 
 from tests.helpers.train import assert_states_close, final_state
-from .helpers import assert_refused, make_image_folder, run_cli, train_args
+from .helpers import assert_refused, run_cli, train_args
 
 pytestmark = pytest.mark.faults
 
 COMMON = ["--max-steps", "6", "--ckpt-every", "2", "--keep-last", "0"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("fallback") / "data")
 
 
 @pytest.fixture(scope="module")

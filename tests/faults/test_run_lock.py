@@ -23,14 +23,9 @@ from dit.errors import UserError
 from dit.runtime.checkpoint import PAUSE_ENV
 from dit.runtime.run_lock import LOCK_NAME, RunLock
 
-from .helpers import assert_refused, make_image_folder, run_cli, train_args
+from .helpers import assert_refused, run_cli, train_args
 
 pytestmark = pytest.mark.faults
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("runfolder") / "data")
 
 
 # ---------------------------------------------------------------------------------------------

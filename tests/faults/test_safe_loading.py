@@ -16,7 +16,7 @@ import torch
 
 import dit
 
-from .helpers import Boom, assert_refused, make_image_folder, malicious_pickle, train_args
+from .helpers import Boom, assert_refused, malicious_pickle, train_args
 
 pytestmark = pytest.mark.faults
 
@@ -100,11 +100,6 @@ def evil(tmp_path):
     assert marker.exists()
     marker.unlink()
     return make, marker
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("safe") / "data")
 
 
 @pytest.mark.parametrize("fmt", ["torch", "raw"])

@@ -5,22 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from dit.runtime.checkpoint import load_checkpoint
 
 
-@pytest.fixture(autouse=False)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU OpenMP spin-waits make
-    them ~30x slower; run each test single-threaded and restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+# draw_step_randomness's arguments for a small step whose global batch splits over 1 or 2 ranks.
+STEP_DRAW_ARGS = dict(
+    seed=5,
+    step=9,
+    global_batch=4,
+    latent_shape=(3, 8, 8),
+    num_timesteps=1000,
+    drop_prob=0.5,
+    flip=True,
+    device=torch.device("cpu"),
+)
 
 TINY_MODEL = ["--depth", "2", "--hidden-size", "32", "--num-heads", "2", "--patch-size", "2"]
 

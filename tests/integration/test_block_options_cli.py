@@ -12,7 +12,7 @@ from dit.weights.formats import load_model
 from dit.runtime.checkpoint import ema_export_path, load_checkpoint, save_checkpoint
 
 from tests.helpers.sample import sample_argv
-from tests.helpers.train import final_state, make_image_folder, one_thread, train_args  # noqa: F401 (fixture)
+from tests.helpers.train import final_state, make_image_folder, train_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 OPTIONS = ["--norm", "rms", "--qk-norm", "rms", "--mlp", "swiglu", "--rope", "--long-skip"]

@@ -9,7 +9,7 @@ import torch
 from dit.cli.main import main
 from dit.evaluation import inception, metrics
 from dit.evaluation.features import make_extractor
-from tests.unit.evaluation.test_classifier import bars_dataset
+from tests.helpers.classifier import bars_dataset, cli_trained_classifier
 
 KEYS = ("fid", "sfid", "inception_score", "precision", "recall")
 
@@ -18,24 +18,7 @@ KEYS = ("fid", "sfid", "inception_score", "precision", "recall")
 def classifier_run(tmp_path_factory):
     """A classifier trained through the CLI, plus sample/reference files of the same task."""
     d = tmp_path_factory.mktemp("evalcli")
-    x, y = bars_dataset(n_per_class=40, seed=0)
-    np.savez(d / "train.npz", x, y)
-    rc = main(
-        [
-            "train-classifier",
-            "--data-path",
-            str(d / "train.npz"),
-            "--out",
-            str(d / "clf.safetensors"),
-            "--width",
-            "8",
-            "--epochs",
-            "5",
-            "--batch-size",
-            "32",
-        ]
-    )
-    assert rc == 0
+    cli_trained_classifier(d, n_per_class=40, epochs=5)
     xs, ys = bars_dataset(n_per_class=10, seed=1)
     xr, _ = bars_dataset(n_per_class=10, seed=2)
     np.savez(d / "samples.npz", xs, ys)

@@ -21,7 +21,7 @@ from dit.models import build_model
 from dit.runtime.checkpoint import ema_export_path, load_checkpoint
 from dit.vae import PixelCodec, load_codec
 
-from tests.helpers.sample import official_dit_s8, read_npz, sample_argv, save_vae8, trained_run
+from tests.helpers.sample import official_dit_s8, read_npz, sample_argv, save_vae8
 
 CARD_FIELDS = (
     "checkpoint",
@@ -39,11 +39,6 @@ CARD_FIELDS = (
     "class_labels",
     "batch_size",
 )
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return trained_run(tmp_path_factory.mktemp("run"))
 
 
 def card_of(out) -> dict:

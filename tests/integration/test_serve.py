@@ -26,16 +26,11 @@ from dit.cli.main import main  # noqa: E402
 from dit.serve.app import BadRequest, GenerateRequest, Limits, Model, check_request, create_app, preview_due  # noqa: E402
 from dit.serve.server import bind_message, load_pipeline  # noqa: E402
 
-from tests.helpers.sample import read_npz, sample_argv, trained_run  # noqa: E402
+from tests.helpers.sample import read_npz, sample_argv  # noqa: E402
 from tests.helpers.serve import GatedPipe, free_port, running_server, wait_for  # noqa: E402
 
 LIMITS = Limits(max_images=6, max_steps=20, max_waiting=1)
 OK = {"classes": [1], "num_images": 2, "num_steps": 2, "sampler": "ddim"}
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return trained_run(tmp_path_factory.mktemp("serve"))  # pixel space, 3 classes, 8×8 images
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,9 @@ import torch
 from dit.cli.main import main
 from dit.runtime.checkpoint import load_checkpoint
 
-from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import assert_states_close, final_state, train_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("imgs") / "data")
 
 
 def test_trains_end_to_end_and_loss_falls(data, tmp_path):

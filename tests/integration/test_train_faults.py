@@ -13,14 +13,9 @@ from dit.cli.main import main
 from dit.runtime.checkpoint import latest_checkpoint, load_checkpoint
 from dit.train import trainer as tr
 
-from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("imgs") / "data")
 
 
 @pytest.mark.faults

@@ -9,15 +9,10 @@ from PIL import Image
 from dit.cli.main import main
 from dit.runtime.checkpoint import load_checkpoint
 
-from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args
 from tests.helpers.torchrun import run_torchrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("imgs") / "data")
 
 
 def test_fast_recipe_stores_its_objective_and_knobs(data, tmp_path):

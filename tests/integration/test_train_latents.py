@@ -10,7 +10,7 @@ import pytest
 from dit.cli.main import main
 
 from tests.helpers.data import save_tiny_vae
-from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ from dit.train import schedule
 from dit.train import trainer as tr
 from dit.train.parallelize import apply_activation_checkpointing, parallelize, unwrap
 
-from tests.helpers.train import assert_states_close, final_state, make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import STEP_DRAW_ARGS, assert_states_close, final_state, make_image_folder, train_args
 from tests.helpers.torchrun import run_torchrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,16 +24,7 @@ def test_rank_shares_of_batches_and_draws_concatenate_to_the_single_process_ones
     two = list(zip(*(schedule.local_batches(perm, 4, rank=r, world=2, start=2) for r in range(2))))
     assert len(one) == 22 // 4 - 2
     assert one == [a + b for a, b in two]
-    kw = dict(
-        seed=5,
-        step=9,
-        global_batch=4,
-        latent_shape=(3, 8, 8),
-        num_timesteps=1000,
-        drop_prob=0.5,
-        flip=True,
-        device=torch.device("cpu"),
-    )
+    kw = STEP_DRAW_ARGS
     full = schedule.draw_step_randomness(rank=0, world=1, **kw)
     halves = [schedule.draw_step_randomness(rank=r, world=2, **kw) for r in range(2)]
     for name in ("noise", "t", "drop_mask", "flip_mask"):

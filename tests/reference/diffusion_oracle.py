@@ -12,7 +12,6 @@ Written from these formulas with numpy, independently of ``dit.diffusion``'s tab
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 
@@ -56,14 +55,3 @@ class GaussianOracle:
         v = torch.as_tensor(self.v, dtype=x.dtype)[t].view(-1, *([1] * (x.ndim - 1))) * torch.ones_like(x)
         assert not torch.isnan(v).any(), "oracle called at a timestep outside its schedule"
         return torch.cat([eps, v], dim=1)  # (N, 2C, ...)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run sampling loops on one intra-op thread: on tiny tensors a second thread only adds
-    synchronisation, which costs ~20× when the cores are shared (measured on the 2-core CI box).
-    Import this fixture into a test module to apply it there."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

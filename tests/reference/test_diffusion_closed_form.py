@@ -20,7 +20,9 @@ from scipy import integrate, stats
 
 from dit.diffusion import create_diffusion, space_timesteps
 from dit.diffusion.samplers import sample, solver_timesteps
-from tests.reference.diffusion_oracle import GaussianOracle, linear_alphas_cumprod, one_thread  # noqa: F401
+from tests.reference.diffusion_oracle import GaussianOracle, linear_alphas_cumprod
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 MU, SIGMA = 0.1, 0.25  # |x_0| > 0.999 has probability < 2e-4: the decoder's edge bins don't matter
 AC = linear_alphas_cumprod()

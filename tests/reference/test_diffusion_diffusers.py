@@ -11,7 +11,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from dit.diffusion import create_diffusion, space_timesteps
 from dit.diffusion.samplers import sample, solver_timesteps
-from tests.reference.diffusion_oracle import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 SHAPE = (2, 4, 4, 4)
 ATOL = 2e-4

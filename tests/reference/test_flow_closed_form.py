@@ -20,7 +20,8 @@ from dit.diffusion import flow_samplers as fs
 from dit.diffusion.flow import TIME_SCALE, FlowMatching, eps_from_velocity, score_from_velocity, x0_from_velocity
 from dit.diffusion.guidance import guided_model_fn
 from dit.diffusion.timesteps import logit_normal
-from tests.reference.diffusion_oracle import one_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 MU, S = 0.3, 0.5
 

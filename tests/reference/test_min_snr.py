@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from dit.diffusion import create_diffusion
-from tests.reference.diffusion_oracle import GaussianOracle, linear_alphas_cumprod, one_thread  # noqa: F401
+from tests.reference.diffusion_oracle import GaussianOracle, linear_alphas_cumprod
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 AC = linear_alphas_cumprod()
 SNR = AC / (1 - AC)

@@ -7,7 +7,8 @@ from dit.diffusion import create_diffusion
 from dit.diffusion.guidance import guided_model_fn
 from dit.diffusion.samplers import sample
 from dit.errors import UserError
-from tests.reference.diffusion_oracle import one_thread  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 NULL = 10
 C = 4

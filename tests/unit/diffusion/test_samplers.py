@@ -7,7 +7,9 @@ from dit.diffusion import create_diffusion
 from dit.diffusion.samplers import SAMPLERS, STOCHASTIC, sample
 from dit.errors import UserError
 from dit.runtime.rng import example_generators
-from tests.reference.diffusion_oracle import linear_alphas_cumprod, one_thread  # noqa: F401  (autouse)
+from tests.reference.diffusion_oracle import linear_alphas_cumprod
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 SHAPE = (4, 2, 4, 4)
 

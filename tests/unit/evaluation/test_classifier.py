@@ -14,17 +14,7 @@ from dit.evaluation.classifier import (
     train_classifier,
 )
 from dit.evaluation.features import make_extractor
-
-
-def bars_dataset(n_per_class: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """8×8 images of 4 classes (a bright bar at the top, bottom, left or right) on noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(4), n_per_class)
-    x = rng.integers(0, 80, size=(len(labels), 8, 8, 3)).astype(np.uint8)  # (N, 8, 8, 3)
-    for i, c in enumerate(labels):
-        sl = [(1, slice(None)), (6, slice(None)), (slice(None), 1), (slice(None), 6)][c]
-        x[i][sl] = 230
-    return x, labels
+from tests.helpers.classifier import bars_dataset
 
 
 @pytest.fixture(scope="module")

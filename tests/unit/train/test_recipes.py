@@ -15,6 +15,7 @@ from dit.evaluation.generate import ImageSampler
 from dit.models import build_model
 from dit.train import trainer as tr
 from dit.vae import load_codec
+from tests.helpers.train import STEP_DRAW_ARGS
 
 
 def _args(*flags):
@@ -88,17 +89,7 @@ def test_uniform_gaussian_timesteps_are_the_papers_formula_bit_for_bit():
 
 def test_flow_timestep_draws_of_two_ranks_concatenate_to_one():
     fn = training_timesteps(DiffusionConfig(objective="flow", learn_sigma=False, timestep_sampling="logit-normal"))
-    kw = dict(
-        seed=5,
-        step=9,
-        global_batch=4,
-        latent_shape=(3, 8, 8),
-        num_timesteps=1000,
-        drop_prob=0.5,
-        flip=True,
-        device=torch.device("cpu"),
-        timesteps_from_coins=fn,
-    )
+    kw = {**STEP_DRAW_ARGS, "timesteps_from_coins": fn}
     full = tr.draw_step_randomness(rank=0, world=1, **kw)
     halves = [tr.draw_step_randomness(rank=r, world=2, **kw) for r in range(2)]
     assert torch.equal(full.t, torch.cat([h.t for h in halves]))
