@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train-classifier": "dit.cli.train_classifier",
     "demo": "dit.cli.demo",
     "serve": "dit.cli.serve",
+    "study": "dit.cli.study",
 }
 
 

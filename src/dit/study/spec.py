@@ -1,0 +1,271 @@
+"""The study's specification: one dataclass that owns every default, choice and validation.
+
+A spec names the axes of the grid (model sizes, patch sizes, block designs, recipes, seeds), the
+training budget every run gets, and the fixed evaluation (sampler, steps, guidance, number of
+samples, features). It is read from TOML (``tomllib``) or JSON; the command line's flags override
+its fields. ``[[grid]]`` tables make a study the union of several sub-grids (e.g. the four block
+designs at one size, and four sizes with one design), each a Cartesian product of its axes; an
+axis a sub-grid does not set comes from the top level.
+
+Models are given as a registry size (``"S"``, ``"DiT-B"``; the paper's Table 1), a custom size
+``"d4-w128-h4"`` (depth, width, heads) or a table ``{depth = 4, hidden_size = 128, num_heads = 4}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from dit.config import BLOCK_DESIGNS, RECIPES, SAMPLER_NAMES
+from dit.errors import UserError
+from dit.models.flops import VAE_DOWNSAMPLE
+from dit.models.registry import SIZES
+
+BUDGET_KINDS = ("steps", "images", "flops", "minutes")
+GRID_AXES = ("models", "patch_sizes", "blocks", "recipes", "seeds")
+DIGITS = "digits"  # the bundled digits: the study exports them and trains its own evaluation classifier
+# The recipe's own fast sampler (as `dit demo`): Heun for the flow model, DPM-Solver++(2M) for the ε-model.
+DEFAULT_SAMPLERS = {"fast": "heun", "paper": "dpm++2m"}
+_CUSTOM = re.compile(r"^d(\d+)-w(\d+)-h(\d+)$")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Depth, width and heads of a transformer (the patch size is a separate axis)."""
+
+    depth: int
+    hidden_size: int
+    num_heads: int
+    name: str  # "S" for a registry size, "d4-w128-h4" for a custom one
+
+    @classmethod
+    def parse(cls, value: Any) -> "ModelSize":
+        """A registry size name, ``"dD-wW-hH"``, or a table with depth, hidden_size, num_heads."""
+        if isinstance(value, ModelSize):
+            return value
+        if isinstance(value, dict):
+            try:
+                d, w, h = (int(value[k]) for k in ("depth", "hidden_size", "num_heads"))
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"model {value!r} needs integer depth, hidden_size and num_heads") from None
+            return cls(d, w, h, str(value.get("name") or f"d{d}-w{w}-h{h}"))
+        text = str(value).strip()
+        size = text[len("DiT-") :] if text.startswith("DiT-") else text
+        if size in SIZES:
+            return cls(*SIZES[size], name=size)
+        m = _CUSTOM.match(text)
+        if m:
+            d, w, h = (int(g) for g in m.groups())
+            return cls(d, w, h, text)
+        raise UserError(
+            f"model {text!r} is neither a registry size ({', '.join(SIZES)}) nor a custom size like d4-w128-h4"
+        )
+
+    def to_value(self) -> Any:
+        return self.name if self.name in SIZES else dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long every run trains: a number of steps, images, training FLOPs or wall minutes."""
+
+    kind: str
+    value: float
+
+    def describe(self) -> str:
+        return f"{self.value:g} {self.kind}"
+
+
+@dataclass(frozen=True)
+class SubGrid:
+    """One Cartesian product of the axes; ``name`` labels its plots (e.g. "designs", "sizes")."""
+
+    name: str
+    models: tuple[ModelSize, ...]
+    patch_sizes: tuple[int, ...]
+    blocks: tuple[str, ...]
+    recipes: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass
+class StudySpec:
+    """Everything a study needs; ``validate()`` refuses a bad spec in one line before anything runs."""
+
+    name: str = "study"
+    # Data: "digits" (the bundled digits at image_size, a held-out split for the classifier and the
+    # FID reference) or an image folder (one sub-folder per class) with `reference` and `features`.
+    data: str = DIGITS
+    reference: Optional[str] = None
+    features: Optional[str] = None  # "inception" or "classifier:PATH"; digits: the study's own classifier
+    image_size: int = 16
+    vae: str = "none"
+    held_out_fraction: float = 0.3
+    classifier_epochs: int = 30
+    classifier_width: int = 32
+    # Axes (the top-level grid; [[grid]] tables override them per sub-grid)
+    models: list = field(default_factory=lambda: ["d4-w128-h4"])
+    patch_sizes: list = field(default_factory=lambda: [4])
+    blocks: list = field(default_factory=lambda: ["adaln-zero"])
+    recipes: list = field(default_factory=lambda: ["fast"])
+    seeds: list = field(default_factory=lambda: [0])
+    grids: list = field(default_factory=list)  # [{"name": ..., <axis>: [...]}, ...]
+    # Budget: exactly one of steps, images, flops (training FLOPs, 2 per multiply-add) or minutes
+    steps: Optional[int] = None
+    images: Optional[int] = None
+    flops: Optional[float] = None
+    minutes: Optional[float] = None
+    evaluations: int = 4  # checkpoints evaluated, evenly spaced over the budget (the last at its end)
+    ckpt_every: Optional[int] = None  # overrides `evaluations` (needed for a minutes budget)
+    # Training (dit train; the recipe brings the rest)
+    batch_size: int = 32
+    lr: Optional[float] = 1e-3
+    warmup_steps: Optional[int] = 50
+    train_args: list = field(default_factory=list)  # any further `dit train` flags, passed as they are
+    # Evaluation: one fixed sampler and guidance for every checkpoint
+    sampler: Optional[str] = None  # None: the recipe's own (heun for fast, dpm++2m for paper)
+    sampling_steps: int = 10
+    cfg_scale: float = 2.0
+    num_samples: int = 500
+    device: Optional[str] = None
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudySpec":
+        d = dict(d)
+        grid = d.pop("grid", None)  # TOML's [[grid]] tables
+        if grid is not None:
+            d["grids"] = grid
+        if isinstance(d.get("budget"), dict):  # budget = {steps = 3000}
+            d.update(d.pop("budget"))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UserError(f"study spec: unknown keys {unknown}; expected some of {sorted(names)}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StudySpec":
+        """A spec from a ``.toml`` or ``.json`` file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"cannot read the study spec {p}: {e.strerror or e}") from None
+        try:
+            data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+            raise UserError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{p} must hold a table of settings")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["models"] = [ModelSize.parse(m).to_value() for m in self.models]
+        d["grids"] = [
+            {k: ([ModelSize.parse(m).to_value() for m in v] if k == "models" else v) for k, v in g.items()}
+            for g in self.grids
+        ]
+        return d
+
+    # ---- derived settings ----------------------------------------------------------------------
+
+    @property
+    def budget(self) -> Budget:
+        given = [(k, getattr(self, k)) for k in BUDGET_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = ", ".join(k for k, _ in given) or "none"
+            raise UserError(f"give exactly one budget (steps, images, flops or minutes); got {got}")
+        return Budget(*given[0])
+
+    @property
+    def input_size(self) -> int:
+        """The side the transformer sees: the image in pixel space, the latent (image / 8) with a VAE."""
+        return self.image_size if self.vae == "none" else self.image_size // VAE_DOWNSAMPLE
+
+    def sampler_for(self, recipe: str) -> str:
+        return self.sampler or DEFAULT_SAMPLERS[recipe]
+
+    def sub_grids(self) -> list[SubGrid]:
+        """The sub-grids (one named "main" from the top-level axes when there are no [[grid]] tables)."""
+        tables = self.grids or [{"name": "main"}]
+        out = []
+        for i, t in enumerate(tables):
+            if not isinstance(t, dict):
+                raise UserError(f"grid {i + 1} must be a table of axes ({', '.join(GRID_AXES)})")
+            unknown = sorted(set(t) - set(GRID_AXES) - {"name"})
+            if unknown:
+                raise UserError(f"grid {t.get('name', i + 1)!r}: unknown keys {unknown}; axes are {list(GRID_AXES)}")
+            axes = {a: t.get(a, getattr(self, a)) for a in GRID_AXES}
+            for a, v in axes.items():
+                if not isinstance(v, (list, tuple)) or not v:
+                    raise UserError(f"grid {t.get('name', i + 1)!r}: {a} must be a non-empty list")
+            out.append(
+                SubGrid(
+                    name=str(t.get("name", f"grid{i + 1}")),
+                    models=tuple(ModelSize.parse(m) for m in axes["models"]),
+                    patch_sizes=tuple(_int(p, "patch size") for p in axes["patch_sizes"]),
+                    blocks=tuple(str(b) for b in axes["blocks"]),
+                    recipes=tuple(str(r) for r in axes["recipes"]),
+                    seeds=tuple(_int(s, "seed") for s in axes["seeds"]),
+                )
+            )
+        names = [g.name for g in out]
+        if len(set(names)) != len(names):
+            raise UserError(f"grid names must differ; got {names}")
+        return out
+
+    # ---- validation ----------------------------------------------------------------------------
+
+    def validate(self) -> "StudySpec":
+        """Every setting a run would only reject minutes later is refused now, in one line."""
+        budget = self.budget
+        if not (isinstance(budget.value, (int, float)) and math.isfinite(budget.value) and budget.value > 0):
+            raise UserError(f"the budget {budget.kind} must be a positive number, got {budget.value!r}")
+        if budget.kind == "minutes" and not self.ckpt_every:
+            raise UserError("a minutes budget needs ckpt_every (steps between evaluated checkpoints)")
+        for name in ("evaluations", "image_size", "batch_size", "sampling_steps", "num_samples", "classifier_epochs"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.ckpt_every is not None and not (isinstance(self.ckpt_every, int) and self.ckpt_every > 0):
+            raise UserError(f"ckpt_every must be a positive integer, got {self.ckpt_every!r}")
+        if self.num_samples <= 3:
+            raise UserError("num_samples must be more than 3 (precision/recall use 3 nearest neighbours)")
+        if self.sampler is not None and self.sampler not in SAMPLER_NAMES:
+            raise UserError(f"sampler {self.sampler!r} is unknown; choose one of {', '.join(SAMPLER_NAMES)}")
+        if self.data != DIGITS and not (self.reference and self.features):
+            raise UserError(f"data {self.data!r} is an image folder: also give reference (images) and features")
+        if not isinstance(self.train_args, list) or not all(isinstance(a, str) for a in self.train_args):
+            raise UserError("train_args must be a list of strings (extra `dit train` flags)")
+        for g in self.sub_grids():
+            for b in g.blocks:
+                if b not in BLOCK_DESIGNS:
+                    raise UserError(f"grid {g.name!r}: block {b!r} is unknown; choose from {', '.join(BLOCK_DESIGNS)}")
+            for r in g.recipes:
+                if r not in RECIPES:
+                    raise UserError(f"grid {g.name!r}: recipe {r!r} is unknown; choose from {', '.join(RECIPES)}")
+            for m in g.models:
+                if m.hidden_size % m.num_heads:
+                    raise UserError(
+                        f"model {m.name}: hidden size {m.hidden_size} is not divisible by {m.num_heads} heads"
+                    )
+            for p in g.patch_sizes:
+                if p <= 0 or self.input_size % p:
+                    raise UserError(
+                        f"grid {g.name!r}: patch size {p} does not divide the model's input side {self.input_size}"
+                    )
+        return self
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{what} {value!r} must be an integer")
+    return value
