@@ -46,6 +46,7 @@ class Run:
     max_steps: Optional[int]  # None: a minutes budget
     max_minutes: Optional[float]
     ckpt_every: int
+    eval_steps: Optional[tuple[int, ...]]  # None: every checkpoint (the last is always evaluated)
     train_flops_per_step: int
     sampler: str
     model_calls_per_image: int
@@ -64,6 +65,7 @@ class Run:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["grids"] = list(self.grids)
+        d["eval_steps"] = None if self.eval_steps is None else list(self.eval_steps)
         d["variant"] = self.variant
         d["label"] = self.label
         return d
@@ -108,9 +110,11 @@ def training_steps(spec: StudySpec, train_flops_per_step: int) -> Optional[int]:
 
 
 def checkpoint_interval(spec: StudySpec, max_steps: Optional[int]) -> int:
-    """Steps between evaluated checkpoints: ``ckpt_every``, or the budget split into ``evaluations``."""
+    """Steps between checkpoints: ``ckpt_every``, the gcd of ``eval_steps``, or the budget / ``evaluations``."""
     if spec.ckpt_every:
         return spec.ckpt_every
+    if spec.eval_steps:
+        return math.gcd(*spec.eval_steps)
     assert max_steps is not None  # validate(): a minutes budget needs ckpt_every
     return max(1, math.ceil(max_steps / spec.evaluations))
 
@@ -164,6 +168,7 @@ def expand(spec: StudySpec) -> list[Run]:
                 max_steps=steps,
                 max_minutes=spec.budget.value if spec.budget.kind == "minutes" else None,
                 ckpt_every=checkpoint_interval(spec, steps),
+                eval_steps=None if spec.eval_steps is None else tuple(sorted(set(spec.eval_steps))),
                 train_flops_per_step=per_step,
                 sampler=sampler,
                 model_calls_per_image=calls,

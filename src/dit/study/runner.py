@@ -237,9 +237,11 @@ def run_one(run_dir: Path, run_command: RunCommand, say: Say = _stderr) -> dict:
         state["train_seconds"] += time.monotonic() - start
         state["trained"] = True
         atomic_write_json(run_dir / "state.json", state)
-    for ckpt in list_checkpoints(ckpt_dir):
+    checkpoints = list_checkpoints(ckpt_dir)
+    wanted = plan["run"]["eval_steps"]
+    for ckpt in checkpoints:
         step = step_of(ckpt)
-        if str(step) in state["evaluations"]:
+        if str(step) in state["evaluations"] or (wanted and step not in wanted and ckpt != checkpoints[-1]):
             continue
         samples = run_dir / "samples" / f"{step:07d}.npz"
         result = samples.with_suffix(".eval.json")

@@ -122,7 +122,8 @@ class StudySpec:
     flops: Optional[float] = None
     minutes: Optional[float] = None
     evaluations: int = 4  # checkpoints evaluated, evenly spaced over the budget (the last at its end)
-    ckpt_every: Optional[int] = None  # overrides `evaluations` (needed for a minutes budget)
+    eval_steps: Optional[list] = None  # or exactly these steps (e.g. log-spaced: 100, 200, 400, ...), and the last
+    ckpt_every: Optional[int] = None  # steps between checkpoints: overrides both (needed for a minutes budget)
     # Training (dit train; the recipe brings the rest)
     batch_size: int = 32
     lr: Optional[float] = 1e-3
@@ -237,6 +238,12 @@ class StudySpec:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.ckpt_every is not None and not (isinstance(self.ckpt_every, int) and self.ckpt_every > 0):
             raise UserError(f"ckpt_every must be a positive integer, got {self.ckpt_every!r}")
+        if self.eval_steps is not None and not (
+            isinstance(self.eval_steps, list)
+            and self.eval_steps
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in self.eval_steps)
+        ):
+            raise UserError(f"eval_steps must be a non-empty list of positive step numbers, got {self.eval_steps!r}")
         if self.num_samples <= 3:
             raise UserError("num_samples must be more than 3 (precision/recall use 3 nearest neighbours)")
         if self.sampler is not None and self.sampler not in SAMPLER_NAMES:
