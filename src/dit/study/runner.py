@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -235,6 +236,12 @@ def run_one(run_dir: Path, run_command: RunCommand, say: Say = _stderr) -> dict:
         _run(run_command, plan["train"] + resume)
         state["train_runs"] += 1  # times `dit train` ran for this run (a restart must not add one)
         state["train_seconds"] += time.monotonic() - start
+        atomic_write_json(run_dir / "state.json", state)
+        last = list_checkpoints(ckpt_dir)
+        budget = plan["run"]["max_steps"]
+        reached = step_of(last[-1]) if last else 0
+        if budget is not None and (reached or 0) < budget:  # stopped by a signal: resume next time
+            raise UserError(f"{plan['run']['id']}: training stopped at step {reached} of {budget}; rerun to resume")
         state["trained"] = True
         atomic_write_json(run_dir / "state.json", state)
     checkpoints = list_checkpoints(ckpt_dir)
@@ -368,6 +375,7 @@ def run_study(
     failed: list[str] = []
     last_report = time.monotonic()
     queue = list(todo)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the workers too
     try:
         while queue or active:
             while queue and len(active) < jobs:
@@ -395,8 +403,9 @@ def run_study(
                 last_report = time.monotonic()
                 say("study: " + progress.eta() + "\n" + "\n".join(progress.line(r) for r, _, _ in active.values()))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for _, proc, log in active.values():  # interrupted: stop the workers (their runs resume next time)
-            proc.terminate()
+            proc.terminate()  # `dit train` saves a checkpoint on SIGTERM and stops
             proc.wait()
             log.close()  # type: ignore[attr-defined]
     return failed
