@@ -7,18 +7,23 @@ from dit.study.plots import PALETTE, Series, chart, study_charts
 from tests.unit.study.test_analysis import results
 
 
-def colour_rows(image: np.ndarray, colour) -> np.ndarray:
-    return np.flatnonzero((image == np.array(colour, dtype=np.uint8)).all(axis=-1).any(axis=1))
+def colour_rows(image: np.ndarray, colour, column=None) -> np.ndarray:
+    """Rows holding ``colour`` (in one ``column`` if given)."""
+    hit = (image == np.array(colour, dtype=np.uint8)).all(axis=-1)  # (H, W)
+    return np.flatnonzero(hit[:, column] if column is not None else hit.any(axis=1))
 
 
 def test_chart_draws_points_lines_and_error_bars():
     one = chart([Series("a", [1, 2, 3], [10, 20, 30], [0, 0, 0])], "t", "x", log_y=False)
     bars = chart([Series("a", [1, 2, 3], [10, 20, 30], [0, 0, 8])], "t", "x", log_y=False)
     assert one.shape == (420, 720, 3) and one.dtype == np.uint8
-    rows = colour_rows(one, PALETTE[0])
-    assert rows.size > 0
-    # the error bar of the last point reaches above the highest point drawn without it
-    assert colour_rows(bars, PALETTE[0]).min() < rows.min()
+    assert colour_rows(one, PALETTE[0]).size > 0
+    # the last point's column (its marker's right edge is the rightmost colour left of the legend, at 720 - 180):
+    # a 7-pixel marker alone, or the marker on its error bar
+    hit = (one[:, : 720 - 180] == np.array(PALETTE[0], dtype=np.uint8)).all(axis=-1)
+    last = int(np.flatnonzero(hit.any(axis=0)).max()) - 3
+    marker, bar = colour_rows(one, PALETTE[0], last), colour_rows(bars, PALETTE[0], last)
+    assert 0 < np.ptp(marker) <= 7 and np.ptp(bar) > 40
     two = chart([Series("a", [1, 2], [10, 20], [0, 0]), Series("b", [1, 2], [5, 7], [1, 1])], "t", "x")
     assert colour_rows(two, PALETTE[1]).size > 0
 
