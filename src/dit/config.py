@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Tuple, Union, get_args
+from typing import Any, Literal, NamedTuple, Optional, Tuple, Union, get_args
 
 from dit.errors import UserError
 
@@ -52,11 +52,17 @@ WeightsChoice = Literal["ema", "model"]
 
 
 class _DictMixin:
+    """``to_dict``/``from_dict`` for the config dataclasses below (every subclass is a dataclass)."""
+
     def to_dict(self) -> dict:
+        if not dataclasses.is_dataclass(self) or isinstance(self, type):
+            raise TypeError(f"{type(self).__name__} is not a dataclass instance")
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls.__name__} is not a dataclass")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -83,6 +89,15 @@ def default_num_workers() -> int:
         cpus = os.cpu_count() or 1
     local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     return max(1, min(MAX_DEFAULT_WORKERS, cpus // local_ranks))
+
+
+class ModelSizes(NamedTuple):
+    """The size fields of a resolved :class:`ModelConfig` (every one set)."""
+
+    patch_size: int
+    hidden_size: int
+    depth: int
+    num_heads: int
 
 
 @dataclass
@@ -114,6 +129,13 @@ class ModelConfig(_DictMixin):
     mlp: MlpType = "gelu"  # gelu | swiglu (hidden width 2/3: about the same parameters)
     rope: bool = False  # 2-D axial rotary position embedding on q/k (besides the fixed sin-cos table)
     long_skip: bool = False  # U-ViT long skips: block i's output joins block depth-1-i (concat + linear)
+
+    def sizes(self) -> ModelSizes:
+        """The size fields, which a resolved config (``dit.models.registry.resolve``) always has."""
+        p, h, d, n = self.patch_size, self.hidden_size, self.depth, self.num_heads
+        if p is None or h is None or d is None or n is None:
+            raise UserError(f"model {self.name!r} has no size fields set; resolve it first (dit.models.resolve)")
+        return ModelSizes(p, h, d, n)
 
     def options(self) -> dict[str, Any]:
         """The block options set away from the paper's DiT (empty for an official model)."""
@@ -453,6 +475,8 @@ class SampleConfig(_DictMixin):
             )
         if self.num_sampling_steps is not None and self.num_sampling_steps < 1:
             raise UserError(f"--num-sampling-steps must be >= 1, got {self.num_sampling_steps}")
+        if self.guidance_interval is not None and len(self.guidance_interval) != 2:
+            raise UserError(f"--guidance-interval takes two timesteps LOW HIGH, got {list(self.guidance_interval)}")
         if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
             raise UserError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {self.cfg_scale}")
         if not 0.0 <= self.eta <= 1.0:  # beyond 1 the DDIM step takes the square root of a negative number

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from dit.config import SampleConfig
+from dit.config import GuidanceChannels, Precision, SampleConfig, WeightsChoice
 from dit.data.class_names import class_index, default_class_names
 from dit.errors import UserError
 from dit.evaluation import protocol
@@ -39,7 +39,11 @@ from dit.evaluation.writers import to_uint8
 
 ClassSpec = Union[str, int]
 OUTPUT_TYPES = ("pil", "pt", "np")
-_PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+_PRECISION_OF_DTYPE: dict[torch.dtype, Precision] = {
+    torch.float32: "fp32",
+    torch.bfloat16: "bf16",
+    torch.float16: "fp16",
+}
 _DEFAULTS = SampleConfig()  # `dit sample`'s defaults (sampler and steps: the checkpoint objective's), batch 32
 
 
@@ -47,13 +51,15 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def precision_of(dtype: Union[torch.dtype, str, None]) -> str:
+def precision_of(dtype: Union[torch.dtype, str, None]) -> Precision:
     """``torch.bfloat16``/``"bf16"`` → ``"bf16"`` (the autocast precision names of `dit sample --precision`)."""
     if dtype is None:
         return "fp32"
-    if isinstance(dtype, str) and dtype in _PRECISION_OF_DTYPE.values():
-        return dtype
-    if dtype in _PRECISION_OF_DTYPE:
+    if isinstance(dtype, str):
+        for name in _PRECISION_OF_DTYPE.values():
+            if dtype == name:
+                return name
+    elif dtype in _PRECISION_OF_DTYPE:
         return _PRECISION_OF_DTYPE[dtype]
     raise UserError(f"dtype {dtype!r} is not supported; use torch.float32, torch.bfloat16 or torch.float16")
 
@@ -66,7 +72,9 @@ class Pipeline:
     ``id2label`` of a diffusers pipeline), or is None when the model carries none.
     """
 
-    def __init__(self, loaded: Loaded, device: Union[str, torch.device], precision: str = "fp32", weights: str = "ema"):
+    def __init__(
+        self, loaded: Loaded, device: Union[str, torch.device], precision: str = "fp32", weights: WeightsChoice = "ema"
+    ):
         self.loaded = loaded
         self.weights = weights  # the set asked for (`dit sample --weights`); files that hold one set load that one
         self.device = torch.device(device)
@@ -80,7 +88,7 @@ class Pipeline:
     def from_pretrained(
         cls,
         path_or_hub_id: Union[str, Path],
-        weights: str = "ema",
+        weights: WeightsChoice = "ema",
         device: Union[str, torch.device, None] = None,
         revision: Optional[str] = None,
         *,
@@ -140,7 +148,7 @@ class Pipeline:
         guidance_interval: Optional[Sequence[int]] = None,
         *,
         num_images: Optional[int] = None,
-        guidance_channels: str = "all",
+        guidance_channels: GuidanceChannels = "all",
         eta: float = 0.0,
         batch_size: Optional[int] = None,
     ) -> SampleConfig:
@@ -150,6 +158,9 @@ class Pipeline:
         labels = tuple(self.class_index(c) for c in classes) if classes else None
         if num_images is not None and int(num_images) < 1:
             raise UserError(f"num_images must be positive, got {num_images}")
+        interval = tuple(int(v) for v in guidance_interval) if guidance_interval else ()
+        if interval and len(interval) != 2:
+            raise UserError(f"guidance_interval takes two timesteps (low, high), got {list(interval)}")
         return dataclasses.replace(
             _DEFAULTS,
             ckpt=str(self.path),
@@ -161,7 +172,7 @@ class Pipeline:
             num_sampling_steps=int(num_steps) if num_steps is not None else _DEFAULTS.num_sampling_steps,
             cfg_scale=float(cfg_scale),
             guidance_channels=guidance_channels,
-            guidance_interval=tuple(int(v) for v in guidance_interval) if guidance_interval else None,
+            guidance_interval=(interval[0], interval[1]) if interval else None,
             eta=float(eta),
             seed=int(seed),
             precision=self.precision,
@@ -181,7 +192,7 @@ class Pipeline:
         callback: Optional[Callable[[int, int, torch.Tensor], Any]] = None,
         *,
         num_images: Optional[int] = None,
-        guidance_channels: str = "all",
+        guidance_channels: GuidanceChannels = "all",
         eta: float = 0.0,
         batch_size: Optional[int] = None,
     ):
@@ -220,7 +231,7 @@ class Pipeline:
 
     def _draw(self, drawer: ImageSampler, cfg: SampleConfig, n: int, labels, callback) -> np.ndarray:
         chunks = chunk_ranges(n, cfg.batch_size)
-        steps = drawer.cfg.num_sampling_steps  # resolved: None in cfg means the objective's default
+        steps = drawer.num_steps  # resolved: None in cfg means the objective's default
         total = len(chunks) * steps
         parts = []
         for k, chunk in enumerate(chunks):
@@ -265,7 +276,7 @@ class Pipeline:
         guidance_interval=None,
         *,
         num_images=None,
-        guidance_channels: str = "all",
+        guidance_channels: GuidanceChannels = "all",
         eta: float = 0.0,
         batch_size=None,
         output: str = "",

@@ -51,6 +51,7 @@ def test_defaults_are_valid(cls):
         (SampleConfig, {"eta": 1.5}, "--eta must be in [0, 1]"),
         (SampleConfig, {"num_samples": 0}, "--num-samples must be positive"),
         (SampleConfig, {"batch_size": 0}, "--batch-size must be positive"),
+        (SampleConfig, {"guidance_interval": (0, 500, 999)}, "--guidance-interval takes two timesteps LOW HIGH"),
         (TrainSamplingConfig, {"sample_steps": 0}, "--eval-samples and --eval-batch-size must be positive"),
         (TrainSamplingConfig, {"eval_samples": 0}, "--eval-samples and --eval-batch-size must be positive"),
         (TrainSamplingConfig, {"eval_features": "fid"}, "--eval-features must be 'inception' or 'classifier:PATH'"),

@@ -90,7 +90,10 @@ def resize_digits(images: np.ndarray, image_size: int) -> np.ndarray:
 
     if images.shape[1:] == (image_size, image_size):
         return images.copy()
-    out = [np.asarray(Image.fromarray(im, mode="L").resize((image_size, image_size), Image.BICUBIC)) for im in images]
+    out = [
+        np.asarray(Image.fromarray(im, mode="L").resize((image_size, image_size), Image.Resampling.BICUBIC))
+        for im in images
+    ]
     return np.stack(out).astype(np.uint8)  # (N, S, S)
 
 

@@ -40,9 +40,11 @@ def center_crop_arr(pil_image: Image.Image, image_size: int) -> Image.Image:
     3. Cut the central image_size x image_size square (offsets rounded down).
     """
     while min(pil_image.size) >= 2 * image_size:
-        pil_image = pil_image.resize(tuple(s // 2 for s in pil_image.size), resample=Image.BOX)
+        pil_image = pil_image.resize((pil_image.width // 2, pil_image.height // 2), resample=Image.Resampling.BOX)
     scale = image_size / min(pil_image.size)
-    pil_image = pil_image.resize(tuple(round(s * scale) for s in pil_image.size), resample=Image.BICUBIC)
+    pil_image = pil_image.resize(
+        (round(pil_image.width * scale), round(pil_image.height * scale)), resample=Image.Resampling.BICUBIC
+    )
     w, h = pil_image.size
     left, top = (w - image_size) // 2, (h - image_size) // 2
     return pil_image.crop((left, top, left + image_size, top + image_size))
@@ -88,7 +90,7 @@ def _is_image(name: str) -> bool:
 
 def _walk_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), in a deterministic order."""
-    found = []
+    found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / f for f in sorted(filenames) if _is_image(f))
@@ -96,7 +98,7 @@ def _walk_images(folder: Path) -> list[Path]:
 
 
 def index_folder(
-    root: os.PathLike, num_classes: Optional[int] = None, unconditional: bool = False
+    root: str | os.PathLike, num_classes: Optional[int] = None, unconditional: bool = False
 ) -> Tuple[list[Path], list[int], list[str]]:
     """(files, labels, class_names) of an image folder; UserError with a fix for bad layouts."""
     root = Path(root)
@@ -161,7 +163,7 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        root: os.PathLike,
+        root: str | os.PathLike,
         image_size: int,
         num_classes: Optional[int] = None,
         unconditional: bool = False,

@@ -55,12 +55,12 @@ def shard_name(k: int) -> str:
     return f"shard_{k:05d}.safetensors"
 
 
-def is_latent_cache(path: os.PathLike) -> bool:
+def is_latent_cache(path: str | os.PathLike) -> bool:
     """True if ``path`` is a folder holding a latent-cache header."""
     return (Path(path) / HEADER_NAME).is_file()
 
 
-def read_header(cache_dir: os.PathLike) -> dict:
+def read_header(cache_dir: str | os.PathLike) -> dict:
     path = Path(cache_dir) / HEADER_NAME
     try:
         header = json.loads(path.read_text())
@@ -288,7 +288,7 @@ class LatentCacheDataset(torch.utils.data.Dataset):
     lazily in each process (handles are not pickled to DataLoader workers).
     """
 
-    def __init__(self, cache_dir: os.PathLike, header: Optional[dict] = None) -> None:
+    def __init__(self, cache_dir: str | os.PathLike, header: Optional[dict] = None) -> None:
         self.root = Path(cache_dir)
         self.header = header if header is not None else read_header(cache_dir)
         self.files = [self.root / s["file"] for s in self.header["shards"]]

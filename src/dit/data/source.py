@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Protocol, Sequence, Tuple, Union
 
 import torch
 
@@ -29,6 +29,17 @@ from dit.errors import UserError
 from dit.runtime.rng import randn_rows
 
 
+class Codec(Protocol):
+    """What a training source needs of its codec (``dit.vae.LatentCodec``, which data does not import)."""
+
+    stochastic: bool
+    scale_factor: float
+
+    def encode_moments(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]: ...
+
+    def sample(self, mean: torch.Tensor, std: torch.Tensor, noise: torch.Tensor) -> torch.Tensor: ...
+
+
 @dataclass
 class TrainingSource:
     """A dataset plus the recipe that turns its batches into model inputs.
@@ -39,7 +50,7 @@ class TrainingSource:
     """
 
     dataset: torch.utils.data.Dataset
-    codec: object
+    codec: Codec
     num_classes: int
     class_names: list
     latent_shape: Tuple[int, int, int]
@@ -87,7 +98,7 @@ class TrainingSource:
 
 
 def build_source(
-    data_path: os.PathLike,
+    data_path: str | os.PathLike,
     image_size: int,
     codec,
     num_classes: Optional[int] = None,
@@ -99,6 +110,7 @@ def build_source(
 
     A cache made with another VAE id, scale factor or image size raises UserError naming both.
     """
+    dataset: Union[LatentCacheDataset, ImageFolder]
     if is_latent_cache(data_path):
         header = read_header(data_path)
         check_header(header, codec, image_size, where=f"cache {data_path}")
@@ -119,8 +131,9 @@ def build_source(
         kind, extra = "cache", {"cache": {k: v for k, v in header.items() if k != "shards"}}
     else:
         latent_shape = codec.latent_shape(image_size)
-        dataset = ImageFolder(data_path, image_size, num_classes, unconditional, on_bad_image)
-        names = list(dataset.class_names)
+        folder = ImageFolder(data_path, image_size, num_classes, unconditional, on_bad_image)
+        names = list(folder.class_names)
+        dataset = folder
         kind, extra = "images", {}
     header = {
         "kind": kind,

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -250,8 +250,9 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 def write_real_subset(train_dir: Path, out: Path, n: int, seed: int) -> int:
     """A class-balanced ``.npz`` of ``n`` real training digits (the real-vs-real FID's 'samples')."""
     real = load_images(train_dir)
-    idx = balanced_subset(real.labels, n, seed)
-    write_npz(out, real.images[idx], real.labels[idx])
+    labels = real.require_labels(train_dir)
+    idx = balanced_subset(labels, n, seed)
+    write_npz(out, real.images[idx], labels[idx])
     return len(idx)
 
 
@@ -259,7 +260,7 @@ def write_grid(samples: Path, out: Path, per_class: int) -> np.ndarray:
     """The first ``per_class`` samples of every class as a PNG grid, one row per class (dit sample's writer)."""
     s = load_images(samples)
     n = NUM_CLASSES * per_class  # balanced labels: sample i has class i mod 10
-    write_samples(out, s.images[:n], s.labels[:n])
+    write_samples(out, s.images[:n], s.require_labels(samples)[:n])
     return s.images[:n]
 
 
@@ -318,7 +319,7 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
 def loss_curve(run_dir: Path, out: Path) -> None:
     """``loss_curve.png`` from the training run's ``metrics.csv`` (loss = L_simple + L_vlb, and the MSE)."""
     m = read_metrics_csv(run_dir / "metrics.csv")
-    series = {k: m[k] for k in ("loss", "mse") if k in m}
+    series: dict[str, np.ndarray] = {k: m[k] for k in ("loss", "mse") if k in m}
     write_png(out, loss_curve_image(m["step"], series, title="dit demo: training loss"))
 
 
@@ -371,7 +372,7 @@ def run_demo(
     started = time.monotonic()
     stages = _Stages(7, say)
     commands = stage_commands(cfg)
-    record = {"config": cfg.to_dict(), "commands": {k: format_command(v) for k, v in commands.items()}}
+    record: dict[str, Any] = {"config": cfg.to_dict(), "commands": {k: format_command(v) for k, v in commands.items()}}
 
     export = stages.run(
         "export",
@@ -445,7 +446,9 @@ def _classifier_accuracy(paths: RunPaths) -> dict:
     real = load_images(paths.train_data)
     info = json.loads(paths.classifier.with_suffix(".json").read_text())
     return {
-        "test_accuracy": accuracy(load_classifier(paths.classifier), real.images, real.labels),
+        "test_accuracy": accuracy(
+            load_classifier(paths.classifier), real.images, real.require_labels(paths.train_data)
+        ),
         "num_test": int(len(real.images)),
         "val_accuracy": info.get("val_accuracy"),
         "train_accuracy": info.get("train_accuracy"),

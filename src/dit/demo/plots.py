@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 
@@ -74,8 +74,8 @@ def _label(v: float) -> str:
 
 
 def loss_curve_image(
-    steps: Sequence[float],
-    series: Mapping[str, Sequence[float]],
+    steps: Union[Sequence[float], np.ndarray],
+    series: Mapping[str, Union[Sequence[float], np.ndarray]],
     width: int = 640,
     height: int = 360,
     log_y: bool = True,
@@ -120,12 +120,12 @@ def loss_curve_image(
     draw.rectangle([left, top, right, bottom], outline=AXIS)
     draw.text(((left + right) / 2, height - 4), x_label, fill=AXIS, font=font, anchor="mb")
     draw.text(((left + right) / 2, 4), title + (" (log scale)" if log_y else ""), fill=AXIS, font=font, anchor="mt")
-    px = axis_map(x, x_lo, x_hi, left, right)  # (S,)
+    x_px = axis_map(x, x_lo, x_hi, left, right)  # (S,)
     for i, (name, y) in enumerate(ys.items()):
         colour = COLOURS[i % len(COLOURS)]
         ok = np.isfinite(y)
-        py = axis_map(np.where(ok, y, 1.0), y_lo, y_hi, bottom, top, log_y)  # (S,)
-        points = [(float(a), float(b)) for a, b, keep in zip(px, py, ok) if keep]
+        y_px = axis_map(np.where(ok, y, 1.0), y_lo, y_hi, bottom, top, log_y)  # (S,)
+        points = [(float(a), float(b)) for a, b, keep in zip(x_px, y_px, ok) if keep]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         elif points:

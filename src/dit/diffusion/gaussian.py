@@ -96,6 +96,22 @@ def progress_bar(iterable, enabled: bool, desc: str):
 class GaussianDiffusion:
     """A discrete-time Gaussian diffusion with T steps defined by ``betas`` (float64, (T,))."""
 
+    # The float64 (T,) tables, set in __init__ from its ``tables``.
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    alphas_cumprod_prev: torch.Tensor
+    sqrt_alphas_cumprod: torch.Tensor
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
+    sqrt_recip_alphas_cumprod: torch.Tensor
+    sqrt_recipm1_alphas_cumprod: torch.Tensor
+    posterior_variance: torch.Tensor
+    posterior_log_variance_clipped: torch.Tensor
+    posterior_mean_coef1: torch.Tensor
+    posterior_mean_coef2: torch.Tensor
+    log_betas: torch.Tensor
+    log_one_minus_alphas_cumprod: torch.Tensor
+    fixed_large_log_variance: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -291,6 +307,8 @@ class GaussianDiffusion:
         """
         ac = self.alphas_cumprod.to(t.device)[t]  # (N,)
         snr = ac / (1.0 - ac)
+        if self.min_snr_gamma is None:
+            raise ValueError("min_snr_weight needs a diffusion built with min_snr_gamma")
         clipped = snr.clamp(max=float(self.min_snr_gamma))
         if self.model_mean_type == ModelMeanType.EPSILON:
             return clipped / snr
@@ -361,7 +379,7 @@ class GaussianDiffusion:
         generator: Generator = None,
     ):
         """DDPM ancestral sampling over all of this process's steps; returns x_0."""
-        final = None
+        final: dict = {}
         for final in self.p_sample_loop_progressive(  # noqa: B007 (the last value is the result)
             model, shape, noise, clip_denoised, denoised_fn, model_kwargs, device, progress, generator
         ):
@@ -419,7 +437,7 @@ class GaussianDiffusion:
         generator: Generator = None,
     ):
         """DDIM sampling over all of this process's steps (η = 0: deterministic); returns x_0."""
-        final = None
+        final: dict = {}
         for final in self.ddim_sample_loop_progressive(  # noqa: B007 (the last value is the result)
             model, shape, noise, clip_denoised, denoised_fn, model_kwargs, device, progress, eta, generator
         ):

@@ -23,7 +23,19 @@ import torch
 from dit.config import GUIDANCE_CHANNELS, GuidanceChannels, guided_channel_count
 from dit.errors import UserError
 
-__all__ = ["GUIDANCE_CHANNELS", "guided_model_fn"]
+__all__ = ["GUIDANCE_CHANNELS", "GuidedModel", "guided_model_fn"]
+
+
+class GuidedModel:
+    """A model function ``fn(x, t, y=None)`` with its ``guidance`` settings (cfg_scale, channels,
+    interval, guided) attached, for recording the protocol wherever samples are written."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], guidance: dict):
+        self.fn = fn
+        self.guidance = guidance
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.fn(x, t, y)
 
 
 def guided_model_fn(
@@ -32,12 +44,12 @@ def guided_model_fn(
     null_label: Optional[int],
     channels: GuidanceChannels = "all",
     interval: Optional[Tuple[int, int]] = None,
-) -> Callable:
+) -> GuidedModel:
     """``fn(x, t, y=None)`` → (N, C or 2C, ...): ``model(x, t, y)`` with guidance scale s.
 
     ``model(x, t, y)`` returns (N, C, ...) or (N, 2C, ...) with C = x.shape[1]. With
     ``null_label=None`` (an unconditional model) or s = 1 the model runs once, unguided.
-    The returned function has a ``guidance`` dict (scale, channels, interval, guided) for
+    The returned GuidedModel has a ``guidance`` dict (scale, channels, interval, guided) for
     recording the protocol wherever samples are written.
     """
     guided_channel_count(channels, 1)  # an unknown name fails here, before any sampling
@@ -55,8 +67,7 @@ def guided_model_fn(
         def unguided(x, t, y=None):
             return model(x, t, y)
 
-        unguided.guidance = dict(settings, guided=False)
-        return unguided
+        return GuidedModel(unguided, dict(settings, guided=False))
 
     def fn(x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         N, C = x.shape[0], x.shape[1]
@@ -78,5 +89,4 @@ def guided_model_fn(
         result[idx, :k] = guided
         return result
 
-    fn.guidance = dict(settings, guided=True)  # what writers record next to the samples
-    return fn
+    return GuidedModel(fn, dict(settings, guided=True))  # guidance: what writers record next to the samples

@@ -44,7 +44,7 @@ def get_named_beta_schedule(name: str, num_steps: int) -> np.ndarray:
     return NOISE_SCHEDULES[name](num_steps)
 
 
-def space_timesteps(num_timesteps: int, section_counts: Union[str, int, Sequence[int]]) -> set[int]:
+def space_timesteps(num_timesteps: int, section_counts: Union[str, int, Sequence[int], None]) -> set[int]:
     """The original timesteps a respaced process keeps (ADM's ``space_timesteps``).
 
     ``section_counts`` is
@@ -75,11 +75,11 @@ def space_timesteps(num_timesteps: int, section_counts: Union[str, int, Sequence
         size = size_per + (1 if i < extra else 0)
         if count > size or count < 1:
             raise UserError(f"cannot take {count} steps from a section of {size} timesteps; use 1..{size}")
-        stride = 1 if count <= 1 else (size - 1) / (count - 1)
+        spacing = 1.0 if count <= 1 else (size - 1) / (count - 1)
         cur = 0.0
         for _ in range(count):
             taken.append(start + round(cur))
-            cur += stride
+            cur += spacing
         start += size
     return set(taken)
 

@@ -173,12 +173,12 @@ def train_classifier(cfg, progress: bool = False) -> dict:
     g = torch.Generator().manual_seed(cfg.seed)
     x_all = model.preprocess(torch.from_numpy(images[tr]))  # (Ntr, 3, S, S), preprocessed once
     y_all = torch.from_numpy(labels[tr])
-    epochs = range(cfg.epochs)
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        epochs = tqdm(epochs, desc="train-classifier", unit="epoch")
-    for _ in epochs:
+        bar = tqdm(range(cfg.epochs), desc="train-classifier", unit="epoch")
+    for _ in bar if bar is not None else range(cfg.epochs):
         model.train()
         for idx in torch.randperm(len(tr), generator=g).split(cfg.batch_size):
             x = _shift(x_all[idx], max(1, size // 8), g).to(device)
@@ -187,8 +187,8 @@ def train_classifier(cfg, progress: bool = False) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-        if progress:
-            epochs.set_postfix(loss=f"{loss.item():.3f}")
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     model.cpu().eval()
     result = {
         "val_accuracy": accuracy(model, images[va], labels[va]) if len(va) else None,

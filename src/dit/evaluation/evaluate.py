@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -183,7 +183,7 @@ def make_reference(
     blob = {"arr_0": data.images, **{k: arrays[k] for k in STAT_KEYS}, FEATURES_KEY: np.array(extractor.name)}
     if data.labels is not None:
         blob["arr_1"] = data.labels
-    atomic_write(out, lambda f: np.savez(f, **blob))
+    atomic_write(out, lambda f: np.savez(f, **blob))  # type: ignore[arg-type]  # numpy stub: **kw vs allow_pickle
     return {
         "reference": str(out),
         "images": str(images),
@@ -243,7 +243,7 @@ def compute_metrics(
     else:
         inception_score, splits = None, 0
     precision, recall = metrics.precision_recall(reference["pool"], samples["pool"], k=nearest_k)
-    out = {
+    out: dict[str, Any] = {
         "fid": metrics.frechet_distance(pool, metrics.Statistics(reference["mu"], reference["sigma"])),
         "sfid": metrics.frechet_distance(spatial, metrics.Statistics(reference["mu_s"], reference["sigma_s"])),
         "inception_score": inception_score,

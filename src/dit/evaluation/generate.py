@@ -25,7 +25,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from dit.diffusion.samplers import STOCHASTIC, sample
 from dit.errors import UserError
 from dit.evaluation import protocol
 from dit.evaluation.writers import is_folder_output, to_uint8, write_npz, write_samples
+from dit.models.dit import DiT
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write_json
 from dit.runtime.distributed import (
@@ -130,6 +131,10 @@ def _model_fn(model: nn.Module, precision: str, device: torch.device):
     return fn
 
 
+# Class labels of a batch: a list or an int array (N,)
+Labels = Union[Sequence[int], np.ndarray]
+
+
 class ImageSampler:
     """Draws decoded uint8 images for global sample indices with one model and one set of settings.
 
@@ -139,20 +144,18 @@ class ImageSampler:
     :class:`SampleConfig` (sampler, steps, guidance, seed, precision).
     """
 
-    def __init__(self, model: nn.Module, diffusion, codec, cfg: SampleConfig, device: torch.device | str = "cpu"):
+    def __init__(self, model: DiT, diffusion, codec, cfg: SampleConfig, device: torch.device | str = "cpu"):
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         # What the model predicts decides the samplers: ε (+Σ) for Gaussian diffusion, v for flow matching.
         self.objective = getattr(diffusion, "objective", "gaussian")
         default_sampler, default_steps = DEFAULT_SAMPLING[self.objective]
-        cfg = dataclasses.replace(
-            cfg,
-            sampler=default_sampler if cfg.sampler is None else cfg.sampler,
-            num_sampling_steps=default_steps if cfg.num_sampling_steps is None else cfg.num_sampling_steps,
-        )
+        self.sampler_name: str = default_sampler if cfg.sampler is None else cfg.sampler
+        self.num_steps: int = default_steps if cfg.num_sampling_steps is None else cfg.num_sampling_steps
+        cfg = dataclasses.replace(cfg, sampler=self.sampler_name, num_sampling_steps=self.num_steps)
         self.diffusion, self.codec, self.cfg = diffusion, codec, cfg
-        check_sampler(self.objective, cfg.sampler)
+        check_sampler(self.objective, self.sampler_name)
         cfg.validate()
         self.num_classes = int(getattr(model, "num_classes", 0))
         y_emb = getattr(model, "y_embedder", None)
@@ -189,7 +192,7 @@ class ImageSampler:
         return {
             **(flow if self.objective == "flow" else {}),
             "sampler": c.sampler,
-            "num_sampling_steps": int(c.num_sampling_steps),
+            "num_sampling_steps": self.num_steps,
             "eta": float(c.eta) if c.sampler == "ddim" else None,
             "stochastic": stochastic,
             "clip_denoised": self.clip_denoised,
@@ -208,7 +211,7 @@ class ImageSampler:
         }
 
     @torch.no_grad()
-    def latents(self, indices: Sequence[int], labels: Optional[Sequence[int]], callback=None) -> torch.Tensor:
+    def latents(self, indices: Sequence[int], labels: Optional[Labels], callback=None) -> torch.Tensor:
         """x_0 (B, C, h, w) float32 for global sample ``indices`` with class ``labels`` (or None).
 
         ``callback(step, t, x, pred_x0)`` is passed to the sampler (e.g. `dit demo`'s denoising strip).
@@ -223,7 +226,7 @@ class ImageSampler:
             c.cfg_scale,
             self.null_label,
             channels=c.guidance_channels,
-            interval=tuple(c.guidance_interval) if c.guidance_interval else None,
+            interval=(c.guidance_interval[0], c.guidance_interval[1]) if c.guidance_interval else None,
         )
         kwargs = {}
         if labels is not None and self.num_classes:
@@ -232,8 +235,8 @@ class ImageSampler:
             return flow_samplers.sample(
                 fn,
                 (b, *self.latent_shape),
-                sampler=c.sampler,
-                num_steps=c.num_sampling_steps,
+                sampler=self.sampler_name,
+                num_steps=self.num_steps,
                 noise=noise.to(self.device),
                 generator=step_gens,
                 model_kwargs=kwargs,
@@ -247,8 +250,8 @@ class ImageSampler:
             self.diffusion,
             fn,
             (b, *self.latent_shape),
-            sampler=c.sampler,
-            num_steps=c.num_sampling_steps,
+            sampler=self.sampler_name,
+            num_steps=self.num_steps,
             noise=noise.to(self.device),
             generator=step_gens,
             model_kwargs=kwargs,
@@ -259,7 +262,7 @@ class ImageSampler:
         )  # (B, C, h, w)
 
     @torch.no_grad()
-    def images(self, indices: Sequence[int], labels: Optional[Sequence[int]], callback=None) -> np.ndarray:
+    def images(self, indices: Sequence[int], labels: Optional[Labels], callback=None) -> np.ndarray:
         """uint8 (B, H, W, 3): :meth:`latents` decoded by the codec (fp32) and converted to pixels.
 
         ``callback`` is passed on to :meth:`latents` (progress; raising inside it aborts the draw).
@@ -298,8 +301,8 @@ def generate_images(
         for c in _progress(mine, progress and info.is_main, "sample")
     }
     if info.distributed:
-        gathered = [None] * info.world_size if info.is_main else None
-        dist.gather_object(parts, gathered, dst=0)
+        gathered: list[Any] = [None] * info.world_size
+        dist.gather_object(parts, gathered if info.is_main else None, dst=0)
         if not info.is_main:
             return None
         parts = {k: v for p in gathered for k, v in p.items()}
@@ -323,7 +326,7 @@ def _progress(items, enabled: bool, desc: str):
 class Loaded:
     """A model ready to sample, its training diffusion config and the decoder to use."""
 
-    model: nn.Module
+    model: DiT
     model_config: ModelConfig
     diffusion_config: DiffusionConfig
     codec: Any

@@ -28,7 +28,7 @@ from dit.errors import UserError
 from dit.evaluation import generate as gen
 from dit.evaluation import protocol
 from dit.evaluation.evaluate import comparability_notes, compute_metrics, load_reference
-from dit.evaluation.features import make_extractor
+from dit.evaluation.features import FeatureExtractor, make_extractor
 from dit.evaluation.inception import find_weights
 from dit.evaluation.io import write_json
 from dit.evaluation.writers import write_npz, write_samples
@@ -81,7 +81,7 @@ class SampleGridHook:
             class_labels, n = None, GRID_UNCONDITIONAL
         labels = gen.sample_labels(n, sampler.num_classes, class_labels)
         images = gen.generate_images(sampler, labels, n, batch_size=n, info=trainer.info)
-        if trainer.info.is_main:
+        if images is not None:  # rank 0 holds every rank's images
             out = Path(trainer.run_dir) / "samples" / f"{step:07d}.png"
             write_samples(out, images, labels)
             protocol.write_card(out, _card(trainer, sampler, step, n, class_labels, out))
@@ -98,7 +98,7 @@ class EvalHook:
 
     def __init__(self, scfg: TrainSamplingConfig, seed: int, every: int = 0):
         self.scfg, self.seed, self.every = scfg, seed, every
-        self._extractor = None
+        self._extractor: Optional[FeatureExtractor] = None
         self._tb = None
 
     def _reference(self, trainer) -> str:
@@ -111,17 +111,18 @@ class EvalHook:
         sampler = _sampler(trainer, ema_model, s.sample_steps, s.eval_cfg_scale, self.seed)
         labels = gen.sample_labels(s.eval_samples, sampler.num_classes)
         images = gen.generate_images(sampler, labels, s.eval_samples, s.eval_batch_size, trainer.info)
-        if not trainer.info.is_main:
+        if images is None:  # not rank 0: rank 0 holds every rank's images
             return
         if self._extractor is None:
             self._extractor = make_extractor(s.eval_features, s.inception, str(trainer.device))
-        ref = load_reference(str(self._reference(trainer)), self._extractor, s.eval_batch_size)
-        feats = self._extractor.features(images, s.eval_batch_size)
+        extractor = self._extractor
+        ref = load_reference(str(self._reference(trainer)), extractor, s.eval_batch_size)
+        feats = extractor.features(images, s.eval_batch_size)
         with_labels = s.eval_features.startswith("classifier:") and labels is not None
         result = compute_metrics(feats, ref.arrays, labels if with_labels else None)
         result.update(
             step=int(step),
-            features=self._extractor.name,
+            features=extractor.name,
             reference=self._reference(trainer),
             reference_statistics=ref.describe(),
             not_comparable_because=comparability_notes(s.eval_samples, ref, s.eval_features),

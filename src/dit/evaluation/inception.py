@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ CONVERTED_FILENAME = "inception-2015-12-05-tf-graph.pth"  # what `dit convert-in
 INPUT_SIZE = 299
 SPATIAL_CHANNELS = 7  # ADM: mixed_6/conv[..., :7] → 17·17·7 = 2023 dims
 
-_Kernel = Union[int, Sequence[int]]
+_Kernel = Union[int, Tuple[int, int]]
 
 
 class BasicConv2d(nn.Module):

@@ -46,6 +46,12 @@ class ImageSet:
     images: np.ndarray
     labels: Optional[np.ndarray] = None
 
+    def require_labels(self, source: str | os.PathLike) -> np.ndarray:
+        """The labels; a UserError naming ``source`` when the file carries none."""
+        if self.labels is None:
+            raise UserError(f"{source} has no labels (arr_1); this step needs one class label per image")
+        return self.labels
+
 
 def _as_rgb_uint8(arr: np.ndarray, source: str) -> np.ndarray:
     """Validate an image array; grey (N, H, W) or (N, H, W, 1) is repeated to 3 channels."""
@@ -224,7 +230,7 @@ def save_cached_features(
     """Write the cache atomically at the first writable location; None if none is writable."""
     for p in stats_cache_paths(reference, extractor_name):
         try:
-            return atomic_write(p, lambda f: np.savez(f, **arrays))
+            return atomic_write(p, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]  # numpy stub: **kw vs allow_pickle
         except UserError:
             continue
     return None

@@ -89,7 +89,7 @@ def write_npz(path: str | os.PathLike, images: np.ndarray, labels: Optional[np.n
     arrays = {"arr_0": np.ascontiguousarray(images, dtype=np.uint8)}
     if labels is not None:
         arrays["arr_1"] = np.asarray(labels, dtype=np.int64)
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    return atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]  # numpy stub: **kw vs allow_pickle
 
 
 def png_name(index: int, label: Optional[int]) -> str:

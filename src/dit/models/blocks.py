@@ -45,6 +45,7 @@ def modulate(x: torch.Tensor, shift: Optional[torch.Tensor], scale: Optional[tor
     """adaLN: ``x * (1 + scale) + shift`` with per-example (N, D) vectors broadcast over tokens."""
     if shift is None:
         return x
+    assert scale is not None, "adaLN regresses shift and scale together"
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)  # (N, T, D)
 
 
@@ -91,7 +92,8 @@ class Attention(nn.Module):
             raise ValueError(f"hidden_size {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
-        self.q_norm = self.k_norm = None
+        self.q_norm: Optional[nn.Module] = None
+        self.k_norm: Optional[nn.Module] = None
         if qk_norm != "none":
             self.q_norm = make_norm(qk_norm, dim // num_heads, affine=True)
             self.k_norm = make_norm(qk_norm, dim // num_heads, affine=True)
@@ -99,7 +101,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: Rope = None) -> torch.Tensor:
         q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))  # 3 × (N, H, T, hd)
-        if self.q_norm is not None:
+        if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)

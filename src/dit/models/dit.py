@@ -14,10 +14,10 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from dit.config import GuidanceChannels, ModelConfig, guided_channel_count
+from dit.config import BlockDesign, GuidanceChannels, MlpType, ModelConfig, NormType, QkNormType, guided_channel_count
 from dit.errors import UserError
 from dit.models.blocks import BLOCK_DESIGNS, DiTBlock, FinalLayer
-from dit.models.embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d
+from dit.models.embeddings import LabelEmbedder, PatchEmbed, TimestepEmbedder, linear_at, sincos_pos_embed_2d
 from dit.models.rope import rope_tables
 
 
@@ -51,10 +51,10 @@ class DiT(nn.Module):
         class_dropout_prob: float = 0.1,
         num_classes: int = 1000,
         learn_sigma: bool = True,
-        block: str = "adaln-zero",
-        norm: str = "layer",
-        qk_norm: str = "none",
-        mlp: str = "gelu",
+        block: BlockDesign = "adaln-zero",
+        norm: NormType = "layer",
+        qk_norm: QkNormType = "none",
+        mlp: MlpType = "gelu",
         rope: bool = False,
         long_skip: bool = False,
     ):
@@ -149,23 +149,28 @@ class DiT(nn.Module):
             self.pos_embed.copy_(pe.float().unsqueeze(0).to(self.pos_embed.device))  # (1, T, D)
         w = self.x_embedder.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
+        if self.x_embedder.proj.bias is not None:
+            nn.init.zeros_(self.x_embedder.proj.bias)
         if self.y_embedder is not None:
             nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        nn.init.normal_(linear_at(self.t_embedder.mlp, 0).weight, std=0.02)
+        nn.init.normal_(linear_at(self.t_embedder.mlp, 2).weight, std=0.02)
         if self.block == "adaln-zero":
             for blk in self.blocks:
-                nn.init.zeros_(blk.adaLN_modulation[-1].weight)
-                nn.init.zeros_(blk.adaLN_modulation[-1].bias)
+                assert isinstance(blk, DiTBlock)
+                modulation = linear_at(blk.adaLN_modulation, -1)
+                nn.init.zeros_(modulation.weight)
+                nn.init.zeros_(modulation.bias)
         for lin in self.skip_linears or []:  # [I | 0]: the model still starts as the paper's DiT
+            assert isinstance(lin, nn.Linear)
             nn.init.zeros_(lin.bias)
             with torch.no_grad():
                 lin.weight.copy_(
                     torch.cat([torch.eye(lin.out_features), torch.zeros_like(lin.weight[:, lin.out_features :])], 1)
                 )
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        final_modulation = linear_at(self.final_layer.adaLN_modulation, -1)
+        nn.init.zeros_(final_modulation.weight)
+        nn.init.zeros_(final_modulation.bias)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
@@ -190,7 +195,7 @@ class DiT(nn.Module):
     def _labels(self, y: Optional[torch.Tensor], n: int, device: torch.device) -> torch.Tensor:
         """Class labels as (N,) long; ``y=None`` means the null class (needs class_dropout_prob > 0)."""
         if y is None:
-            if not self.y_embedder.has_null_class:
+            if self.y_embedder is None or not self.y_embedder.has_null_class:
                 raise UserError("this class-conditional model needs labels y (it has no null class)")
             return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
         y = torch.as_tensor(y, device=device).long().reshape(-1)  # (N,) or (1,)
@@ -235,11 +240,12 @@ class DiT(nn.Module):
     def _run_blocks(self, x: torch.Tensor, c_vec: torch.Tensor, c: torch.Tensor, rope) -> torch.Tensor:
         """The blocks in order; with long skips, the first half's outputs feed the second half."""
         depth = len(self.blocks)
-        n_skip = len(self.skip_linears) if self.skip_linears is not None else 0
-        skips = []
+        skip_linears = list(self.skip_linears) if self.skip_linears is not None else []
+        n_skip = len(skip_linears)
+        skips: list[torch.Tensor] = []
         for i, blk in enumerate(self.blocks):
             if i >= depth - n_skip:
-                x = self.skip_linears[i - (depth - n_skip)](torch.cat([x, skips.pop()], dim=-1))  # (N, T, D)
+                x = skip_linears[i - (depth - n_skip)](torch.cat([x, skips.pop()], dim=-1))  # (N, T, D)
             x = blk(x, c_vec, c, rope)  # (N, T, D)
             if i < n_skip:
                 skips.append(x)

@@ -75,6 +75,15 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2).contiguous()  # (N, T, D)
 
 
+def linear_at(seq: nn.Sequential, index: int) -> nn.Linear:
+    """``seq[index]``, which must be an ``nn.Linear``: typed access to a layer of a Sequential, whose
+    position (not a name) is what the official state-dict keys record."""
+    layer = seq[index]
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"expected nn.Linear at index {index}, got {type(layer).__name__}")
+    return layer
+
+
 class TimestepEmbedder(nn.Module):
     """Timestep t → 256 sinusoidal features → Linear(256, D) → SiLU → Linear(D, D)."""
 
@@ -89,7 +98,7 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         freq = timestep_embedding(t, self.frequency_embedding_size)  # (N, 256)
-        return self.mlp(freq.to(self.mlp[0].weight.dtype))  # (N, D)
+        return self.mlp(freq.to(linear_at(self.mlp, 0).weight.dtype))  # (N, D)
 
 
 class LabelEmbedder(nn.Module):

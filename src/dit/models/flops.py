@@ -19,7 +19,7 @@ from typing import List, Optional
 
 import torch
 
-from dit.config import ModelConfig
+from dit.config import BlockDesign, ModelConfig
 from dit.errors import UserError
 from dit.models.dit import as_hw
 from dit.models.embeddings import FREQUENCY_EMBEDDING_SIZE
@@ -55,8 +55,9 @@ def paper_gflops(name: str, image_size: int = 256, block: str = "adaln-zero") ->
 
 def paper_params_m(name: str) -> Optional[float]:
     """The paper's parameter count (millions) for an official name's size, or None."""
-    size = name[len("DiT-") :].split("/")[0] if name.startswith("DiT-") else None
-    return PAPER_PARAMS_M.get(size)
+    if not name.startswith("DiT-"):
+        return None
+    return PAPER_PARAMS_M.get(name[len("DiT-") :].split("/")[0])
 
 
 def count_params(cfg: ModelConfig) -> int:
@@ -70,13 +71,15 @@ def num_tokens(cfg: ModelConfig) -> int:
     """Image tokens T = (H/p)·(W/p)."""
     r = resolve(cfg)
     h, w = as_hw(r.input_size)
-    return (h // r.patch_size) * (w // r.patch_size)
+    p = r.sizes().patch_size
+    return (h // p) * (w // p)
 
 
 def forward_macs(cfg: ModelConfig) -> int:
     """MACs of one forward pass for one image (see the module docstring for the convention)."""
     r = resolve(cfg)
-    d, p, c = r.hidden_size, r.patch_size, r.in_channels
+    sizes = r.sizes()
+    d, p, c = sizes.hidden_size, sizes.patch_size, r.in_channels
     c_out = 2 * c if r.learn_sigma else c
     t = num_tokens(r)
     n_cond = 1 + int(r.num_classes > 0)  # conditioning tokens [t_emb(, y_emb)]
@@ -90,7 +93,7 @@ def forward_macs(cfg: ModelConfig) -> int:
     per_block += {"adaln-zero": 6, "adaln": 4}.get(r.block, 0) * d * d  # adaLN modulation
     if r.block == "cross-attn":
         per_block += t * d * d + n_cond * d * 2 * d + 2 * t * n_cond * d + t * d * d  # q, kv, QKᵀ/AV, proj
-    macs += r.depth * per_block
+    macs += sizes.depth * per_block
     macs += d * 2 * d + t * d * p * p * c_out  # final adaLN modulation + final linear
     return macs
 
@@ -139,7 +142,7 @@ def flops_row(cfg: ModelConfig, image_size: int = 256) -> FlopsRow:
 
 
 def flops_table(
-    names: Optional[List[str]] = None, image_size: int = 256, block: str = "adaln-zero", num_classes: int = 1000
+    names: Optional[List[str]] = None, image_size: int = 256, block: BlockDesign = "adaln-zero", num_classes: int = 1000
 ) -> List[FlopsRow]:
     """Rows for the named models (default all 12) at ``image_size`` pixels (latent = image/8)."""
     base = ModelConfig(input_size=latent_size(image_size), num_classes=num_classes, block=block)

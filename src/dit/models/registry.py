@@ -76,14 +76,15 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
 def build_model(cfg: ModelConfig) -> DiT:
     """Build the DiT a config describes; ``model.config`` equals the resolved config."""
     r = resolve(cfg)
+    sizes = r.sizes()
     input_size = r.input_size if isinstance(r.input_size, int) else tuple(r.input_size)
     model = DiT(
         input_size=input_size,
-        patch_size=r.patch_size,
+        patch_size=sizes.patch_size,
         in_channels=r.in_channels,
-        hidden_size=r.hidden_size,
-        depth=r.depth,
-        num_heads=r.num_heads,
+        hidden_size=sizes.hidden_size,
+        depth=sizes.depth,
+        num_heads=sizes.num_heads,
         mlp_ratio=r.mlp_ratio,
         class_dropout_prob=r.class_dropout_prob,
         num_classes=r.num_classes,

@@ -82,7 +82,7 @@ def _fault_pause(tmp: str, path: Path) -> None:
         time.sleep(60.0)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], object]) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it and rename it to ``path``.
 
     On any failure (full disk, unwritable folder, exception in ``write``) the temp file is

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Literal, Optional, TypeVar, overload
 
 import torch
 import torch.distributed as dist
@@ -143,6 +143,14 @@ def broadcast_object(obj, info: DistInfo, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+@overload
+def on_main_rank(fn: Callable[[], T], info: DistInfo, share: Literal[True] = True) -> T: ...
+
+
+@overload
+def on_main_rank(fn: Callable[[], T], info: DistInfo, share: Literal[False]) -> Optional[T]: ...
 
 
 def on_main_rank(fn: Callable[[], T], info: DistInfo, share: bool = True) -> Optional[T]:

@@ -95,12 +95,21 @@ def _download(repo_id: str, revision: Optional[str], filename: Optional[str] = N
         RevisionNotFoundError,
     )
 
-    kwargs = dict(revision=revision, cache_dir=os.environ.get("HF_HUB_CACHE") or None, local_files_only=offline())
+    cache_dir, local_only = os.environ.get("HF_HUB_CACHE") or None, offline()
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
     try:
         if filename is not None:
-            return hf_hub_download(repo_id, filename, **kwargs)
-        return snapshot_download(repo_id, allow_patterns=allow_patterns, ignore_patterns=_IGNORE, **kwargs)
+            return hf_hub_download(
+                repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=local_only
+            )
+        return snapshot_download(
+            repo_id,
+            allow_patterns=allow_patterns,
+            ignore_patterns=_IGNORE,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_only,
+        )
     except GatedRepoError:
         raise UserError(
             f"the hub repository {repo_id} is gated; accept its licence and log in (hf auth login)"

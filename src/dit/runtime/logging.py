@@ -13,7 +13,7 @@ import csv
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, TextIO
 
 from dit.errors import UserError
 
@@ -109,7 +109,7 @@ class RunLogger:
         self.enabled = enabled
         self.console = console
         self.run_dir = Path(run_dir)
-        self._csv_file = None
+        self._csv_file: Optional[TextIO] = None
         self._csv: Optional[csv.DictWriter] = None
         self._tb = None
         self._tb_guard: Optional[_RecordWriterGuard] = None
@@ -134,7 +134,8 @@ class RunLogger:
             self._text.write(line + "\n")
             self._text.flush()
 
-    def _open_csv(self, keys: list[str]) -> None:
+    def _open_csv(self, keys: list[str]) -> tuple[TextIO, csv.DictWriter]:
+        """metrics.csv opened for appending, with its header written when the file is new."""
         path = self.run_dir / "metrics.csv"
         fieldnames = keys
         if path.exists() and path.stat().st_size > 0:  # resumed run: keep the existing columns
@@ -142,10 +143,11 @@ class RunLogger:
                 header = next(csv.reader(f), None)
             if header:
                 fieldnames = header
-        self._csv_file = open(path, "a", newline="", encoding="utf-8")
-        self._csv = csv.DictWriter(self._csv_file, fieldnames=fieldnames, extrasaction="ignore")
-        if self._csv_file.tell() == 0:
-            self._csv.writeheader()
+        file = open(path, "a", newline="", encoding="utf-8")
+        writer = csv.DictWriter(file, fieldnames=fieldnames, extrasaction="ignore")
+        if file.tell() == 0:
+            writer.writeheader()
+        return file, writer
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """One row in metrics.csv, one scalar per key in TensorBoard and a console/log line."""
@@ -153,8 +155,8 @@ class RunLogger:
             return
         row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
         with _writing(self.run_dir / "metrics.csv"):
-            if self._csv is None:
-                self._open_csv(list(row))
+            if self._csv is None or self._csv_file is None:
+                self._csv_file, self._csv = self._open_csv(list(row))
             self._csv.writerow(row)
             self._csv_file.flush()
         if self._tb is not None:

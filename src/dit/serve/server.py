@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import uvicorn
 
+from dit.config import WeightsChoice
 from dit.errors import UserError
 from dit.pipeline import Pipeline
 from dit.serve.app import Limits, create_app
@@ -17,7 +18,7 @@ LOOPBACK = "127.0.0.1"
 
 
 def load_pipeline(
-    ckpt: str, weights: str = "ema", device: Optional[str] = None, precision: str = "fp32", **official: Any
+    ckpt: str, weights: WeightsChoice = "ema", device: Optional[str] = None, precision: str = "fp32", **official: Any
 ) -> Pipeline:
     """The pipeline the server samples with (one per server, one device): a path or a hub id.
 
@@ -62,7 +63,7 @@ def serve(
     ckpt: str,
     host: str = LOOPBACK,
     port: int = 7860,
-    weights: str = "ema",
+    weights: WeightsChoice = "ema",
     device: Optional[str] = None,
     precision: str = "fp32",
     limits: Optional[Limits] = None,

@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-from torch.distributed.tensor import distribute_tensor
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from dit.config import BLOCK_OPTIONS, DiffusionConfig, ModelConfig, TrainConfig
 from dit.errors import UserError
@@ -161,7 +161,7 @@ def _load_ema_sharded(ema: EMA, full: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for k, dst in ema.state_dict().items():
             src = full[k].to(dst.dtype)
-            if hasattr(dst, "device_mesh"):
+            if isinstance(dst, DTensor):
                 src = distribute_tensor(src.to(dst.device), dst.device_mesh, dst.placements)
                 dst.to_local().copy_(src.to_local())
             else:

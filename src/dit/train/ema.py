@@ -175,7 +175,7 @@ class EMA:
     def update(self, model: nn.Module) -> float:
         """Blend the model's current weights in; returns the decay used."""
         d = self.schedule.decay_at(self.num_updates)
-        current = dict(model.named_parameters())
+        current: dict[str, torch.Tensor] = dict(model.named_parameters())
         ema = [_local(self.params[k]) for k in self.params]
         new = [_local(current[k].detach()).float() for k in self.params]
         torch._foreach_lerp_(ema, new, 1.0 - d)  # ema + (1-d)(θ - ema) = d·ema + (1-d)·θ
@@ -197,7 +197,7 @@ class EMA:
             raise KeyError(f"EMA keys differ: missing {missing[:5]}, unexpected {extra[:5]}")
         with torch.no_grad():
             for k, v in state.items():
-                dst = self.params.get(k, self.buffers.get(k))
+                dst = self.params[k] if k in self.params else self.buffers[k]
                 _local(dst).copy_(_local(v) if hasattr(v, "to_local") else v)
         if num_updates is not None:
             self.num_updates = int(num_updates)
@@ -205,7 +205,7 @@ class EMA:
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Write the averaged weights into ``model`` (same keys), casting to its dtypes."""
-        current = dict(model.named_parameters())
+        current: dict[str, torch.Tensor] = dict(model.named_parameters())
         current.update(dict(model.named_buffers()))
         for k, v in self.state_dict().items():
             _local(current[k]).copy_(_local(v))

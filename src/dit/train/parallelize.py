@@ -10,6 +10,7 @@ in the keys), ``Module.compile()`` compiles in place, FSDP2 ``fully_shard`` keep
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Optional
 
 import torch
@@ -18,6 +19,10 @@ from torch.utils.checkpoint import checkpoint
 
 from dit.errors import UserError
 from dit.runtime.distributed import DistInfo
+
+
+# Blocks whose forward is already wrapped: applying checkpointing twice would nest it.
+_CHECKPOINTED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 def _checkpointed(forward):
@@ -33,10 +38,10 @@ def _checkpointed(forward):
 def apply_activation_checkpointing(blocks: nn.ModuleList) -> None:
     """Recompute each block's activations in backward instead of storing them (keys unchanged)."""
     for block in blocks:
-        if getattr(block, "_dit_checkpointed", False):
+        if block in _CHECKPOINTED:
             continue
         block.forward = _checkpointed(block.forward)
-        block._dit_checkpointed = True
+        _CHECKPOINTED.add(block)
 
 
 def parallelize(
@@ -66,6 +71,8 @@ def parallelize(
 
         if not info.distributed:
             raise UserError("--fsdp needs several processes; launch with torchrun --nproc_per_node N")
+        if blocks is None:
+            raise UserError("--fsdp needs a model with a `blocks` list")
         for block in blocks:
             fully_shard(block)
         fully_shard(model)
@@ -81,8 +88,9 @@ def parallelize(
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP / ``torch.compile`` wrappers (identity otherwise)."""
     while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+        compiled_inner = getattr(model, "_orig_mod", None)
+        if isinstance(compiled_inner, nn.Module):
+            model = compiled_inner
         elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
             model = model.module
         else:

@@ -28,10 +28,9 @@ class StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signal.Signals(signum).name
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        return False
 
 
 def stop_reason(

@@ -161,7 +161,7 @@ class Trainer:
             self.params,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
-            betas=tuple(cfg.betas),
+            betas=(cfg.betas[0], cfg.betas[1]),
             **({"foreach": True} if cfg.fsdp else {"fused": True}),
         )
         self.amp_dtype = _PRECISIONS[cfg.precision]
@@ -172,7 +172,7 @@ class Trainer:
         self.last_checkpoint: Optional[Path] = None
         self.logger = RunLogger(self.run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
         self._report_bad = BadImageReport(self.run_dir / BAD_IMAGE_LOG, self.logger)
-        if init_report is not None:
+        if init_report is not None and pretrained is not None:
             step = f", step {pretrained.step}" if pretrained.step is not None else ""
             self.logger.info(
                 f"initialised from {pretrained.source} ({pretrained.format}{step}, model and EMA weights): "
@@ -396,6 +396,7 @@ class Trainer:
             self._report_bad(self.source.bad_images)
         self.logger.info(f"stopped at step {self.step} ({reason}); last checkpoint {self.last_checkpoint}")
         self.logger.close()
+        assert reason is not None  # the loop ends only with a stop reason
         return TrainResult(self.step, self.epoch, reason, self.last_checkpoint, self.skipped_total, info.is_main)
 
     def _total_steps(self) -> Optional[int]:
@@ -457,8 +458,8 @@ def train(
     try:
         lock = lock_run_folder(cfg.results_dir, info)  # one run per folder; torchrun ranks share rank 0's lock
         trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks)
-        if lock is not None and lock.describe_stale():
-            trainer.logger.info(lock.describe_stale())
+        if lock is not None and (stale := lock.describe_stale()):
+            trainer.logger.info(stale)
         result = trainer.fit()
         # Ranks leave together: a gloo rank that tore its group down while its peer was still
         # leaving hung in the group's destructor, about 1 run in 4 of a 4-step 2-rank job (py-spy).

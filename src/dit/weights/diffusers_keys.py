@@ -203,14 +203,15 @@ def config_to_diffusers(cfg: ModelConfig) -> dict:
     if cfg.class_dropout_prob <= 0:
         raise UserError("diffusers' DiT needs a null class (class_dropout_prob > 0); this model was built without one")
     side = cfg.input_size if isinstance(cfg.input_size, int) else cfg.input_size[0]
+    sizes = cfg.sizes()
     return {
-        "num_attention_heads": cfg.num_heads,
-        "attention_head_dim": cfg.hidden_size // cfg.num_heads,
+        "num_attention_heads": sizes.num_heads,
+        "attention_head_dim": sizes.hidden_size // sizes.num_heads,
         "in_channels": cfg.in_channels,
         "out_channels": cfg.in_channels * (2 if cfg.learn_sigma else 1),
-        "num_layers": cfg.depth,
+        "num_layers": sizes.depth,
         "sample_size": int(side),
-        "patch_size": cfg.patch_size,
+        "patch_size": sizes.patch_size,
         "activation_fn": "gelu-approximate",
         "num_embeds_ada_norm": cfg.num_classes,
         "norm_type": "ada_norm_zero",

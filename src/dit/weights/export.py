@@ -34,7 +34,7 @@ from dit.runtime.checkpoint import (
     export_safetensors,
     save_checkpoint,
 )
-from dit.vae import load_codec
+from dit.vae import VAECodec, load_codec
 from dit.weights.diffusers_keys import (
     config_to_diffusers,
     official_to_diffusers,
@@ -161,13 +161,14 @@ def write_diffusers(
         sched_name, sched_cfg = scheduler_config("ddpm", learn_sigma=False)
     else:
         sched_name, sched_cfg = scheduler_config(scheduler, learn_sigma=cfg.learn_sigma)
-    codec = None
+    codec: Optional[VAECodec] = None
     if vae is not None:
-        codec = load_codec(vae)
-        if not hasattr(codec, "vae"):
+        loaded = load_codec(vae)
+        if not isinstance(loaded, VAECodec):
             raise UserError(
                 f"--vae {vae} is not an AutoencoderKL; a DiTPipeline needs one (ema, mse or a local folder)"
             )
+        codec = loaded
         if codec.latent_channels != cfg.in_channels:
             raise UserError(
                 f"the VAE has {codec.latent_channels} latent channels, the model {cfg.in_channels}; "

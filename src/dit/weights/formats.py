@@ -429,7 +429,8 @@ def load_model(
     raw = read_weights(path, weights)
     cfg = resolve_config(raw, model, image_size, num_classes)
     net = build_from_state_dict(cfg, raw.state_dict, str(path), device).eval()
-    data = raw.meta.get("data") if isinstance(raw.meta.get("data"), dict) else {}
+    meta_data = raw.meta.get("data")
+    data = meta_data if isinstance(meta_data, dict) else {}
     side = cfg.input_size if isinstance(cfg.input_size, int) else max(cfg.input_size)
     names = data.get("class_names") or None
     if names is None and isinstance(raw.meta.get("id2label"), dict):
