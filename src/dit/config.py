@@ -14,7 +14,12 @@ from typing import Any, Literal, NamedTuple, Optional, Tuple, Union, get_args
 
 from dit.errors import UserError
 
-EMA_TYPES = ("constant", "halflife", "power")  # dit.train.ema.EMASchedule.kind
+# EMA schedules of dit.train.ema.EMASchedule: constant decay (paper), EDM half-life, EDM2 power function
+EmaType = Literal["constant", "halflife", "power"]
+EMA_TYPES: tuple[str, ...] = get_args(EmaType)
+# Training recipes (RECIPES below holds each one's values); the first is the paper's
+RecipeName = Literal["paper", "fast"]
+RECIPE_NAMES: tuple[str, ...] = get_args(RecipeName)
 # Block designs of the paper's Fig. 5 (dit.models.blocks), the first is DiT's
 BlockDesign = Literal["adaln-zero", "adaln", "cross-attn", "in-context"]
 BLOCK_DESIGNS: tuple[str, ...] = get_args(BlockDesign)
@@ -253,7 +258,7 @@ class TrainConfig(_DictMixin):
     # folder or hub id); see dit.train.init_from
     init_from: Optional[str] = None
     # The recipe these settings started from (see RECIPES); explicit flags override its values
-    recipe: str = "paper"
+    recipe: RecipeName = "paper"
     # Optimiser (AdamW, constant lr 1e-4, no weight decay; warm-up and cosine optional)
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -264,7 +269,7 @@ class TrainConfig(_DictMixin):
     ema_decay: float = 0.9999
     ema_warmup: bool = False
     # EMA schedule (dit.train.ema): constant decay (paper), EDM half-life or EDM2 power function
-    ema_type: str = "constant"
+    ema_type: EmaType = "constant"
     ema_halflife_kimg: float = 500.0  # halflife: longest half-life, thousands of images (EDM: 500)
     ema_rampup_ratio: Optional[float] = 0.05  # halflife: half-life ≤ ratio × images seen (EDM: 0.05)
     ema_std: float = 0.10  # power: relative width σ_rel of the averaging profile (EDM2: 0.05-0.15)
@@ -289,6 +294,8 @@ class TrainConfig(_DictMixin):
             raise UserError(f"lr schedule {self.lr_schedule!r} is unknown; use constant or cosine")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UserError(f"--on-bad-image {self.on_bad_image!r} is unknown; use skip or fail")
+        if self.recipe not in RECIPE_NAMES:
+            raise UserError(f"--recipe {self.recipe!r} is unknown; choose one of {', '.join(RECIPE_NAMES)}")
         if self.lr_schedule == "cosine" and not self.max_steps:
             raise UserError("a cosine lr schedule needs --max-steps")
         if self.global_batch_size <= 0 or self.global_batch_size % world_size:
@@ -328,7 +335,7 @@ class TrainConfig(_DictMixin):
             raise UserError(f"--ema-std must be in (0, 0.28) (EDM2: 0.05-0.15), got {self.ema_std}")
 
 
-RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+RECIPES: dict[RecipeName, dict[str, dict[str, Any]]] = {
     # The paper's recipe: every dataclass default (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999).
     "paper": {},
     # For short runs (minutes to hours): flow matching with velocity prediction (SiT) and
@@ -350,10 +357,10 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 """Recipe name → {config section → field overrides}; each field is also a `dit train` flag of its own."""
 
 
-def apply_recipe(name: str, train: "TrainConfig", model: "ModelConfig", diffusion: "DiffusionConfig"):
+def apply_recipe(name: RecipeName, train: "TrainConfig", model: "ModelConfig", diffusion: "DiffusionConfig"):
     """(train, model, diffusion) with recipe ``name``'s values; ``train.recipe`` records the name."""
     if name not in RECIPES:
-        raise UserError(f"--recipe {name!r} is unknown; choose one of {list(RECIPES)}")
+        raise UserError(f"--recipe {name!r} is unknown; choose one of {list(RECIPE_NAMES)}")
     r = RECIPES[name]
     return (
         dataclasses.replace(train, recipe=name, **r.get("train", {})),
@@ -546,7 +553,7 @@ class DemoConfig(_DictMixin):
     # Training (`dit train --recipe`): "fast" (flow matching, logit-normal t, half-life EMA) learns
     # 16 px digits in minutes; "paper" (ε + learned Σ) needed 8 px and 6000 steps for the same.
     # Many small steps learn the class-conditional shape far sooner than few large ones.
-    recipe: str = "fast"
+    recipe: RecipeName = "fast"
     batch_size: int = 32
     max_steps: int = 3000
     max_minutes: Optional[float] = 4.0
@@ -573,8 +580,8 @@ class DemoConfig(_DictMixin):
             raise UserError(f"--image-size {self.image_size} is not a multiple of --patch-size {self.patch_size}")
         if self.hidden_size % self.num_heads:
             raise UserError(f"--hidden-size {self.hidden_size} is not divisible by --num-heads {self.num_heads}")
-        if self.recipe not in RECIPES:
-            raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.recipe not in RECIPE_NAMES:
+            raise UserError(f"--recipe must be one of {', '.join(RECIPE_NAMES)}, got {self.recipe!r}")
         if self.precision not in PRECISIONS:
             raise UserError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
         if not 0 < self.held_out_fraction < 1:

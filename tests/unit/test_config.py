@@ -110,3 +110,13 @@ def test_demo_config_validate(change, message):
     with pytest.raises(UserError) as e:
         dataclasses.replace(DemoConfig(), **change).validate()
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_train_config_refuses_an_unknown_recipe_or_ema_type():
+    from dit.config import TrainConfig
+
+    TrainConfig(max_steps=1).validate()
+    for change, message in (({"recipe": "slow"}, "--recipe 'slow' is unknown"), ({"ema_type": "x"}, "--ema-type 'x'")):
+        with pytest.raises(UserError) as e:
+            dataclasses.replace(TrainConfig(max_steps=1), **change).validate()
+        assert message in str(e.value) and "\n" not in str(e.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
-from dit.config import SAMPLER_NAMES, DemoConfig
+from dit.config import RECIPE_NAMES, SAMPLER_NAMES, DemoConfig
 
 HELP = "the whole pipeline on bundled real digits in minutes on a CPU: train, sample, evaluate"
 DESCRIPTION = (
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("training (dit train)")
     t.add_argument(
         "--recipe",
-        choices=["fast", "paper"],
+        choices=RECIPE_NAMES,
         default=_D.recipe,
         help="dit train --recipe: fast (flow matching, half-life EMA) or paper (ε + learned sigma)",
     )

@@ -16,7 +16,7 @@ from dit.config import (
     ON_BAD_IMAGE,
     PRECISIONS,
     QK_NORM_TYPES,
-    RECIPES,
+    RECIPE_NAMES,
     TIMESTEP_SAMPLINGS,
     ModelConfig,
     TrainConfig,
@@ -258,7 +258,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("recipe, optimisation and numerics")
     o.add_argument(
         "--recipe",
-        choices=list(RECIPES),
+        choices=RECIPE_NAMES,
         default=_T.recipe,
         help="paper: the paper's recipe, bit-exact (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999); fast: for "
         "short runs (flow matching, logit-normal(0,1) t, lr 5e-4 with 100 warm-up steps, grad clip 1, "
