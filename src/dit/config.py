@@ -369,12 +369,20 @@ def apply_recipe(name: RecipeName, train: "TrainConfig", model: "ModelConfig", d
     )
 
 
-def validate_features(spec: str, flag: str) -> None:
-    """One-line error unless ``spec`` is ``inception`` or ``classifier:PATH`` (the syntax only; files are
-    checked where they are opened)."""
+def parse_features(spec: str, flag: str = "--features") -> tuple[Literal["inception", "classifier"], str]:
+    """``"inception"`` → ("inception", ""), ``"classifier:PATH"`` → ("classifier", PATH); a one-line error
+    naming ``flag`` otherwise (the syntax only; files are checked where they are opened)."""
     kind, _, arg = spec.partition(":")
-    if not ((kind == "inception" and not arg) or (kind == "classifier" and arg)):
-        raise UserError(f"{flag} must be 'inception' or 'classifier:PATH', got {spec!r}")
+    if kind == "inception" and not arg:
+        return "inception", ""
+    if kind == "classifier" and arg:
+        return "classifier", arg
+    raise UserError(f"{flag} must be 'inception' or 'classifier:PATH', got {spec!r}")
+
+
+def validate_features(spec: str, flag: str) -> None:
+    """One-line error unless ``spec`` is ``inception`` or ``classifier:PATH``."""
+    parse_features(spec, flag)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dit.config import parse_features
 from dit.errors import UserError
 from dit.evaluation.classifier import load_classifier
 from dit.evaluation.inception import find_weights, load_inception
@@ -88,11 +89,9 @@ def make_extractor(
     spec: str = "inception", inception_path: Optional[str] = None, device: str = "cpu"
 ) -> FeatureExtractor:
     """``"inception"`` or ``"classifier:PATH"`` → the extractor."""
-    kind, _, arg = spec.partition(":")
-    if kind == "inception" and not arg:
+    kind, path = parse_features(spec)
+    if kind == "inception":
         return inception_extractor(inception_path, device)
-    if kind == "classifier" and arg:
-        if not Path(arg).is_file():
-            raise UserError(f"classifier file {arg} not found; train one with `dit train-classifier --out {arg}`")
-        return classifier_extractor(arg, device)
-    raise UserError(f"--features must be 'inception' or 'classifier:PATH', got {spec!r}")
+    if not Path(path).is_file():
+        raise UserError(f"classifier file {path} not found; train one with `dit train-classifier --out {path}`")
+    return classifier_extractor(path, device)
