@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import shutil
 import sys
@@ -231,23 +232,12 @@ class ImageSampler:
         kwargs = {}
         if labels is not None and self.num_classes:
             kwargs["y"] = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self.device)  # (B,)
+        # The objective's sampler with its own knobs; everything else is common to both.
         if self.objective == "flow":
-            return flow_samplers.sample(
-                fn,
-                (b, *self.latent_shape),
-                sampler=self.sampler_name,
-                num_steps=self.num_steps,
-                noise=noise.to(self.device),
-                generator=step_gens,
-                model_kwargs=kwargs,
-                clip_denoised=self.clip_denoised,
-                time_shift=c.time_shift,
-                sde_diffusion=c.sde_diffusion,
-                device=self.device,
-                callback=callback,
-            )  # (B, C, h, w)
-        return sample(
-            self.diffusion,
+            draw = functools.partial(flow_samplers.sample, time_shift=c.time_shift, sde_diffusion=c.sde_diffusion)
+        else:
+            draw = functools.partial(sample, self.diffusion, eta=c.eta)
+        return draw(
             fn,
             (b, *self.latent_shape),
             sampler=self.sampler_name,
@@ -256,7 +246,6 @@ class ImageSampler:
             generator=step_gens,
             model_kwargs=kwargs,
             clip_denoised=self.clip_denoised,
-            eta=c.eta,
             device=self.device,
             callback=callback,
         )  # (B, C, h, w)
