@@ -26,12 +26,12 @@ from dit.data.class_names import class_index, default_class_names
 from dit.errors import UserError
 from dit.evaluation import protocol
 from dit.evaluation.generate import (
-    DEFAULT_NUM_SAMPLES,
     ImageSampler,
     Loaded,
     chunk_ranges,
     load_for_sampling,
     make_sampler,
+    num_samples_of,
     sample_labels,
     sampling_settings,
 )
@@ -224,7 +224,7 @@ class Pipeline:
             batch_size=batch_size,
         )
         drawer = make_sampler(self.loaded, cfg, self.device)
-        n = self._num_images(cfg)
+        n = num_samples_of(cfg)
         labels = sample_labels(n, drawer.num_classes, cfg.class_labels)
         images = self._draw(drawer, cfg, n, labels, callback)  # (N, H, W, 3) uint8
         return convert_images(images, output_type)
@@ -245,12 +245,6 @@ class Pipeline:
                 drawer.images(list(chunk), None if labels is None else labels[chunk.start : chunk.stop], step_fn)
             )
         return np.concatenate(parts)  # (N, H, W, 3)
-
-    @staticmethod
-    def _num_images(cfg: SampleConfig) -> int:
-        if cfg.num_samples is not None:
-            return int(cfg.num_samples)
-        return len(cfg.class_labels) if cfg.class_labels else DEFAULT_NUM_SAMPLES
 
     def decode(self, latents: torch.Tensor, output_type: str = "pil"):
         """Latents (B, C, h, w) (e.g. a callback's x0 prediction) as images, for previews."""
@@ -295,7 +289,7 @@ class Pipeline:
             batch_size=batch_size,
         )
         drawer = make_sampler(self.loaded, cfg, self.device)
-        n = self._num_images(cfg)
+        n = num_samples_of(cfg)
         settings = sampling_settings(self.loaded, drawer, cfg, n, self.checkpoint_sha256())
         chunks = len(chunk_ranges(n, cfg.batch_size))
         extra = {

@@ -440,10 +440,10 @@ def _check_out(out: str) -> Path:
     return p
 
 
-def _num_samples(cfg: SampleConfig) -> int:
+def num_samples_of(cfg: SampleConfig) -> int:
+    """How many images ``cfg`` asks for: ``num_samples``, else one per given class label, else 16
+    (``SampleConfig.validate`` has refused a count below 1)."""
     if cfg.num_samples is not None:
-        if cfg.num_samples < 1:
-            raise UserError(f"--num-samples must be positive, got {cfg.num_samples}")
         return int(cfg.num_samples)
     return len(cfg.class_labels) if cfg.class_labels else DEFAULT_NUM_SAMPLES
 
@@ -524,7 +524,7 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
         loaded = load_for_sampling(cfg, info.device)
         ckpt_path = loaded.checkpoint.path  # the local file or folder (a hub id resolved)
         sampler = make_sampler(loaded, cfg, info.device)
-        n = _num_samples(cfg)
+        n = num_samples_of(cfg)
         labels = sample_labels(n, sampler.num_classes, cfg.class_labels)
         ckpt_hash = broadcast_object(protocol.file_sha256(ckpt_path) if info.is_main else None, info)
         settings = sampling_settings(loaded, sampler, cfg, n, ckpt_hash)
