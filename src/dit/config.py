@@ -335,7 +335,7 @@ class TrainConfig(_DictMixin):
             raise UserError(f"--ema-std must be in (0, 0.28) (EDM2: 0.05-0.15), got {self.ema_std}")
 
 
-RECIPES: dict[RecipeName, dict[str, dict[str, Any]]] = {
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # The paper's recipe: every dataclass default (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999).
     "paper": {},
     # For short runs (minutes to hours): flow matching with velocity prediction (SiT) and

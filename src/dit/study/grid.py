@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Optional, cast
 
-from dit.config import RECIPES, ModelConfig
+from dit.config import RECIPES, BlockDesign, ModelConfig
 from dit.models.flops import count_params, forward_macs
 from dit.study.spec import StudySpec
 
@@ -87,7 +87,7 @@ def model_config(spec: StudySpec, depth: int, hidden: int, heads: int, patch: in
         hidden_size=hidden,
         num_heads=heads,
         patch_size=patch,
-        block=block,
+        block=cast(BlockDesign, block),  # one of BLOCK_DESIGNS: StudySpec.validate checked it
         learn_sigma=learns_sigma(recipe),
     )
 

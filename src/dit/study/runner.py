@@ -23,6 +23,7 @@ at a time, each with ``threads`` torch threads (and one GPU each where there are
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -356,7 +357,7 @@ def run_study(
     progress_every: float = 60.0,
     say: Say = _stderr,
     worker: Callable[[Path], list[str]] = worker_command,
-    on_finish: Callable[[], None] = lambda: None,
+    on_finish: Callable[[], object] = lambda: None,
 ) -> list[str]:
     """Run every unfinished run, ``jobs`` at a time; returns the ids of runs that failed.
 
@@ -371,7 +372,7 @@ def run_study(
     say(f"study: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run ({jobs} at a time)")
     gpus = gpu_count(spec)
     progress = Progress(runs, out)
-    active: dict[int, tuple[Run, subprocess.Popen, object]] = {}
+    active: dict[int, tuple[Run, subprocess.Popen, io.TextIOWrapper]] = {}
     failed: list[str] = []
     last_report = time.monotonic()
     queue = list(todo)
@@ -391,7 +392,7 @@ def run_study(
             for slot, (run, proc, log) in list(active.items()):
                 if proc.poll() is None:
                     continue
-                log.close()  # type: ignore[attr-defined]
+                log.close()
                 del active[slot]
                 if proc.returncode != 0:
                     failed.append(run.id)
@@ -407,5 +408,5 @@ def run_study(
         for _, proc, log in active.values():  # interrupted: stop the workers (their runs resume next time)
             proc.terminate()  # `dit train` saves a checkpoint on SIGTERM and stops
             proc.wait()
-            log.close()  # type: ignore[attr-defined]
+            log.close()
     return failed

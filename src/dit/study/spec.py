@@ -58,7 +58,8 @@ class ModelSize:
         text = str(value).strip()
         size = text[len("DiT-") :] if text.startswith("DiT-") else text
         if size in SIZES:
-            return cls(*SIZES[size], name=size)
+            d, w, h = SIZES[size]
+            return cls(d, w, h, size)
         m = _CUSTOM.match(text)
         if m:
             d, w, h = (int(g) for g in m.groups())
