@@ -49,6 +49,9 @@ def guided_channel_count(channels: str, eps_channels: int) -> int:
 # Choices each defined once; CLIs read them from here (``typing.get_args``).
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+# Training also takes "auto": resolved per machine and recipe by dit.runtime.hardware.resolve_speed
+TrainPrecision = Literal["auto", "fp32", "bf16", "fp16"]
+TRAIN_PRECISIONS: tuple[str, ...] = get_args(TrainPrecision)
 LrSchedule = Literal["constant", "cosine"]
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 OnBadImage = Literal["skip", "fail"]
@@ -274,9 +277,11 @@ class TrainConfig(_DictMixin):
     ema_rampup_ratio: Optional[float] = 0.05  # halflife: half-life ≤ ratio × images seen (EDM: 0.05)
     ema_std: float = 0.10  # power: relative width σ_rel of the averaging profile (EDM2: 0.05-0.15)
     # Numerics and speed
-    precision: Precision = "fp32"
+    # "auto" / None: chosen by dit.runtime.hardware.resolve_speed (fp32 eager for the paper recipe on
+    # every machine; the machine's faster path for other recipes); the trainer records the choice.
+    precision: TrainPrecision = "auto"
     grad_checkpointing: bool = False
-    compile: bool = False
+    compile: Optional[bool] = None
     fsdp: bool = False
     tf32: bool = True
     device: Optional[str] = None
@@ -288,8 +293,8 @@ class TrainConfig(_DictMixin):
 
     def validate(self, world_size: int = 1) -> None:
         """One-line ``UserError`` for any setting a user can get wrong (``dit train`` and ``train()`` alike)."""
-        if self.precision not in PRECISIONS:
-            raise UserError(f"--precision {self.precision!r} is unknown; use one of {sorted(PRECISIONS)}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise UserError(f"--precision {self.precision!r} is unknown; use one of {sorted(TRAIN_PRECISIONS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"lr schedule {self.lr_schedule!r} is unknown; use constant or cosine")
         if self.on_bad_image not in ON_BAD_IMAGE:

@@ -14,7 +14,7 @@ from dit.config import (
     OBJECTIVES,
     PREDICTION_TYPES,
     ON_BAD_IMAGE,
-    PRECISIONS,
+    TRAIN_PRECISIONS,
     QK_NORM_TYPES,
     RECIPE_NAMES,
     TIMESTEP_SAMPLINGS,
@@ -322,9 +322,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=TRAIN_PRECISIONS,
         default=_T.precision,
-        help="autocast precision (fp16 adds a grad scaler)",
+        help="autocast precision (fp16 adds a grad scaler); auto: fp32 for --recipe paper (bit-exact), "
+        "else the faster one on this machine (CPU: bf16 only with AMX/AVX512-BF16 and a faster probe)",
     )
     o.add_argument(
         "--tf32",
@@ -335,7 +336,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--grad-checkpointing", action="store_true", help="recompute block activations in backward to save memory"
     )
-    o.add_argument("--compile", action="store_true", help="torch.compile each block")
+    o.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=_T.compile,
+        help="torch.compile each block (default auto: on for non-paper recipes on CUDA, off on CPU and for "
+        "--recipe paper)",
+    )
     o.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (fully_shard) instead of DDP")
     o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
 

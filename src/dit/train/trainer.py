@@ -42,6 +42,7 @@ from dit.runtime.distributed import (
     on_main_rank,
     set_tf32,
 )
+from dit.runtime.hardware import resolve_speed
 from dit.runtime.logging import RunLogger
 from dit.runtime.revision import git_revision
 from dit.runtime.run_lock import lock_run_folder
@@ -122,6 +123,10 @@ class Trainer:
                 "sample_every/eval_every need their hooks: pass callbacks=dit.evaluation.hooks.training_callbacks(cfg)"
             )
         self.timesteps_from_coins = training_timesteps(diffusion_cfg)  # validates diffusion_cfg
+        # --precision auto / --compile unset: chosen for this machine and recipe (fp32 eager for the
+        # paper recipe everywhere); the run folder and checkpoints record the concrete values.
+        self.speed = resolve_speed(info.device, cfg.precision, cfg.compile, cfg.recipe)
+        cfg = dataclasses.replace(cfg, precision=self.speed.precision, compile=self.speed.compile)
         self.cfg, self.info, self.diffusion_cfg = cfg, info, diffusion_cfg
         self.device = info.device
         self.run_dir = Path(cfg.results_dir)
@@ -410,6 +415,7 @@ class Trainer:
             f"params) on {len(self.source.dataset)} examples, global batch {self.cfg.global_batch_size} over "
             f"{self.info.world_size} process(es), precision {self.cfg.precision}"
         )
+        self.logger.info(f"speed: {self.speed.describe()}")
 
     def _count_bad_step(self, finite: bool) -> None:
         """Reset or extend the streak of non-finite steps; a streak of ``max_bad_steps`` stops the run."""
