@@ -81,6 +81,7 @@ def interleaved(
     warmup: int = 1,
     calls_per_sample: int = 1,
     cpu_out: Optional[Dict[str, Stat]] = None,
+    warmup_out: Optional[Dict[str, Stat]] = None,
 ) -> Dict[str, Stat]:
     """Wall seconds per call of each fn, measured round-robin: warm-up rounds, then ``repeats`` rounds.
 

@@ -101,8 +101,17 @@ def measure_sampling(
     repeats: int,
     steps_scale: float = 1.0,
     log: Callable[[str], None] = print,
+    matmul_peak_gflops: Optional[float] = None,
 ) -> dict:
-    """Seconds per image (median, spread) and network rows per image for every case."""
+    """Seconds per image (median, spread) and network rows per image for every case.
+
+    Each case also gets its achieved GFLOP/s (2 × forward MACs per network row, the paper's count)
+    and, given the fp32 matmul peak of the same run, its MFU: how close sampling gets to the
+    hardware limit, comparable with training's MFU.
+    """
+    from dit.models.flops import forward_macs
+
+    row_gflop = 2.0 * forward_macs(MODELS[model_name]) / 1e9
     runs, meta, rows = build_runs(model_name, batch, device, steps_scale)
     for key, fn in runs.items():  # one counted run each (also the warm-up)
         rows["n"] = 0
@@ -121,8 +130,11 @@ def measure_sampling(
     cases = {}
     for key, m in meta.items():
         per_image = Stat([s / batch for s in seconds[key].samples])
-        cases[key] = dict(m, seconds_per_image=per_image, rows_per_image=m["rows"] / batch)
-        log(f"  {key:<24} {per_image.median:8.4f} s/image  rows/image {m['rows'] / batch:6.0f}")
+        gflops = Stat([m["rows"] / batch * row_gflop / t for t in per_image.samples])
+        mfu = Stat([g / matmul_peak_gflops for g in gflops.samples]) if matmul_peak_gflops else None
+        cases[key] = dict(m, seconds_per_image=per_image, rows_per_image=m["rows"] / batch, gflops=gflops, mfu=mfu)
+        shown = f"  MFU {100 * mfu.median:5.1f}%" if mfu else ""
+        log(f"  {key:<24} {per_image.median:8.4f} s/image  rows/image {m['rows'] / batch:6.0f}{shown}")
     # What the interval saves, per solver: rows and time relative to full guidance.
     savings = {}
     for sampler, _ in SOLVERS:
