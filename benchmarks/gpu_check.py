@@ -61,6 +61,8 @@ def train_case(
     warmup: int,
     peak_tflops: Optional[float],
     matmul_tflops: Optional[float],
+    profile: bool = False,
+    **spec_extra,
 ) -> dict:
     from benchmarks.train_speed import MODELS, PathSpec, build_path, train_flops_per_image
 
@@ -70,6 +72,7 @@ def train_case(
         compile=compile_on,
         optimizer="fused" if device.type == "cuda" else "foreach",
         grad_checkpointing=ckpt,
+        **spec_extra,
     )
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -82,13 +85,15 @@ def train_case(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         warm_s = time.perf_counter() - t0
-        times = []
+        times, losses = [], []
         for _ in range(steps):
             s = time.perf_counter()
             loss = path.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - s)
+            losses.append(loss)
+        breakdown = profile_breakdown(path.step, device) if profile else None
     times.sort()
     med = times[len(times) // 2]
     ips = batch / med
@@ -110,15 +115,70 @@ def train_case(
         "mfu_vs_card_peak": flops / 1e12 / peak_tflops if peak_tflops else None,
         "mfu_vs_measured_matmul": flops / 1e12 / matmul_tflops if matmul_tflops else None,
         "final_loss": float(loss),
+        "losses": [float(v) for v in losses],  # same seed and data in every case: float8 vs bf16 side by side
         "params": path.num_params,
+        "describe": spec.describe(),
     }
+    if breakdown is not None:
+        out["profile"] = breakdown
     if device.type == "cuda":
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     del path
     return out
 
 
-def sample_case(model: str, batch: int, steps: int, device, precision: str) -> dict:
+# Kernel-name patterns → what the time is spent on (first match wins; CUDA kernel names, lower case).
+KERNEL_GROUPS = (
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    ("matmul", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "matmul", "_mm_")),
+    ("optimizer", ("adam", "foreach", "multi_tensor")),
+    ("norm", ("layer_norm", "layernorm", "rms")),
+    ("fused elementwise (triton)", ("triton",)),
+    ("elementwise (eager)", ("elementwise", "vectorized", "reduce", "copy", "fill")),
+)
+
+
+def profile_breakdown(step, device, steps: int = 3) -> dict:
+    """Where a training step's time goes: device-kernel time per group, and the host gap.
+
+    ``host_gap_fraction`` = 1 − (kernel time / wall time): the share of the step in which the
+    device has nothing to run (launch-bound or host-bound when large).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    wall_us = (time.perf_counter() - start) * 1e6
+    groups: dict = {}
+    top = []
+    for ev in prof.key_averages():
+        us = ev.self_device_time_total if device.type == "cuda" else ev.self_cpu_time_total
+        if us <= 0:
+            continue
+        name = ev.key.lower()
+        group = next((g for g, keys in KERNEL_GROUPS if any(k in name for k in keys)), "other")
+        groups[group] = groups.get(group, 0.0) + us
+        top.append((us, ev.key[:120]))
+    busy = sum(groups.values())
+    top.sort(reverse=True)
+    return {
+        "steps": steps,
+        "wall_ms_per_step": wall_us / steps / 1e3,
+        "kernel_ms_per_step": busy / steps / 1e3,
+        "host_gap_fraction": max(0.0, 1.0 - busy / wall_us) if device.type == "cuda" else None,
+        "fraction_of_kernel_time": {g: v / busy for g, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "top_kernels_ms_per_step": [[k, us / steps / 1e3] for us, k in top[:15]],
+    }
+
+
+def sample_case(model: str, batch: int, steps: int, device, precision: str, compile_on: bool = False) -> dict:
     from benchmarks.train_speed import MODELS, build_dit
     from dit.config import SampleConfig
     from dit.diffusion import create_diffusion
@@ -127,13 +187,16 @@ def sample_case(model: str, batch: int, steps: int, device, precision: str) -> d
 
     torch.manual_seed(0)
     net = build_dit(MODELS[model]).to(device).eval()
+    if compile_on:
+        for block in net.blocks:
+            block.compile()
     cfg = SampleConfig(
         sampler="ddpm", num_sampling_steps=steps, cfg_scale=1.5, seed=0, precision=precision, progress=False
     )
     sampler = ImageSampler(net, create_diffusion(""), load_codec("none"), cfg, device)
     labels = [i % int(net.num_classes) for i in range(batch)]
     with torch.inference_mode():
-        sampler.latents(list(range(min(batch, 2))), labels[:2])  # warm-up (kernels, allocator)
+        sampler.latents(list(range(batch)), labels)  # warm-up (kernels, allocator, compilation at this shape)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
@@ -148,6 +211,7 @@ def sample_case(model: str, batch: int, steps: int, device, precision: str) -> d
         "cfg_scale": 1.5,
         "batch": batch,
         "precision": precision,
+        "compile": compile_on,
         "seconds": secs,
         "images_per_s": batch / secs,
         "finite": bool(torch.isfinite(x).all()),
@@ -161,9 +225,58 @@ def matmul_tflops(device, size: int) -> Optional[float]:
     return matmul_peak(device, size, repeats=3, precisions=("bf16",))["bf16"].median / 1e3
 
 
+def round2_cases(tiny: bool, big: str, small: str, batch: int, device, peak, mm) -> list:
+    """Issue 18's GPU items, cheapest-first within each group so a short budget still answers each."""
+    steps, warmup = (2, 1) if tiny else (20, 3)
+    on = device.type == "cuda"
+
+    def train(model, b, profile=False, **extra):
+        return lambda: train_case(model, b, device, False, on, "bf16", steps, warmup, peak, mm, profile, **extra)
+
+    cases = [
+        (f"r2 train {big} bf16 b{batch} + profile", train(big, batch, profile=True)),
+        (f"r2 train {small} b{batch}", train(small, batch)),
+        (f"r2 train {small} b{4 * batch}", train(small, 4 * batch)),
+        (
+            f"r2 train {small} b{batch} whole-model reduce-overhead (CUDA graphs)",
+            train(small, batch, compile_whole=True, compile_mode="reduce-overhead"),
+        ),
+        (
+            f"r2 train {small} b{4 * batch} whole-model reduce-overhead",
+            train(small, 4 * batch, compile_whole=True, compile_mode="reduce-overhead"),
+        ),
+    ]
+    try:
+        import torchao.float8  # noqa: F401
+
+        cases.insert(1, (f"r2 train {big} float8 b{batch}", train(big, batch, float8=True)))
+    except ImportError:
+        cases.insert(1, (f"r2 train {big} float8 b{batch}", _unavailable("torchao is not installed")))
+    n, sample_steps = (2, 3) if tiny else (64, 50)
+    cases += [
+        (
+            f"r2 sample {big} ddpm-{sample_steps} cfg bf16 eager",
+            lambda: sample_case(big, n, sample_steps, device, "bf16"),
+        ),
+        (
+            f"r2 sample {big} ddpm-{sample_steps} cfg bf16 compile",
+            lambda: sample_case(big, n, sample_steps, device, "bf16", compile_on=on),
+        ),
+        (f"r2 train {small} b{batch} max-autotune (blocks)", train(small, batch, compile_mode="max-autotune")),
+    ]
+    return cases
+
+
+def _unavailable(why: str):
+    def run():
+        raise RuntimeError(why)
+
+    return run
+
+
 def read_junit(path: Optional[str]) -> Optional[dict]:
     """Counts from pytest's junit XML (tests, failures, errors, skipped)."""
-    if not path or not Path(path).exists():
+    if not path or not Path(path).exists() or Path(path).stat().st_size == 0:  # pytest did not run
         return None
     import xml.etree.ElementTree as ET
 
@@ -186,6 +299,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--pytest-xml", default=None, help="junit XML of the cuda-marked tests to fold into the JSON")
     p.add_argument("--budget-s", type=float, default=420.0, help="skip remaining cases after this many seconds")
+    p.add_argument(
+        "--round2",
+        action="store_true",
+        help="issue 18's cases instead: XL/2 bf16 MFU with a profile breakdown, torchao float8, DiT-B/4 with "
+        "larger batch / CUDA graphs / max-autotune, guided XL/2 sampling eager vs compiled",
+    )
     a = p.parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -213,24 +332,28 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - recorded, not fatal
         result["errors"]["matmul"] = repr(e)
         mm = None
-    cases = [
-        (
-            f"train {big} ckpt=off",
-            lambda: train_case(big, batch, device, False, compile_on, precision, steps, warmup, peak, mm),
-        ),
-        (
-            f"train {big} ckpt=on",
-            lambda: train_case(big, batch, device, True, compile_on, precision, steps, warmup, peak, mm),
-        ),
-        (
-            f"train {small}",
-            lambda: train_case(small, batch, device, False, compile_on, precision, steps, warmup, peak, mm),
-        ),
-        (
-            f"sample {big} ddpm-250 cfg",
-            lambda: sample_case(big, 2 if a.tiny else 64, 5 if a.tiny else 250, device, precision),
-        ),
-    ]
+    cases = (
+        round2_cases(a.tiny, big, small, batch, device, peak, mm)
+        if a.round2
+        else [
+            (
+                f"train {big} ckpt=off",
+                lambda: train_case(big, batch, device, False, compile_on, precision, steps, warmup, peak, mm),
+            ),
+            (
+                f"train {big} ckpt=on",
+                lambda: train_case(big, batch, device, True, compile_on, precision, steps, warmup, peak, mm),
+            ),
+            (
+                f"train {small}",
+                lambda: train_case(small, batch, device, False, compile_on, precision, steps, warmup, peak, mm),
+            ),
+            (
+                f"sample {big} ddpm-250 cfg",
+                lambda: sample_case(big, 2 if a.tiny else 64, 5 if a.tiny else 250, device, precision),
+            ),
+        ]
+    )
     for name, run in cases:
         elapsed = time.perf_counter() - started
         if elapsed > a.budget_s:
