@@ -8,7 +8,7 @@ import pytest
 from dit.cli.main import main
 from dit.runtime.hardware import read_cpu_features
 
-from .train_utils import make_image_folder, train_args, one_thread  # noqa: F401 (fixture)
+from tests.helpers.train import make_image_folder, one_thread, train_args  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

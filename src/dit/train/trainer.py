@@ -124,8 +124,11 @@ class Trainer:
             )
         self.timesteps_from_coins = training_timesteps(diffusion_cfg)  # validates diffusion_cfg
         # --precision auto / --compile unset: chosen for this machine and recipe (fp32 eager for the
-        # paper recipe everywhere); the run folder and checkpoints record the concrete values.
-        self.speed = resolve_speed(info.device, cfg.precision, cfg.compile, cfg.recipe)
+        # paper recipe everywhere); the run folder and checkpoints record the concrete values. Rank 0
+        # decides (a probe could differ between ranks) and every rank takes its choice.
+        speed = on_main_rank(lambda: resolve_speed(info.device, cfg.precision, cfg.compile, cfg.recipe), info)
+        assert speed is not None  # shared by on_main_rank
+        self.speed = speed
         cfg = dataclasses.replace(cfg, precision=self.speed.precision, compile=self.speed.compile)
         self.cfg, self.info, self.diffusion_cfg = cfg, info, diffusion_cfg
         self.device = info.device
