@@ -158,6 +158,11 @@ class DiffusersAdapter(nn.Module):
         self.num_classes = cfg.num_classes
         self.transformer = DiTTransformer2DModel(**config_to_diffusers(resolve(cfg)))
         self.blocks = self.transformer.transformer_blocks
+        # Its label embedders drop labels themselves in train mode (p = 0.1, from the global RNG); the
+        # drop_mask above is the one label dropout, as in ours and the official model.
+        for m in self.transformer.modules():
+            if type(m).__name__ == "LabelEmbedding":
+                m.dropout_prob = 0.0
 
     def forward(self, x, t, y=None, drop_mask=None):
         if drop_mask is not None:
