@@ -8,14 +8,9 @@ import pytest
 from dit.cli.main import main
 from dit.runtime.hardware import read_cpu_features
 
-from tests.helpers.train import make_image_folder, one_thread, train_args  # noqa: F401 (fixture)
+from tests.helpers.train import train_args
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("speed") / "data", per_class=4, size=8)
+pytestmark = pytest.mark.usefixtures("one_thread")  # `data` and `one_thread`: tests/conftest.py
 
 
 def _run(data, run, *extra):
