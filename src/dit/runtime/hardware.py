@@ -22,10 +22,11 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import torch
 
+from dit.config import Precision
 from dit.errors import UserError
 from dit.runtime.checkpoint import atomic_write_json
 
@@ -156,7 +157,7 @@ def cached_probe(
 class SpeedChoice:
     """The precision and compilation a run uses, and the one-line reason logged with them."""
 
-    precision: str
+    precision: Precision
     compile: bool
     reason: str
 
@@ -164,12 +165,12 @@ class SpeedChoice:
         return f"precision {self.precision}, compile {'on' if self.compile else 'off'} ({self.reason})"
 
 
-def cpu_fast_precision(features: CpuFeatures, probe: Callable[[CpuFeatures], MatmulProbe]) -> tuple[str, str]:
+def cpu_fast_precision(features: CpuFeatures, probe: Callable[[CpuFeatures], MatmulProbe]) -> tuple[Precision, str]:
     """(faster precision on this CPU, why). Without hardware bf16 the answer is fp32 and no probe runs."""
     if not features.native_bf16:
         return "fp32", f"{features.describe()}: no AMX/AVX512-BF16, bf16 matmul is emulated"
     p = probe(features)
-    faster = "bf16" if p.bf16_speedup >= BF16_MARGIN else "fp32"
+    faster: Precision = "bf16" if p.bf16_speedup >= BF16_MARGIN else "fp32"
     return faster, (
         f"{features.describe()}: matmul probe {p.fp32_gflops:.0f} GFLOP/s fp32, {p.bf16_gflops:.0f} bf16 "
         f"(bf16 {'≥' if faster == 'bf16' else '<'} {BF16_MARGIN}× fp32)"
@@ -194,8 +195,10 @@ def resolve_speed(
     - other recipes on CUDA: bf16 where supported, compiled.
     """
     auto_precision, auto_compile = precision == "auto", compile is None
+    given = cast(Precision, precision)  # not "auto" whenever it is used below
     if not auto_precision and not auto_compile:
-        return SpeedChoice(precision, bool(compile), "as given")
+        return SpeedChoice(given, bool(compile), "as given")
+    fast_precision: Precision
     if device.type == "cuda":
         fast_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         fast_compile, why = True, f"{torch.cuda.get_device_name(device)}"
@@ -205,6 +208,7 @@ def resolve_speed(
         fast_compile = False
     else:
         fast_precision, fast_compile, why = "fp32", False, f"device {device.type}"
+    chosen_precision: Precision
     if recipe == "paper":
         chosen_precision, chosen_compile = "fp32", False
         note = "auto, paper recipe: fp32 eager for bit-exact results on every machine"
@@ -214,7 +218,7 @@ def resolve_speed(
         chosen_precision, chosen_compile = fast_precision, fast_compile
         note = f"auto, recipe {recipe}: the faster path here"
     return SpeedChoice(
-        precision if not auto_precision else chosen_precision,
+        given if not auto_precision else chosen_precision,
         bool(compile) if not auto_compile else chosen_compile,
         f"{note}; {why}",
     )

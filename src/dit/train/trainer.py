@@ -156,7 +156,7 @@ class Trainer:
             self.source.dataset.bad_image_log = self.run_dir / BAD_IMAGE_LOG
         self.model = model.to(self.device)
         self.train_model = parallelize(
-            self.model, info, grad_checkpointing=cfg.grad_checkpointing, fsdp=cfg.fsdp, compile=cfg.compile
+            self.model, info, grad_checkpointing=cfg.grad_checkpointing, fsdp=cfg.fsdp, compile=bool(cfg.compile)
         )
         # After sharding, so under FSDP each rank averages its own shards. Starts as a copy (official).
         self.ema = EMA(self.model, schedule=EMASchedule.from_config(cfg))
