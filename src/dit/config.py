@@ -192,8 +192,9 @@ class DiffusionConfig(_DictMixin):
     learn_sigma: bool = True
     rescale_learned_sigmas: bool = False
     diffusion_steps: int = 1000
-    # Gaussian objective only: what the model predicts (None: from predict_xstart, i.e. ε) and the
-    # min-SNR-γ loss weight (Hang et al. 2023; None: unweighted, the paper's)
+    # What the model predicts (gaussian: None = from predict_xstart, i.e. ε; flow: None = v, or
+    # xstart, JiT's x-prediction) and, gaussian only, the min-SNR-γ loss weight (Hang et al. 2023;
+    # None: unweighted, the paper's)
     prediction_type: Optional[PredictionType] = None
     min_snr_gamma: Optional[float] = None
     objective: Objective = "gaussian"
@@ -217,8 +218,10 @@ class DiffusionConfig(_DictMixin):
             raise UserError(f"--prediction-type {self.prediction_type!r} is unknown; choose epsilon, xstart or v")
         if self.min_snr_gamma is not None and not (0 < self.min_snr_gamma < float("inf")):
             raise UserError(f"--min-snr-gamma must be a positive number (Hang et al.: 5), got {self.min_snr_gamma}")
-        if self.objective == "flow" and (self.prediction_type not in (None, "v") or self.min_snr_gamma is not None):
-            raise UserError("--prediction-type and --min-snr-gamma apply to the gaussian objective; drop them for flow")
+        if self.objective == "flow" and self.prediction_type not in (None, "v", "xstart"):
+            raise UserError("a flow model predicts v or xstart; drop --prediction-type epsilon")
+        if self.objective == "flow" and self.min_snr_gamma is not None:
+            raise UserError("--min-snr-gamma applies to the gaussian objective; drop it for flow")
         return self
 
     def diffusion_kwargs(self) -> dict[str, Any]:

@@ -226,3 +226,62 @@ def test_logit_normal_timesteps_follow_scipys_law(m, s):
     logits = np.log(t.numpy()) - np.log1p(-t.numpy())
     assert stats.kstest(logits, stats.norm(loc=m, scale=s).cdf).pvalue > 1e-3
     assert stats.kstest(t.numpy(), lambda q: stats.norm.cdf((np.log(q) - np.log1p(-q) - m) / s)).pvalue > 1e-3
+
+
+# x-prediction (JiT): the network outputs the clean image; for x_0 ~ N(μ, s²) its optimum is the
+# posterior mean E[x_0 | x_t] = μ + (1 − t)s²/V_t · (x_t − (1 − t)μ), written here from the joint Gaussian.
+
+
+def optimal_x0(x: torch.Tensor, t: torch.Tensor, mu=MU, s=S) -> torch.Tensor:
+    """E[x_0 | x_t] for x_0 ~ N(mu, s²); t (N,) in [0, 1]."""
+    t = t.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+    var = (1 - t) ** 2 * s**2 + t**2
+    return mu + (1 - t) * s**2 / var * (x - (1 - t) * mu)
+
+
+class FlowX0Oracle(FlowOracle):
+    """The optimal x-prediction network, called at model time t·1000: the posterior mean for t ≥ 0.05;
+    below, the loss is on (x_t − x̂_0)/0.05, so its minimiser is x_t − 0.05·E[v | x_t]."""
+
+    def __call__(self, x, t_model, y=None, **_):
+        self.calls += 1
+        t = t_model.double() / TIME_SCALE
+        tb = t.reshape(-1, *([1] * (x.dim() - 1)))
+        below = x - 0.05 * optimal_velocity(x, t, self.mu, self.s)
+        return torch.where(tb >= 0.05, optimal_x0(x, t, self.mu, self.s), below)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5, 0.9, 1.0])
+def test_x_prediction_loss_of_the_optimal_network_is_the_conditional_variance_of_v(t):
+    """Above the clip (t ≥ 0.05) the velocity an optimal x̂_0 stands for is the optimal velocity."""
+    g = torch.Generator().manual_seed(4)
+    x0 = MU + S * torch.randn((20000, 1, 2, 2), generator=g, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    tt = torch.full((x0.shape[0],), t, dtype=torch.float64)
+    terms = FlowMatching(prediction="xstart").training_losses(FlowX0Oracle(), x0, tt, noise=noise)
+    var = (1 - t) ** 2 * S**2 + t**2
+    _within(terms["mse"], 1 + S**2 - (t - (1 - t) * S**2) ** 2 / var)
+
+
+def test_x_prediction_loss_is_on_the_velocity_with_t_clipped_at_0_05():
+    """A network that outputs x_0 exactly has v̂ = (x_t − x_0)/max(t, 0.05): zero loss above the clip,
+    and below it the velocity is scaled by t/0.05, so the loss is (1 − t/0.05)²·E[v²]."""
+    g = torch.Generator().manual_seed(5)
+    x0 = MU + S * torch.randn((4000, 1, 2, 2), generator=g, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    exact = FlowMatching(prediction="xstart")
+    for t in (0.02, 0.3):
+        tt = torch.full((x0.shape[0],), t, dtype=torch.float64)
+        terms = exact.training_losses(lambda x, _t, **__: x0, x0, tt, noise=noise)
+        expected = (1 - min(t / 0.05, 1.0)) ** 2 * ((noise - x0) ** 2).mean(dim=(1, 2, 3))
+        torch.testing.assert_close(terms["mse"], expected)
+
+
+@pytest.mark.parametrize("sampler,steps,gap", [("euler", 400, 0.02), ("heun", 50, 2e-3)])
+def test_x_prediction_sampling_recovers_the_data_law_and_the_exact_map(sampler, steps, gap):
+    """The samplers turn the optimal x̂_0 back into the optimal velocity: the same map as the v-model's."""
+    x1 = _noise(20000)
+    x = fs.sample(FlowX0Oracle(), x1.shape, sampler=sampler, num_steps=steps, noise=x1, prediction="xstart")
+    _within(x, MU)
+    _std_within(x, S)
+    torch.testing.assert_close(x, MU + S * x1, atol=gap, rtol=0)

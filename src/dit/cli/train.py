@@ -132,7 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--prediction-type",
         choices=PREDICTION_TYPES,
         default=None,
-        help="gaussian objective: what the model predicts (default: epsilon, the paper's)",
+        help="what the model predicts: gaussian epsilon (default, the paper's), xstart or v; flow v (default) or xstart (JiT)",
     )
     m.add_argument(
         "--min-snr-gamma",

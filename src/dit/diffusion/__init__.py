@@ -75,7 +75,7 @@ def build_objective(cfg: DiffusionConfig, timestep_respacing: Optional[str] = No
     or :class:`FlowMatching` (``"flow"``). ``timestep_respacing`` overrides the config's."""
     cfg.validate()
     if cfg.objective == "flow":
-        return FlowMatching()
+        return FlowMatching(prediction=cfg.prediction_type or "v")
     kwargs = cfg.diffusion_kwargs()
     if timestep_respacing is not None:
         kwargs["timestep_respacing"] = timestep_respacing

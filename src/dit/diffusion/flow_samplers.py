@@ -36,7 +36,7 @@ from typing import Callable, Optional
 
 import torch
 
-from dit.diffusion.flow import TIME_SCALE, score_from_velocity, x0_from_velocity
+from dit.diffusion.flow import FLOW_PREDICTIONS, TIME_SCALE, score_from_velocity, velocity_from_x0, x0_from_velocity
 from dit.diffusion.gaussian import Generator, draw_noise, progress_bar
 from dit.errors import UserError
 
@@ -63,6 +63,21 @@ def _velocity(model_fn, x: torch.Tensor, t: float, model_kwargs: dict) -> torch.
     tt = torch.full((x.shape[0],), t * TIME_SCALE, dtype=torch.float32, device=x.device)  # (N,)
     with torch.no_grad():
         return model_fn(x, tt, **model_kwargs)[:, : x.shape[1]].to(x.dtype)
+
+
+def velocity_model(model_fn: Callable, prediction: str) -> Callable:
+    """``model_fn`` as a velocity model: an x-prediction network's x̂_0 becomes v̂ = (x − x̂_0)/max(t, 0.05)
+    (linear in the output, so classifier-free guidance inside ``model_fn`` is unchanged by it)."""
+    if prediction not in FLOW_PREDICTIONS:
+        raise UserError(f"a flow model predicts one of {FLOW_PREDICTIONS}, got {prediction!r}")
+    if prediction == "v":
+        return model_fn
+
+    def from_x0(x: torch.Tensor, tt: torch.Tensor, **kwargs) -> torch.Tensor:
+        x0 = model_fn(x, tt, **kwargs)[:, : x.shape[1]]  # (N, C, ...)
+        return velocity_from_x0(x, tt.to(x.dtype) / TIME_SCALE, x0.to(x.dtype))
+
+    return from_x0
 
 
 def _x0(x: torch.Tensor, t: float, v: torch.Tensor) -> torch.Tensor:
@@ -165,10 +180,12 @@ def sample(
     sde_diffusion: float = 1.0,
     device=None,
     dtype: torch.dtype = torch.float32,
+    prediction: str = "v",
 ) -> torch.Tensor:
     """Integrate a flow model from x_1 = ``noise`` (or noise drawn from ``generator``) to x_0 (N, C, ...).
 
-    ``clip_denoised`` clamps the result to [−1, 1] (pixel-space models).
+    ``clip_denoised`` clamps the result to [−1, 1] (pixel-space models); ``prediction`` is what
+    ``model_fn`` outputs (``"v"``, or ``"xstart"`` for an x-prediction network).
     """
     if sampler not in SAMPLERS:
         raise UserError(f"unknown flow sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
@@ -177,7 +194,7 @@ def sample(
     if device is not None:
         x = x.to(device)
     x = SAMPLERS[sampler](
-        model_fn,
+        velocity_model(model_fn, prediction),
         x,
         ts,
         model_kwargs=model_kwargs,

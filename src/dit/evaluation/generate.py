@@ -234,7 +234,12 @@ class ImageSampler:
             kwargs["y"] = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self.device)  # (B,)
         # The objective's sampler with its own knobs; everything else is common to both.
         if self.objective == "flow":
-            draw = functools.partial(flow_samplers.sample, time_shift=c.time_shift, sde_diffusion=c.sde_diffusion)
+            draw = functools.partial(
+                flow_samplers.sample,
+                time_shift=c.time_shift,
+                sde_diffusion=c.sde_diffusion,
+                prediction=self.diffusion.prediction,
+            )
         else:
             draw = functools.partial(sample, self.diffusion, eta=c.eta)
         return draw(
