@@ -231,7 +231,9 @@ def train_recipe(args: argparse.Namespace, recipe: str, out: Path) -> dict:
         "--device",
         "cpu",
     ]
-    argv += ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    argv += ["--lr", str(args.fast_lr)] if recipe == "fast" and args.fast_lr else []  # the paper's lr stays its own
+    steps = args.paper_max_steps if recipe == "paper" and args.paper_max_steps else args.max_steps
+    argv += ["--max-steps", str(steps)] if steps else []
     argv += ["--max-minutes", str(args.max_minutes)] if args.max_minutes else []
     start = time.time()
     cpu = run_dit(argv)
@@ -311,6 +313,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--patch-size", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-steps", type=int, default=None, help="training steps per recipe")
+    p.add_argument(
+        "--paper-max-steps", type=int, default=None, help="training steps of the paper run (default: --max-steps)"
+    )
+    p.add_argument("--fast-lr", type=float, default=None, help="the fast recipe's lr (default: the recipe's)")
     p.add_argument("--max-minutes", type=float, default=None, help="training wall minutes per recipe")
     p.add_argument("--ckpt-every", type=int, default=250, help="score a checkpoint every K steps")
     p.add_argument("--num-samples", type=int, default=500)

@@ -43,6 +43,7 @@ def test_fast_recipe_and_explicit_flags_override_it():
     )
     assert cfg.recipe == "fast" and cfg.lr == 5e-4 and cfg.grad_clip == 1.0 and cfg.warmup_steps == 100
     assert cfg.ema_type == "halflife" and cfg.betas == (0.9, 0.99)
+    assert (d.prediction_type, d.logit_normal_mean, d.logit_normal_std) == ("xstart", 0.5, 1.0)
     cfg, model_cfg, d = train_cli.build_configs(
         _args(
             "--recipe",
