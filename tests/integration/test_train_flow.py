@@ -22,6 +22,7 @@ def test_fast_recipe_stores_its_objective_and_knobs(data, tmp_path):
     diffusion, train = state["config"]["diffusion"], state["config"]["train"]
     assert diffusion["objective"] == "flow" and diffusion["timestep_sampling"] == "logit-normal"
     assert diffusion["learn_sigma"] is False and state["config"]["model"]["learn_sigma"] is False
+    assert (diffusion["prediction_type"], diffusion["logit_normal_mean"]) == ("xstart", 0.5)
     assert train["recipe"] == "fast" and train["grad_clip"] == 1.0 and train["ema_type"] == "halflife"
     assert train["lr"] == 1e-3  # the explicit --lr of train_args overrides the recipe's 5e-4
     assert json.loads((run / "run.json").read_text())["config"]["diffusion"]["objective"] == "flow"
@@ -83,7 +84,8 @@ def test_v_prediction_with_min_snr_trains_and_samples(data, tmp_path):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--recipe", "fast", "--min-snr-gamma", "5"], "apply to the gaussian objective"),
+        (["--recipe", "fast", "--min-snr-gamma", "5"], "applies to the gaussian objective"),
+        (["--recipe", "fast", "--prediction-type", "epsilon"], "predicts v or xstart"),
         (["--objective", "flow", "--learn-sigma"], "drop --learn-sigma"),
         (["--timestep-sampling", "logit-normal", "--logit-normal-mean", "inf"], "mean finite"),
     ],

@@ -132,7 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--prediction-type",
         choices=PREDICTION_TYPES,
         default=None,
-        help="what the model predicts: gaussian epsilon (default, the paper's), xstart or v; flow v (default) or xstart (JiT)",
+        help="what the model predicts: gaussian epsilon (paper), xstart or v; flow v or xstart (JiT) (default: from --recipe)",
     )
     m.add_argument(
         "--min-snr-gamma",
@@ -261,7 +261,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=RECIPE_NAMES,
         default=_T.recipe,
         help="paper: the paper's recipe, bit-exact (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999); fast: for "
-        "short runs (flow matching with x-prediction, logit-normal(0.5,1) t, lr 5e-4 with 100 warm-up steps, grad clip 1, "
+        "short runs (flow matching with x-prediction, logit-normal(0.5,1) t, lr 5e-4 with 100 warm-up steps, "
+        "grad clip 1, "
         "AdamW β2 0.99, half-life EMA). Flags given explicitly override the recipe's values",
     )
     o.add_argument("--lr", type=positive_float, default=None, help="AdamW learning rate (paper: 1e-4, fast: 5e-4)")
