@@ -574,7 +574,7 @@ class DemoConfig(_DictMixin):
     # Many small steps learn the class-conditional shape far sooner than few large ones.
     recipe: RecipeName = "fast"
     batch_size: int = 32
-    max_steps: int = 3000
+    max_steps: int = 2000
     max_minutes: Optional[float] = 4.0
     lr: float = 2e-3
     warmup_steps: int = 50
@@ -587,7 +587,7 @@ class DemoConfig(_DictMixin):
     # Sampling (`dit sample`) and evaluation (`dit eval`); sampler None: heun for fast, dpm++2m for paper
     sampler: Optional[str] = None
     sampling_steps: int = 10
-    cfg_scale: float = 2.0
+    cfg_scale: float = 1.5
     num_samples: int = 500
     grid_per_class: int = 10
     strip_class: int = 3
