@@ -113,8 +113,9 @@ def size_runs(results: dict) -> list[dict]:
 
 
 def _runs_of_grids(results: dict, keep) -> list[dict]:
+    """Finished runs of the grids ``keep`` selects (a run stopped mid-way would be compared at another step)."""
     chosen = [g for g in grid_names(results) if keep(grid_runs(results, g))]
-    return [r for r in results["runs"] if any(g in chosen for g in r["grids"])]
+    return [r for r in results["runs"] if any(g in chosen for g in r["grids"]) and r.get("done", True)]
 
 
 def design_ranking(results: dict) -> list[dict]:

@@ -49,7 +49,9 @@ def _variant_table(results: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for runs in analysis.variants(results["runs"]).values():
-        r = runs[0]
+        r = dict(runs[0])
+        if not all(x.get("done", True) for x in runs):
+            r["label"] += " (unfinished)"
         p = analysis.final(runs)
         acc = analysis.final(runs, "class_accuracy")
         if p is None:

@@ -82,6 +82,10 @@ def test_findings_reproduced_and_not():
     assert g["reproduced"] and g["pearson_log_gflops"] == pytest.approx(expected)
     f = analysis.findings(results({"adaln-zero": 30.0, "adaln": 20.0}, {("w64", 0.0035): 10.0, ("w192", 0.03): 50.0}))
     assert not f["adaln_zero_best"]["reproduced"] and not f["fid_falls_with_gflops"]["reproduced"]
+    stopped = results({"adaln-zero": 30.0, "adaln": 20.0}, {})
+    for r in stopped["runs"]:
+        r["done"] = r["block"] == "adaln-zero"  # the adaLN runs stopped mid-way: not compared
+    assert "adaln_zero_best" not in analysis.findings(stopped)
 
 
 def test_equal_compute_interpolates_every_size_at_the_smallest_final_compute():
