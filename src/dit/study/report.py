@@ -20,8 +20,11 @@ PAPER = {
 }
 
 
-def _pm(mean: float, std: float, fmt: str = ".2f") -> str:
-    return f"{mean:{fmt}} ± {std:{fmt}}" if math.isfinite(mean) else "n/a"
+def _pm(mean: float, std: float, fmt: str = ".2f", n: int = 2) -> str:
+    """``mean ± std``; a single seed has no spread: ``mean (1 seed)``."""
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:{fmt}} ± {std:{fmt}}" if n > 1 else f"{mean:{fmt}} (1 seed)"
 
 
 def _setting(results: dict) -> list[str]:
@@ -45,15 +48,16 @@ def _setting(results: dict) -> list[str]:
 def _variant_table(results: dict) -> list[str]:
     lines = [
         "| variant | grids | params | Gflops | train TFLOPs | sampling GFLOPs/img | seeds | step | FID "
-        "| class agreement |",
+        "| class agreement (%) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for runs in analysis.variants(results["runs"]).values():
         r = dict(runs[0])
-        if not all(x.get("done", True) for x in runs):
-            r["label"] += " (unfinished)"
-        p = analysis.final(runs)
-        acc = analysis.final(runs, "class_accuracy")
+        finished = [x for x in runs if x.get("done", True)]
+        if len(finished) < len(runs):
+            r["label"] += f" ({len(finished)} of {len(runs)} seeds finished)"
+        p = analysis.final(finished) if finished else None
+        acc = analysis.final(finished, "class_accuracy") if finished else None
         if p is None:
             lines.append(
                 f"| {r['label']} | {', '.join(r['grids'])} | {r['params']:,} | {r['gflops']:.4f} | | | 0 | | | |"
@@ -62,8 +66,8 @@ def _variant_table(results: dict) -> list[str]:
         tflops = p.x * r["train_flops_per_step"] / 1e12
         lines.append(
             f"| {r['label']} | {', '.join(r['grids'])} | {r['params']:,} | {r['gflops']:.4f} | {tflops:.3g} | "
-            f"{r['sampling_flops_per_image'] / 1e9:.3g} | {p.n} | {int(p.x)} | {_pm(p.mean, p.std)} | "
-            f"{_pm(100 * acc.mean, 100 * acc.std, '.1f') if acc else 'n/a'}% |"
+            f"{r['sampling_flops_per_image'] / 1e9:.3g} | {p.n} | {int(p.x)} | {_pm(p.mean, p.std, n=p.n)} | "
+            f"{_pm(100 * acc.mean, 100 * acc.std, '.1f', n=acc.n) if acc else 'n/a'} |"
         )
     return lines
 
@@ -75,12 +79,14 @@ def _findings(results: dict) -> list[str]:
         return lines + ["Not enough finished runs to compare."]
     if "adaln_zero_best" in f:
         d = f["adaln_zero_best"]
-        order = ", ".join(f"{r['block']} {_pm(r['fid'], r['std'])}" for r in d["ranking"])
+        order = ", ".join(f"{r['block']} {_pm(r['fid'], r['std'], n=r['seeds'])}" for r in d["ranking"])
         lines.append(f"- {PAPER['adaln_zero_best']}: **{'reproduced' if d['reproduced'] else 'not reproduced'}**. ")
         lines.append(f"  Final FID, best first: {order}.")
     if "fid_falls_with_gflops" in f:
         d = f["fid_falls_with_gflops"]
-        rows = ", ".join(f"{r['label']} ({r['gflops']:.4f} Gflops) {_pm(r['fid'], r['std'])}" for r in d["rows"])
+        rows = ", ".join(
+            f"{r['label']} ({r['gflops']:.4f} Gflops) {_pm(r['fid'], r['std'], n=r['seeds'])}" for r in d["rows"]
+        )
         lines.append(
             f"- {PAPER['fid_falls_with_gflops']}: **{'reproduced' if d['reproduced'] else 'not reproduced'}**."
         )
