@@ -132,7 +132,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--prediction-type",
         choices=PREDICTION_TYPES,
         default=None,
-        help="what the model predicts: gaussian epsilon (paper), xstart or v; flow v or xstart (JiT) (default: from --recipe)",
+        help="what the model predicts: gaussian epsilon (paper), xstart or v; flow v or xstart (JiT) "
+        "(default: from --recipe)",
     )
     m.add_argument(
         "--min-snr-gamma",
