@@ -132,6 +132,7 @@ _REQUIRED = {  # what each sub-command needs to get past parsing (paths that do 
     "make-reference": ["imgs.npz", "ref.npz"],
     "convert-inception": ["no_torchscript.pt"],  # a missing SRC: never converts the installed 95 MB file
     "serve": ["--ckpt", "no.pt"],  # refused before any server starts
+    "study": ["--dry-run", "--out", "study"],  # prints the grid and its costs, trains nothing
 }
 
 
