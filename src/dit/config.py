@@ -172,6 +172,9 @@ TimestepSampling = Literal["uniform", "logit-normal"]
 TIMESTEP_SAMPLINGS: tuple[str, ...] = get_args(TimestepSampling)
 PredictionType = Literal["epsilon", "v", "xstart"]
 PREDICTION_TYPES: tuple[str, ...] = get_args(PredictionType)
+FlowPrediction = Literal["v", "xstart"]
+FLOW_PREDICTIONS: tuple[str, ...] = get_args(FlowPrediction)
+"""What a flow model's network outputs: the velocity (SiT) or the clean image (JiT)."""
 
 
 @dataclass
@@ -215,11 +218,13 @@ class DiffusionConfig(_DictMixin):
         if self.objective == "flow" and self.learn_sigma:
             raise UserError("flow matching predicts a velocity without a learned variance; drop --learn-sigma")
         if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
-            raise UserError(f"--prediction-type {self.prediction_type!r} is unknown; choose epsilon, xstart or v")
+            raise UserError(
+                f"--prediction-type {self.prediction_type!r} is unknown; choose one of {list(PREDICTION_TYPES)}"
+            )
         if self.min_snr_gamma is not None and not (0 < self.min_snr_gamma < float("inf")):
             raise UserError(f"--min-snr-gamma must be a positive number (Hang et al.: 5), got {self.min_snr_gamma}")
-        if self.objective == "flow" and self.prediction_type not in (None, "v", "xstart"):
-            raise UserError("a flow model predicts v or xstart; drop --prediction-type epsilon")
+        if self.objective == "flow" and self.prediction_type not in (None, *FLOW_PREDICTIONS):
+            raise UserError(f"a flow model predicts one of {list(FLOW_PREDICTIONS)}; drop --prediction-type epsilon")
         if self.objective == "flow" and self.min_snr_gamma is not None:
             raise UserError("--min-snr-gamma applies to the gaussian objective; drop it for flow")
         return self

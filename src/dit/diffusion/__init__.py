@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Union
 
-from dit.config import DiffusionConfig
+from dit.config import PREDICTION_TYPES, DiffusionConfig
 from dit.diffusion import flow_samplers
 from dit.diffusion import samplers as gaussian_samplers
 from dit.diffusion.flow import FlowMatching
@@ -21,8 +21,6 @@ from dit.diffusion.respace import SpacedDiffusion
 from dit.diffusion.schedules import get_named_beta_schedule, space_timesteps
 from dit.diffusion.timesteps import continuous_map, discrete_map
 from dit.errors import UserError
-
-PREDICTION_TYPES = ("epsilon", "xstart", "v")
 
 
 def create_diffusion(

@@ -26,12 +26,11 @@ from typing import Callable, Optional
 
 import torch
 
+from dit.config import FLOW_PREDICTIONS
 from dit.diffusion.losses import mean_flat
 
 TIME_SCALE = 1000.0
 """The model sees t·1000: its sinusoidal embedding was built for timesteps 0..999."""
-FLOW_PREDICTIONS = ("v", "xstart")
-"""What a flow model's network outputs: the velocity (SiT) or the clean image (JiT)."""
 X0_MIN_T = 0.05
 """x-prediction: the smallest t in v̂ = (x_t − x̂_0)/t (JiT clips the same factor at 0.05)."""
 

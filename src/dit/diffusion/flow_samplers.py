@@ -36,7 +36,8 @@ from typing import Callable, Optional
 
 import torch
 
-from dit.diffusion.flow import FLOW_PREDICTIONS, TIME_SCALE, score_from_velocity, velocity_from_x0, x0_from_velocity
+from dit.config import FLOW_PREDICTIONS
+from dit.diffusion.flow import TIME_SCALE, score_from_velocity, velocity_from_x0, x0_from_velocity
 from dit.diffusion.gaussian import Generator, draw_noise, progress_bar
 from dit.errors import UserError
 
