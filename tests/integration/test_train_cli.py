@@ -124,6 +124,25 @@ def test_resume_refuses_other_ema_or_optimiser_settings(data, tmp_path, capsys, 
     assert "other settings" in err and change[0] in err
 
 
+def test_resume_reports_a_changed_lr_or_clip_in_one_line(data, tmp_path, capfd):
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--max-steps", "2", "--lr", "1e-3")) == 0
+    capfd.readouterr()
+    assert (
+        main(train_args(data, run, "--max-steps", "4", "--resume", "auto", "--lr", "5e-4", "--grad-clip", "0.5")) == 0
+    )
+    out = capfd.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if "settings changed" in line]
+    assert len(lines) == 1, lines
+    assert "--lr 0.001 -> 0.0005" in lines[0] and "--grad-clip None -> 0.5" in lines[0]
+    assert load_checkpoint(run / "checkpoints" / "0000004.pt")["config"]["train"]["lr"] == 5e-4
+    # resumed again with the checkpoint's own settings: nothing to report
+    assert (
+        main(train_args(data, run, "--max-steps", "5", "--resume", "auto", "--lr", "5e-4", "--grad-clip", "0.5")) == 0
+    )
+    assert "settings changed" not in "".join(capfd.readouterr())
+
+
 def test_refuses_a_folder_holding_another_run(data, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(train_args(data, run, "--max-steps", "2")) == 0

@@ -131,6 +131,22 @@ def check_resume_settings(path: Path, saved_train: dict[str, Any], cfg: TrainCon
         )
 
 
+# Settings a resumed run may change (a lower lr after a divergence, a tighter clip): each change
+# is reported in one line, so a resumed run's log says how it differs from its checkpoint.
+RESUME_ADJUSTABLE = ("lr", "warmup_steps", "lr_schedule", "grad_clip", "weight_decay")
+
+
+def resume_changes(saved_train: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """``--flag old -> new`` for each :data:`RESUME_ADJUSTABLE` setting ``cfg`` changes (older files: defaults)."""
+    defaults = TrainConfig()
+    changes = []
+    for key in RESUME_ADJUSTABLE:
+        have, want = saved_train.get(key, getattr(defaults, key)), getattr(cfg, key)
+        if have != want:
+            changes.append(f"--{key.replace('_', '-')} {have} -> {want}")
+    return changes
+
+
 def restore_weights(model: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict[str, Any], fsdp: bool) -> None:
     """Model, optimiser and EMA from a checkpoint's full state dicts (each rank takes its shards under FSDP)."""
     if fsdp:

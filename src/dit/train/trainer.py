@@ -266,6 +266,9 @@ class Trainer:
             path, self.model_cfg.to_dict(), self.cfg.global_batch_size, self.diffusion_cfg.to_dict()
         )
         checkpointing.check_resume_settings(path, state["config"].get("train", {}), self.cfg)
+        changes = checkpointing.resume_changes(state["config"].get("train", {}), self.cfg)
+        if changes:
+            self.logger.info(f"resuming with settings changed from {path}: {', '.join(changes)}")
         checkpointing.restore_weights(self.model, self.ema, self.opt, state, self.cfg.fsdp)
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
