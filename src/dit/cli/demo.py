@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
-from dit.config import RECIPE_NAMES, SAMPLER_NAMES, DemoConfig
+from dit.config import PRECISIONS, RECIPE_NAMES, SAMPLER_NAMES, DemoConfig
 
 HELP = "the whole pipeline on bundled real digits in minutes on a CPU: train, sample, evaluate"
 DESCRIPTION = (
@@ -80,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     t.add_argument(
         "--precision",
-        choices=["fp32", "bf16"],
+        choices=PRECISIONS,
         default=_D.precision,
         help="autocast precision of training and sampling (fp32 measured faster on a 2-core CPU)",
     )
