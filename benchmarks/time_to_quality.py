@@ -195,6 +195,7 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
 def train_recipe(args: argparse.Namespace, recipe: str, out: Path) -> dict:
     """One `dit train --recipe` run; returns its CPU seconds, wall seconds, start time and checkpoints."""
     run = out / recipe
+    ckpt_every = args.paper_ckpt_every if recipe == "paper" and args.paper_ckpt_every else args.ckpt_every
     argv = [
         "train",
         "--recipe",
@@ -219,11 +220,11 @@ def train_recipe(args: argparse.Namespace, recipe: str, out: Path) -> dict:
         "--results-dir",
         str(run),
         "--ckpt-every",
-        str(args.ckpt_every),
+        str(ckpt_every),
         "--keep-last",
         "0",
         "--log-every",
-        str(min(args.ckpt_every, 50)),
+        str(min(ckpt_every, 50)),
         "--num-workers",
         "0",
         "--seed",
@@ -319,6 +320,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--fast-lr", type=float, default=None, help="the fast recipe's lr (default: the recipe's)")
     p.add_argument("--max-minutes", type=float, default=None, help="training wall minutes per recipe")
     p.add_argument("--ckpt-every", type=int, default=250, help="score a checkpoint every K steps")
+    p.add_argument(
+        "--paper-ckpt-every", type=int, default=None, help="the paper run's checkpoint spacing (default: --ckpt-every)"
+    )
     p.add_argument("--num-samples", type=int, default=500)
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--classifier-epochs", type=int, default=12)

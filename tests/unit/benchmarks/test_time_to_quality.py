@@ -94,6 +94,10 @@ def test_tiny_run_scores_every_checkpoint_of_both_recipes(tmp_path, capsys):
             "2",
             "--ckpt-every",
             "1",
+            "--paper-max-steps",
+            "4",
+            "--paper-ckpt-every",
+            "2",
             "--num-samples",
             "20",
             "--classifier-epochs",
@@ -108,9 +112,10 @@ def test_tiny_run_scores_every_checkpoint_of_both_recipes(tmp_path, capsys):
     assert set(r["results"]) == {"paper", "fast"} and r["fid_real_vs_real"] >= 0
     net = FeatureExtractor(load_classifier(out / "classifier.safetensors"), "c")
     for recipe, rows in r["results"].items():
-        assert [x["step"] for x in rows] == [1, 2]
+        steps = {"fast": [1, 2], "paper": [2, 4]}[recipe]  # the paper run: longer, sparser checkpoints
+        assert [x["step"] for x in rows] == steps
         per_step = r["runs"][recipe]["train_flops_per_step"]
-        assert [x["train_flops"] for x in rows] == [per_step, 2 * per_step]
+        assert [x["train_flops"] for x in rows] == [s * per_step for s in steps]
         assert rows[0]["cpu_minutes"] == pytest.approx(rows[1]["cpu_minutes"] / 2)
         samples = load_images(out / recipe / "samples" / "0000002.npz")
         agreement = float((net.features(samples.images)["logits"].argmax(1) == samples.labels).mean())
