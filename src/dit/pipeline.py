@@ -36,6 +36,7 @@ from dit.evaluation.generate import (
     sampling_settings,
 )
 from dit.evaluation.writers import to_uint8
+from dit.runtime.distributed import resolve_device
 
 ClassSpec = Union[str, int]
 OUTPUT_TYPES = ("pil", "pt", "np")
@@ -45,10 +46,6 @@ _PRECISION_OF_DTYPE: dict[torch.dtype, Precision] = {
     torch.float16: "fp16",
 }
 _DEFAULTS = SampleConfig()  # `dit sample`'s defaults (sampler and steps: the checkpoint objective's), batch 32
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def precision_of(dtype: Union[torch.dtype, str, None]) -> Precision:
@@ -105,7 +102,7 @@ class Pipeline:
         overrides the decoder (default: the one the checkpoint records, ``mse`` for official files).
         ``device`` defaults to CUDA when available. Nothing is unpickled beyond tensors.
         """
-        dev = torch.device(device) if device is not None else default_device()
+        dev = resolve_device(device)  # an unknown name or a missing GPU: one line, not torch's traceback
         cfg = SampleConfig(
             ckpt=str(path_or_hub_id),
             model=model,

@@ -141,6 +141,12 @@ def test_safetensors_export_and_weights_choice(pipe, ckpt):
     assert not np.array_equal(raw([0, 1], num_steps=2, output_type="np"), a)  # 3 steps: EMA != model
 
 
+@pytest.mark.parametrize("device", ["0", "gpu", "meta"])
+def test_a_bad_device_is_one_user_error(ckpt, device):
+    with pytest.raises(UserError, match="--device"):
+        dit.Pipeline.from_pretrained(ckpt, device=device)
+
+
 def test_to_sets_the_autocast_precision(pipe, ckpt):
     other = dit.Pipeline.from_pretrained(ckpt, device="cpu").to("cpu", torch.bfloat16)
     assert other.precision == "bf16"
