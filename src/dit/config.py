@@ -224,7 +224,7 @@ class DiffusionConfig(_DictMixin):
         if self.min_snr_gamma is not None and not (0 < self.min_snr_gamma < float("inf")):
             raise UserError(f"--min-snr-gamma must be a positive number (Hang et al.: 5), got {self.min_snr_gamma}")
         if self.objective == "flow" and self.prediction_type not in (None, *FLOW_PREDICTIONS):
-            raise UserError(f"a flow model predicts one of {list(FLOW_PREDICTIONS)}; drop --prediction-type epsilon")
+            raise UserError(f"a flow model predicts {' or '.join(FLOW_PREDICTIONS)}; drop --prediction-type epsilon")
         if self.objective == "flow" and self.min_snr_gamma is not None:
             raise UserError("--min-snr-gamma applies to the gaussian objective; drop it for flow")
         return self

@@ -100,7 +100,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     old = torch_too_old()
     if old:
-        print(f"error: {old}", file=sys.stderr)
+        _print_error(old)
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -110,11 +110,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)  # one line, also when re-raised by a DataLoader worker
+        _print_error(one_line(e))  # one line, also when re-raised by a DataLoader worker
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _print_error(message: str) -> None:
+    """``error: MESSAGE`` and its newline in one write: torchrun ranks share a stderr pipe, and ``print``'s
+    two writes (text, then the newline) let another rank's line land in between."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":  # python -m dit.cli.main
