@@ -114,17 +114,25 @@ def check_objective(path: Path, saved: dict[str, Any], diffusion_config: dict[st
 RESUME_FIXED = ("betas", "ema_type", "ema_decay", "ema_warmup", "ema_halflife_kimg", "ema_rampup_ratio", "ema_std")
 
 
-def check_resume_settings(path: Path, saved_train: dict[str, Any], cfg: TrainConfig) -> None:
-    """Refuse to resume with other :data:`RESUME_FIXED` settings (older checkpoints: the defaults)."""
+def _saved_vs_now(saved_train: dict[str, Any], cfg: TrainConfig, keys: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    """``(key, checkpoint value, this run's value)`` for each of ``keys`` that differs (older files: defaults)."""
     defaults = TrainConfig()
     diffs = []
-    for key in RESUME_FIXED:
+    for key in keys:
         have, want = saved_train.get(key, getattr(defaults, key)), getattr(cfg, key)
         if isinstance(want, tuple):
-            have = tuple(have)
+            have = tuple(have)  # a stored tuple may come back as a list
         if have != want:
-            flag = "--adam-beta2 (AdamW betas)" if key == "betas" else f"--{key.replace('_', '-')}"
-            diffs.append(f"{flag} {have!r} (checkpoint) vs {want!r}")
+            diffs.append((key, have, want))
+    return diffs
+
+
+def check_resume_settings(path: Path, saved_train: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse to resume with other :data:`RESUME_FIXED` settings (older checkpoints: the defaults)."""
+    diffs = []
+    for key, have, want in _saved_vs_now(saved_train, cfg, RESUME_FIXED):
+        flag = "--adam-beta2 (AdamW betas)" if key == "betas" else f"--{key.replace('_', '-')}"
+        diffs.append(f"{flag} {have!r} (checkpoint) vs {want!r}")
     if diffs:
         raise UserError(
             f"{path} was trained with other settings: {'; '.join(diffs)}; resume with the checkpoint's values"
@@ -138,13 +146,10 @@ RESUME_ADJUSTABLE = ("lr", "warmup_steps", "lr_schedule", "grad_clip", "weight_d
 
 def resume_changes(saved_train: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """``--flag old -> new`` for each :data:`RESUME_ADJUSTABLE` setting ``cfg`` changes (older files: defaults)."""
-    defaults = TrainConfig()
-    changes = []
-    for key in RESUME_ADJUSTABLE:
-        have, want = saved_train.get(key, getattr(defaults, key)), getattr(cfg, key)
-        if have != want:
-            changes.append(f"--{key.replace('_', '-')} {have} -> {want}")
-    return changes
+    return [
+        f"--{key.replace('_', '-')} {have} -> {want}"
+        for key, have, want in _saved_vs_now(saved_train, cfg, RESUME_ADJUSTABLE)
+    ]
 
 
 def restore_weights(model: nn.Module, ema: EMA, opt: torch.optim.Optimizer, state: dict[str, Any], fsdp: bool) -> None:

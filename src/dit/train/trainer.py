@@ -265,8 +265,9 @@ class Trainer:
         state = checkpointing.read_training_checkpoint(
             path, self.model_cfg.to_dict(), self.cfg.global_batch_size, self.diffusion_cfg.to_dict()
         )
-        checkpointing.check_resume_settings(path, state["config"].get("train", {}), self.cfg)
-        changes = checkpointing.resume_changes(state["config"].get("train", {}), self.cfg)
+        saved_train = state["config"].get("train", {})
+        checkpointing.check_resume_settings(path, saved_train, self.cfg)
+        changes = checkpointing.resume_changes(saved_train, self.cfg)
         if changes:
             self.logger.info(f"resuming with settings changed from {path}: {', '.join(changes)}")
         checkpointing.restore_weights(self.model, self.ema, self.opt, state, self.cfg.fsdp)
