@@ -306,7 +306,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--plot", default=None, help="PNG of the curves (default: OUT/time_to_quality.png)")
     p.add_argument("--recipes", nargs="+", default=["paper", "fast"], choices=list(RECIPE_OBJECTIVE))
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--style", default="jitter", help="digits style: plain, jitter or jitter-rgb")
+    p.add_argument("--style", default="jitter", help="digits style: plain, jitter, jitter-rgb or flat")
     p.add_argument("--copies", type=int, default=4, help="renderings per original digit (jittered styles)")
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--hidden-size", type=int, default=192)

@@ -11,6 +11,10 @@ digit ``copies`` times with the variation real scans have:
 * **pose**: a random rotation, anisotropic scale, slant (shear) and shift, applied by bilinear
   resampling (``torch.nn.functional.grid_sample``);
 * **noise**: Gaussian pixel noise;
+* ``flat=True`` (``style="flat"``): no pixel noise, and every pixel below ``FLAT_FLOOR`` of full
+  ink set to exactly 0 — a clean, flat background around anti-aliased strokes, as a real scan
+  after thresholding (MNIST is 0 on about 80% of its pixels). A sampler that leaves grain on a
+  flat background is seen here; under the jittered styles' noise it is not;
 * ``rgb=True``: a random ink colour on a random background colour (at least ``MIN_CONTRAST``
   apart in luma, so the digit stays readable), independent of the class — the model has to learn
   the shape, not a colour.
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-STYLES = ("plain", "jitter", "jitter-rgb")
+STYLES = ("plain", "jitter", "jitter-rgb", "flat")
 GLYPH_FRACTION = 0.68  # the upsampled digit's box, as a fraction of the image side
 STROKE_THRESHOLD = (0.25, 0.6)  # soft-threshold level: low → thick strokes, high → thin ones
 STROKE_SOFTNESS = 0.08  # width of the soft threshold (in [0, 1] intensity units)
@@ -36,6 +40,7 @@ SCALE_RANGE = (0.85, 1.15)
 MAX_SHEAR = 0.25  # slant: x += shear · y
 MAX_SHIFT_FRACTION = 0.07  # of the image side (±2.2 px at 32 px)
 NOISE_STD = 0.04  # Gaussian pixel noise, in [0, 1] intensity units
+FLAT_FLOOR = 0.1  # flat style: ink below this (in [0, 1]) is background, exactly 0
 MIN_CONTRAST = 0.35  # minimum luma difference between ink and background colours (rgb)
 LUMA = (0.299, 0.587, 0.114)
 
@@ -92,7 +97,9 @@ def _colours(g: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ink, bg
 
 
-def render_digits(images: np.ndarray, image_size: int, copies: int = 1, rgb: bool = False, seed: int = 0) -> np.ndarray:
+def render_digits(
+    images: np.ndarray, image_size: int, copies: int = 1, rgb: bool = False, seed: int = 0, flat: bool = False
+) -> np.ndarray:
     """uint8 (N, 8, 8) digits (white ink on black) → uint8 (N·copies, S, S) or (N·copies, S, S, 3).
 
     Output row ``i · copies + k`` is copy ``k`` of input ``i`` (see the module docstring for what
@@ -105,6 +112,11 @@ def render_digits(images: np.ndarray, image_size: int, copies: int = 1, rgb: boo
     x = x.repeat_interleave(copies, dim=0)  # (M, 8, 8), M = N·copies
     m = x.shape[0]
     ink = _pose(_strokes(x, image_size, g), g).clamp(0, 1)  # (M, 1, S, S)
+    if flat:
+        if rgb:
+            raise ValueError("the flat style is grayscale (white ink on an exactly black background)")
+        ink = torch.where(ink < FLAT_FLOOR, torch.zeros_like(ink), ink)
+        return torch.round(ink[:, 0] * 255).to(torch.uint8).numpy()  # (M, S, S)
     if rgb:
         fg, bg = _colours(g, m)
         fg, bg = fg.to(ink.dtype)[:, :, None, None], bg.to(ink.dtype)[:, :, None, None]  # (M, 3, 1, 1)

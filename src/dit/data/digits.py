@@ -18,6 +18,8 @@ CC BY 4.0 and scikit-learn redistributes under its BSD-3-Clause licence; see
   (random stroke thickness, pose, slant, noise; RGB: random ink and background colours) drawn by
   :func:`dit.data.digit_styles.render_digits` — closer to a real small dataset such as MNIST.
   The split is made on the original digits, so no held-out digit has a copy in ``train``.
+* ``style="flat"``: the jittered strokes and pose with no pixel noise and a background of exact
+  zeros (faint ink thresholded away), as real scans thresholded — what shows a sampler's grain.
 
 The tree is written into a temporary folder and renamed into place, with a ``manifest.json``
 recording how it was made; a second call with the same settings reuses it, another setting
@@ -143,7 +145,7 @@ def render(images: np.ndarray, image_size: int, style: str = "plain", copies: in
         if copies != 1:
             raise UserError("--copies needs a jittered style (plain digits would be identical copies)")
         return resize_digits(images, image_size)
-    return render_digits(images, image_size, copies=copies, rgb=style == "jitter-rgb", seed=seed)
+    return render_digits(images, image_size, copies=copies, rgb=style == "jitter-rgb", seed=seed, flat=style == "flat")
 
 
 def export_digits(

@@ -90,3 +90,28 @@ def test_export_splits_originals_so_no_held_out_digit_has_a_training_copy(tmp_pa
         export_digits(tmp_path / "k", style="wobbly")
     with pytest.raises(UserError, match="copies"):
         export_digits(tmp_path / "k", copies=3)
+
+
+def test_flat_style_is_the_jittered_strokes_on_a_background_of_exact_zeros(digits, monkeypatch, tmp_path):
+    """Flat digits: the same strokes and pose as the jittered style (same seed), no pixel noise, and
+    every pixel under FLAT_FLOOR exactly 0 — so most of the image is exactly 0, as thresholded scans."""
+    images, labels = digits
+    flat = render_digits(images, 32, copies=2, seed=3, flat=True)
+    assert flat.shape == (80, 32, 32) and flat.dtype == np.uint8
+    zero = flat == 0
+    assert zero.mean() > 0.6  # a flat background
+    floor = int(np.floor(digit_styles.FLAT_FLOOR * 255))
+    assert flat[~zero].min() >= floor  # nothing faint survives: background or ink, nothing between
+    monkeypatch.setattr(digit_styles, "NOISE_STD", 0.0)
+    clean = render_digits(images, 32, copies=2, seed=3)  # the jittered style without its noise
+    level = digit_styles.FLAT_FLOOR * 255
+    expected = np.where(clean < level, 0, clean)
+    away = np.abs(clean - level) > 1  # a pixel that rounds onto the floor may fall either side of it
+    np.testing.assert_array_equal(flat[away], expected[away])  # same strokes, same pose
+    with pytest.raises(ValueError, match="grayscale"):
+        render_digits(images, 32, rgb=True, flat=True)
+    monkeypatch.undo()
+    export = export_digits(tmp_path / "f", image_size=32, held_out_fraction=0.3, seed=0, style="flat", copies=2)
+    assert (export.style, export.copies) == ("flat", 2)
+    written = load_images(export.train_dir).images
+    assert (written == 0).mean() > 0.6
