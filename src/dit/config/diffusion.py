@@ -1,0 +1,77 @@
+"""The training objective's config (Gaussian diffusion or flow matching)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, get_args
+
+from dit.config.base import DictMixin
+from dit.errors import UserError
+
+Objective = Literal["gaussian", "flow"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+TimestepSampling = Literal["uniform", "logit-normal"]
+TIMESTEP_SAMPLINGS: tuple[str, ...] = get_args(TimestepSampling)
+PredictionType = Literal["epsilon", "v", "xstart"]
+PREDICTION_TYPES: tuple[str, ...] = get_args(PredictionType)
+FlowPrediction = Literal["v", "xstart"]
+FLOW_PREDICTIONS: tuple[str, ...] = get_args(FlowPrediction)
+"""What a flow model's network outputs: the velocity (SiT) or the clean image (JiT)."""
+
+
+@dataclass
+class DiffusionConfig(DictMixin):
+    """The training objective: the arguments of ``dit.diffusion.create_diffusion`` (ADM / DiT defaults)
+    for ``objective="gaussian"``, or flow matching (SiT: linear interpolant, velocity, no learned Σ)
+    for ``objective="flow"``; and how training draws timesteps (``uniform``, the paper's, or
+    ``logit-normal`` with ``logit_normal_mean``/``logit_normal_std``, SD3's). Stored in every
+    checkpoint, so samplers know what the model predicts (older files without these fields are
+    Gaussian with uniform timesteps).
+    """
+
+    timestep_respacing: str = ""
+    noise_schedule: str = "linear"
+    use_kl: bool = False
+    sigma_small: bool = False
+    predict_xstart: bool = False
+    learn_sigma: bool = True
+    rescale_learned_sigmas: bool = False
+    diffusion_steps: int = 1000
+    # What the model predicts (gaussian: None = from predict_xstart, i.e. ε; flow: None = v, or
+    # xstart, JiT's x-prediction) and, gaussian only, the min-SNR-γ loss weight (Hang et al. 2023;
+    # None: unweighted, the paper's)
+    prediction_type: Optional[PredictionType] = None
+    min_snr_gamma: Optional[float] = None
+    objective: Objective = "gaussian"
+    timestep_sampling: TimestepSampling = "uniform"
+    logit_normal_mean: float = 0.0
+    logit_normal_std: float = 1.0
+
+    def validate(self) -> "DiffusionConfig":
+        """Raise a one-line UserError for settings that cannot train; returns self."""
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"--objective {self.objective!r} is unknown; choose one of {list(OBJECTIVES)}")
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise UserError(
+                f"--timestep-sampling {self.timestep_sampling!r} is unknown; choose one of {list(TIMESTEP_SAMPLINGS)}"
+            )
+        if not (self.logit_normal_std > 0 and abs(self.logit_normal_mean) < float("inf")):
+            raise UserError("--logit-normal-std must be positive and --logit-normal-mean finite")
+        if self.objective == "flow" and self.learn_sigma:
+            raise UserError("flow matching predicts a velocity without a learned variance; drop --learn-sigma")
+        if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
+            raise UserError(
+                f"--prediction-type {self.prediction_type!r} is unknown; choose one of {list(PREDICTION_TYPES)}"
+            )
+        if self.min_snr_gamma is not None and not (0 < self.min_snr_gamma < float("inf")):
+            raise UserError(f"--min-snr-gamma must be a positive number (Hang et al.: 5), got {self.min_snr_gamma}")
+        if self.objective == "flow" and self.prediction_type not in (None, *FLOW_PREDICTIONS):
+            raise UserError(f"a flow model predicts {' or '.join(FLOW_PREDICTIONS)}; drop --prediction-type epsilon")
+        if self.objective == "flow" and self.min_snr_gamma is not None:
+            raise UserError("--min-snr-gamma applies to the gaussian objective; drop it for flow")
+        return self
+
+    def diffusion_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``create_diffusion`` (the Gaussian objective's own fields)."""
+        flow_fields = {"objective", "timestep_sampling", "logit_normal_mean", "logit_normal_std"}
+        return {k: v for k, v in self.to_dict().items() if k not in flow_fields}

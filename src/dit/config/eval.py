@@ -1,0 +1,111 @@
+"""The configs of `dit eval`, `dit train-classifier` and the in-training sampling/evaluation hooks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from dit.config.base import DictMixin
+from dit.errors import UserError
+
+
+def parse_features(spec: str, flag: str = "--features") -> tuple[Literal["inception", "classifier"], str]:
+    """``"inception"`` → ("inception", ""), ``"classifier:PATH"`` → ("classifier", PATH); a one-line error
+    naming ``flag`` otherwise (the syntax only; files are checked where they are opened)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "inception" and not arg:
+        return "inception", ""
+    if kind == "classifier" and arg:
+        return "classifier", arg
+    raise UserError(f"{flag} must be 'inception' or 'classifier:PATH', got {spec!r}")
+
+
+def validate_features(spec: str, flag: str) -> None:
+    """One-line error unless ``spec`` is ``inception`` or ``classifier:PATH``."""
+    parse_features(spec, flag)
+
+
+@dataclass
+class EvalConfig(DictMixin):
+    """What `dit eval` needs: the two image sets and the feature network (ADM's metrics)."""
+
+    samples: str = ""
+    reference: str = ""
+    # "inception" (the FID Inception-v3, weights from ``inception`` or the cache folder) or
+    # "classifier:PATH" (a network made by `dit train-classifier`)
+    features: str = "inception"
+    inception: Optional[str] = None
+    batch_size: int = 64
+    device: Optional[str] = None
+    cache: bool = True
+    # k of the k-NN manifolds (ADM: 3) and the Inception Score's chunk size (ADM: consecutive
+    # chunks of 5,000 samples, the last one shorter; 50K samples → 10 splits)
+    nearest_k: int = 3
+    is_split_size: int = 5000
+
+    def validate(self) -> "EvalConfig":
+        """One-line errors for settings `dit eval` and ``evaluate()`` cannot run with; returns self."""
+        if self.batch_size < 1 or self.nearest_k < 1 or self.is_split_size < 1:
+            raise UserError("--batch-size, --nearest-k and --is-split-size must be positive")
+        validate_features(self.features, "--features")
+        return self
+
+
+@dataclass
+class ClassifierTrainConfig(DictMixin):
+    """What `dit train-classifier` needs: labelled images in, a small CNN out (safetensors + JSON)."""
+
+    data_path: str = ""
+    out: str = "classifier.safetensors"
+    image_size: Optional[int] = None  # None: the data's own size
+    width: int = 32
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: Optional[str] = None
+
+    def validate(self) -> "ClassifierTrainConfig":
+        """One-line errors for settings `dit train-classifier` and ``train_classifier()`` cannot run with."""
+        too_small = self.image_size is not None and self.image_size < 4
+        if self.epochs < 1 or self.batch_size < 1 or self.width < 1 or too_small:
+            raise UserError("--epochs, --batch-size and --width must be positive and --image-size at least 4")
+        if not str(self.out).endswith(".safetensors"):
+            raise UserError(f"--out must end with .safetensors, got {self.out}")
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a finite positive number, got {self.lr}")
+        return self
+
+
+@dataclass
+class TrainSamplingConfig(DictMixin):
+    """The sampling and evaluation hooks of `dit train` (``--sample-every``/``--eval-every``).
+
+    Grids use ``sample_steps`` steps of the objective's default sampler (None: DDPM 250 for
+    Gaussian models, Heun 25 for flow models) at ``sample_cfg_scale`` (4.0, the official sample.py
+    default for pictures); evaluation draws ``eval_samples`` class-balanced samples at
+    ``eval_cfg_scale`` (1.0: unguided) and compares them with ``eval_ref`` (an ``.npz`` or image
+    folder; default: the training images, centre-cropped) through ``eval_features``
+    (``inception`` or ``classifier:PATH``).
+    """
+
+    sample_steps: Optional[int] = None
+    sample_cfg_scale: float = 4.0
+    eval_samples: int = 1000
+    eval_ref: Optional[str] = None
+    eval_features: str = "inception"
+    eval_cfg_scale: float = 1.0
+    eval_batch_size: int = 64
+    inception: Optional[str] = None
+
+    def validate(self) -> "TrainSamplingConfig":
+        """One-line errors for hook settings (``training_callbacks`` calls it before training starts)."""
+        bad_steps = self.sample_steps is not None and self.sample_steps < 1
+        if bad_steps or self.eval_samples < 1 or self.eval_batch_size < 1:
+            raise UserError("--num-sampling-steps, --eval-samples and --eval-batch-size must be positive")
+        validate_features(self.eval_features, "--eval-features")
+        return self
