@@ -44,7 +44,7 @@ def test_defaults_are_valid(cls):
         (ClassifierTrainConfig, {"val_fraction": 1.0}, "--val-fraction must be in [0, 1)"),
         (ClassifierTrainConfig, {"lr": float("inf")}, "--lr must be a finite positive number"),
         (SampleConfig, {"precision": "fp8"}, "--precision 'fp8' is unknown"),
-        (SampleConfig, {"guidance_channels": "some"}, "unknown guidance channels 'some'"),
+        (SampleConfig, {"guidance_channels": "some"}, "--guidance-channels 'some' is unknown"),
         (SampleConfig, {"num_sampling_steps": 0}, "--num-sampling-steps must be >= 1"),
         (SampleConfig, {"cfg_scale": float("inf")}, "--cfg-scale must be a finite number"),
         (SampleConfig, {"cfg_scale": -1.0}, "--cfg-scale must be a finite number"),
@@ -94,7 +94,7 @@ def test_library_entry_points_validate(tmp_path):
     [
         ({"image_size": 15}, "multiple of --patch-size"),
         ({"hidden_size": 30, "num_heads": 4}, "divisible by --num-heads"),
-        ({"recipe": "slow"}, "--recipe must be one of paper, fast"),
+        ({"recipe": "slow"}, "--recipe 'slow' is unknown; choose one of paper, fast"),
         ({"precision": "fp64"}, "--precision 'fp64' is unknown"),
         ({"held_out_fraction": 0.0}, "--held-out-fraction must be between 0 and 1"),
         ({"strip_class": -1}, "--strip-class must be a digit 0..9"),

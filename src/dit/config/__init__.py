@@ -8,6 +8,7 @@ from ``dit.config`` itself.
 from dit.config.base import (
     DictMixin,
 )
+from dit.config.fields import check_choices, setting
 from dit.config.model import (
     BLOCK_DESIGNS,
     BLOCK_OPTIONS,
@@ -75,6 +76,8 @@ from dit.config.demo import (
 )
 
 __all__ = [
+    "check_choices",
+    "setting",
     "BLOCK_DESIGNS",
     "BLOCK_OPTIONS",
     "BlockDesign",

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from dit.config.base import DictMixin
-from dit.config.recipes import RECIPE_NAMES, RecipeName
-from dit.config.sample import PRECISIONS, Precision
+from dit.config.fields import check_choices
+from dit.config.recipes import RecipeName
+from dit.config.sample import Precision
 from dit.errors import UserError
 
 DEMO_NUM_CLASSES = 10  # the bundled digits of `dit demo` (dit.data.digits)
@@ -61,14 +62,11 @@ class DemoConfig(DictMixin):
 
     def validate(self) -> "DemoConfig":
         """Settings the stages would only reject late (after minutes of training) are refused up front."""
+        check_choices(self)
         if self.image_size % self.patch_size:
             raise UserError(f"--image-size {self.image_size} is not a multiple of --patch-size {self.patch_size}")
         if self.hidden_size % self.num_heads:
             raise UserError(f"--hidden-size {self.hidden_size} is not divisible by --num-heads {self.num_heads}")
-        if self.recipe not in RECIPE_NAMES:
-            raise UserError(f"--recipe must be one of {', '.join(RECIPE_NAMES)}, got {self.recipe!r}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
         if not 0 < self.held_out_fraction < 1:
             raise UserError(f"--held-out-fraction must be between 0 and 1, got {self.held_out_fraction}")
         if not 0 <= self.strip_class < DEMO_NUM_CLASSES:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, get_args
 
 from dit.config.base import DictMixin
+from dit.config.fields import check_choices
 from dit.errors import UserError
 
 Objective = Literal["gaussian", "flow"]
@@ -49,20 +50,11 @@ class DiffusionConfig(DictMixin):
 
     def validate(self) -> "DiffusionConfig":
         """Raise a one-line UserError for settings that cannot train; returns self."""
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"--objective {self.objective!r} is unknown; choose one of {list(OBJECTIVES)}")
-        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
-            raise UserError(
-                f"--timestep-sampling {self.timestep_sampling!r} is unknown; choose one of {list(TIMESTEP_SAMPLINGS)}"
-            )
+        check_choices(self)
         if not (self.logit_normal_std > 0 and abs(self.logit_normal_mean) < float("inf")):
             raise UserError("--logit-normal-std must be positive and --logit-normal-mean finite")
         if self.objective == "flow" and self.learn_sigma:
             raise UserError("flow matching predicts a velocity without a learned variance; drop --learn-sigma")
-        if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
-            raise UserError(
-                f"--prediction-type {self.prediction_type!r} is unknown; choose one of {list(PREDICTION_TYPES)}"
-            )
         if self.min_snr_gamma is not None and not (0 < self.min_snr_gamma < float("inf")):
             raise UserError(f"--min-snr-gamma must be a positive number (Hang et al.: 5), got {self.min_snr_gamma}")
         if self.objective == "flow" and self.prediction_type not in (None, *FLOW_PREDICTIONS):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Optional, Tuple, Union, get_args
 
 from dit.config.base import DictMixin
+from dit.config.fields import check_choices
 from dit.errors import UserError
 
 # Block designs of the paper's Fig. 5 (dit.models.blocks), the first is DiT's
@@ -73,10 +74,7 @@ class ModelConfig(DictMixin):
 
     def validate(self) -> "ModelConfig":
         """One-line errors for settings no DiT can be built with (``DiT.__init__`` calls it); returns self."""
-        for key, choices in (("norm", NORM_TYPES), ("qk_norm", QK_NORM_TYPES), ("mlp", MLP_TYPES)):
-            if getattr(self, key) not in choices:
-                flag = f"--{key.replace('_', '-')}"
-                raise UserError(f"{flag} {getattr(self, key)!r} is unknown; use one of {', '.join(choices)}")
+        check_choices(self)
         if not 0.0 <= self.class_dropout_prob <= 1.0:  # NaN fails too
             raise UserError(f"--class-dropout-prob must be in [0, 1] (the paper: 0.1), got {self.class_dropout_prob}")
         return self

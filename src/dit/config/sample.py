@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional, Tuple, get_args
 
 from dit.config.base import DictMixin
+from dit.config.fields import check_choices
 from dit.errors import UserError
 
 # Classifier-free guidance on every ε channel ("all", the standard form) or on the first 3 only
@@ -76,12 +77,7 @@ class SampleConfig(DictMixin):
     def validate(self) -> "SampleConfig":
         """One-line errors for settings no checkpoint can be sampled with (``Sampler`` and `dit sample`);
         the sampler's name is checked against the checkpoint's objective where it is known. Returns self."""
-        if self.precision not in PRECISIONS:
-            raise UserError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
-        if self.guidance_channels not in GUIDANCE_CHANNELS:
-            raise UserError(
-                f"unknown guidance channels {self.guidance_channels!r}; choose one of {list(GUIDANCE_CHANNELS)}"
-            )
+        check_choices(self)
         if self.num_sampling_steps is not None and self.num_sampling_steps < 1:
             raise UserError(f"--num-sampling-steps must be >= 1, got {self.num_sampling_steps}")
         if self.guidance_interval is not None and len(self.guidance_interval) != 2:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Tuple, get_args
 
 from dit.config.base import DictMixin
-from dit.config.recipes import RECIPE_NAMES, RecipeName
+from dit.config.fields import check_choices
+from dit.config.recipes import RecipeName
 from dit.errors import UserError
 
 # EMA schedules of dit.train.ema.EMASchedule: constant decay (paper), EDM half-life, EDM2 power function
@@ -105,14 +106,7 @@ class TrainConfig(DictMixin):
 
     def validate(self, world_size: int = 1) -> None:
         """One-line ``UserError`` for any setting a user can get wrong (``dit train`` and ``train()`` alike)."""
-        if self.precision not in TRAIN_PRECISIONS:
-            raise UserError(f"--precision {self.precision!r} is unknown; use one of {sorted(TRAIN_PRECISIONS)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"lr schedule {self.lr_schedule!r} is unknown; use constant or cosine")
-        if self.on_bad_image not in ON_BAD_IMAGE:
-            raise UserError(f"--on-bad-image {self.on_bad_image!r} is unknown; use skip or fail")
-        if self.recipe not in RECIPE_NAMES:
-            raise UserError(f"--recipe {self.recipe!r} is unknown; choose one of {', '.join(RECIPE_NAMES)}")
+        check_choices(self)
         if self.lr_schedule == "cosine" and not self.max_steps:
             raise UserError("a cosine lr schedule needs --max-steps")
         if self.global_batch_size <= 0 or self.global_batch_size % world_size:
@@ -142,8 +136,6 @@ class TrainConfig(DictMixin):
             raise UserError(f"AdamW betas must be in [0, 1) (the paper: 0.9, 0.999), got {b1}, {b2}")
         if not 0.0 <= self.ema_decay <= 1.0:
             raise UserError(f"--ema-decay must be in [0, 1] (the paper: 0.9999), got {self.ema_decay}")
-        if self.ema_type not in EMA_TYPES:
-            raise UserError(f"--ema-type {self.ema_type!r} is unknown; use one of {', '.join(EMA_TYPES)}")
         if not (self.ema_halflife_kimg > 0 and math.isfinite(self.ema_halflife_kimg)):
             raise UserError(f"--ema-halflife-kimg must be a positive number, got {self.ema_halflife_kimg}")
         if self.ema_rampup_ratio is not None and not self.ema_rampup_ratio > 0:

@@ -1,0 +1,116 @@
+"""Settings declared once: a config field carries its help, choices, aliases and flag name.
+
+``setting(...)`` is ``dataclasses.field(...)`` with that metadata; the command lines
+(``dit.cli.flags``), config files (``dit.config.files``) and :func:`check_choices` read it, so a new
+setting is one field in one config class. A field's choices are its ``choices`` metadata or, when
+that is absent, the values of its ``Literal`` annotation (``Optional[Literal[...]]`` also takes None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from typing import Any, Iterable, Literal, NamedTuple, Optional, Union
+
+from dit.errors import UserError
+
+MISSING: Any = dataclasses.MISSING
+_KEY = "dit.setting"
+
+
+class Setting(NamedTuple):
+    """What a field says about itself beyond its type and default."""
+
+    help: str
+    choices: Optional[tuple[Any, ...]]
+    aliases: tuple[str, ...]
+    flag: str
+    metavar: Optional[str]
+    cli: bool
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    help: str,
+    choices: Optional[Iterable[Any]] = None,
+    aliases: Iterable[str] = (),
+    flag: Optional[str] = None,
+    metavar: Optional[str] = None,
+    default_factory: Any = MISSING,
+    cli: bool = True,
+    **kw: Any,
+) -> Any:
+    """A dataclass field whose metadata holds help/choices/aliases/flag (``flag``: ``--field-name`` if None).
+
+    ``cli=False`` keeps the field out of generated command lines (it is still a config-file key).
+    Typed ``Any`` like ``dataclasses.field`` so that ``x: int = setting(3, help=...)`` type-checks.
+    """
+    meta = dict(kw.pop("metadata", None) or {})
+    meta[_KEY] = {
+        "help": help,
+        "choices": None if choices is None else tuple(choices),
+        "aliases": tuple(aliases),
+        "flag": flag,
+        "metavar": metavar,
+        "cli": cli,
+    }
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta, **kw)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The field's flag: its ``flag`` metadata, or ``--`` + its name with dashes."""
+    meta = f.metadata.get(_KEY, {})
+    return meta.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def info(cls: type, f: dataclasses.Field) -> Setting:
+    """The :class:`Setting` of field ``f`` of dataclass ``cls`` (plain fields: empty help, Literal choices)."""
+    meta = f.metadata.get(_KEY, {})
+    choices = meta.get("choices")
+    if choices is None:
+        choices = literal_choices(field_types(cls)[f.name])
+    return Setting(
+        help=meta.get("help", ""),
+        choices=choices,
+        aliases=tuple(meta.get("aliases", ())),
+        flag=flag_of(f),
+        metavar=meta.get("metavar"),
+        cli=bool(meta.get("cli", True)),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def field_types(cls: Any) -> dict[str, Any]:
+    """The resolved annotations of ``cls`` (configs use ``from __future__ import annotations``)."""
+    return typing.get_type_hints(cls)
+
+
+def strip_optional(tp: Any) -> tuple[Any, bool]:
+    """``Optional[X]`` → (X, True); anything else → (tp, False)."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def literal_choices(tp: Any) -> Optional[tuple[Any, ...]]:
+    """The values of a ``Literal`` (or ``Optional[Literal]``) annotation; None for any other type."""
+    inner, _ = strip_optional(tp)
+    return typing.get_args(inner) if typing.get_origin(inner) is Literal else None
+
+
+def check_choices(cfg: Any) -> None:
+    """One-line ``UserError`` naming the flag for the first field whose value is not one of its choices."""
+    cls: type = type(cfg)
+    for f in dataclasses.fields(cfg):
+        s = info(cls, f)
+        value = getattr(cfg, f.name)
+        if s.choices is None or value in s.choices:
+            continue
+        if value is None and strip_optional(field_types(cls)[f.name])[1]:
+            continue
+        raise UserError(f"{s.flag} {value!r} is unknown; choose one of {', '.join(map(str, s.choices))}")
