@@ -103,7 +103,7 @@ def violations(path: Path, src: Path = SRC) -> list[str]:
 def test_every_unit_is_in_a_layer():
     units = {p.stem if p.is_file() else p.name for p in SRC.iterdir() if p.suffix == ".py" or p.is_dir()}
     units -= DOORS | {"__pycache__"}
-    assert units <= set(RANK), f"add {sorted(units - set(RANK))} to LAYERS (and the README's arrows)"
+    assert units <= set(RANK), f"add {sorted(units - set(RANK))} to LAYERS (and the README's layer table)"
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC.parent)))

@@ -80,7 +80,7 @@ def test_pick_a_class_generate_and_see_the_images(page, tmp_path):
     shot = tmp_path / "serve.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000
-    keep = os.environ.get("DIT_SERVE_SCREENSHOT")  # e.g. docs/serve.png, to refresh the README's picture
+    keep = os.environ.get("DIT_SERVE_SCREENSHOT")  # e.g. docs/serve.png, to refresh docs/serve.md's picture
     if keep:
         shutil.copy(shot, keep)
 
