@@ -182,7 +182,7 @@ def sample_case(model: str, batch: int, steps: int, device, precision: str, comp
     from benchmarks.train_speed import MODELS, build_dit
     from dit.config import SampleConfig
     from dit.diffusion import create_diffusion
-    from dit.evaluation.generate import ImageSampler
+    from dit.sampling import ImageSampler
     from dit.vae import load_codec
 
     torch.manual_seed(0)

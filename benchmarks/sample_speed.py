@@ -1,7 +1,7 @@
 """Sampling speed: seconds per image for DDPM-250, DDIM-50 and DPM-Solver++(2M)-20, with and
 without classifier-free guidance and with a guidance interval.
 
-Everything runs through ``dit.evaluation.generate.ImageSampler.latents`` — the one sampling
+Everything runs through ``dit.sampling.ImageSampler.latents`` — the one sampling
 path of ``dit sample``, FID evaluation and the demo — on a randomly initialised model (speed
 does not depend on the weights). A forward pre-hook counts the rows the network evaluates, so
 the JSON shows directly that the guidance interval drops the unconditional rows outside it.
@@ -55,7 +55,7 @@ def build_runs(model_name: str, batch: int, device: torch.device, steps_scale: f
     """Callables (one per sampler × guidance case) and their row counters."""
     from dit.config import SampleConfig
     from dit.diffusion import create_diffusion
-    from dit.evaluation.generate import ImageSampler
+    from dit.sampling import ImageSampler
     from dit.vae import load_codec
 
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ the FID of DDPM-250 within 10% on the demo model (FID in the demo classifier's f
 against the demo's held-out real digits), i.e. >= 10x fewer model evaluations for the same
 quality.
 
-What it does, all through the project's own paths (:class:`dit.evaluation.generate.ImageSampler`
+What it does, all through the project's own paths (:class:`dit.sampling.ImageSampler`
 + :func:`generate_images` for sampling, :func:`make_extractor` ``classifier:PATH`` +
 :func:`compute_metrics` for the metrics):
 
@@ -140,7 +140,7 @@ def measure(
     from dit.diffusion import build_objective
     from dit.evaluation.evaluate import compute_metrics, reference_features
     from dit.evaluation.features import make_extractor
-    from dit.evaluation.generate import ImageSampler, generate_images, load_for_sampling, sample_labels
+    from dit.sampling import ImageSampler, generate_images, load_for_sampling, sample_labels
 
     base = SampleConfig(
         ckpt=str(run.checkpoint),

@@ -117,7 +117,7 @@ def verdict(results: dict[str, list[dict]], fid_real: float, key: str = "train_f
 def plot(results: dict[str, list[dict]], fid_real: float, out: Path) -> None:
     """Two panels side by side: class agreement and FID / real-vs-real against training TFLOPs."""
     from dit.demo.plots import loss_curve_image
-    from dit.evaluation.writers import write_png
+    from dit.sampling.writers import write_png
 
     xs = sorted({r["train_flops"] for rows in results.values() for r in rows})
     panels = []

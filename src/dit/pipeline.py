@@ -5,8 +5,8 @@
     images = pipe(classes=["golden retriever", 207], num_steps=50, cfg_scale=4.0, seed=0)
 
 A layer above :mod:`dit.evaluation` (and below :mod:`dit.cli`): loading goes through
-:func:`dit.evaluation.generate.load_for_sampling` and drawing through its
-:class:`~dit.evaluation.generate.ImageSampler`, the one generation path of `dit sample`, so the
+:func:`dit.sampling.load_for_sampling` and drawing through its
+:class:`~dit.sampling.ImageSampler`, the one generation path of `dit sample`, so the
 same seed and settings give the same pixels as ``dit sample --class-labels ... --seed ...`` (with
 the same batch size; tested). Sample i of a call depends only on the weights, the settings, the
 seed and i, never on what else is in the batch.
@@ -24,8 +24,8 @@ import torch
 from dit.config import GuidanceChannels, Precision, SampleConfig, WeightsChoice
 from dit.data.class_names import class_index, default_class_names
 from dit.errors import UserError
-from dit.evaluation import protocol
-from dit.evaluation.generate import (
+from dit.sampling import card as protocol
+from dit.sampling import (
     ImageSampler,
     Loaded,
     chunk_ranges,
@@ -33,9 +33,9 @@ from dit.evaluation.generate import (
     make_sampler,
     num_samples_of,
     sample_labels,
-    sampling_settings,
 )
-from dit.evaluation.writers import to_uint8
+from dit.sampling.to_file import checkpoint_record
+from dit.sampling.writers import to_uint8
 from dit.runtime.distributed import resolve_device
 
 ClassSpec = Union[str, int]
@@ -221,7 +221,7 @@ class Pipeline:
             batch_size=batch_size,
         )
         drawer = make_sampler(self.loaded, cfg, self.device)
-        n = num_samples_of(cfg)
+        n = num_samples_of(cfg.num_samples, cfg.class_labels)
         labels = sample_labels(n, drawer.num_classes, cfg.class_labels)
         images = self._draw(drawer, cfg, n, labels, callback)  # (N, H, W, 3) uint8
         return convert_images(images, output_type)
@@ -286,8 +286,16 @@ class Pipeline:
             batch_size=batch_size,
         )
         drawer = make_sampler(self.loaded, cfg, self.device)
-        n = num_samples_of(cfg)
-        settings = sampling_settings(self.loaded, drawer, cfg, n, self.checkpoint_sha256())
+        n = num_samples_of(cfg.num_samples, cfg.class_labels)
+        settings = protocol.card_settings(
+            checkpoint_record(self.loaded, self.checkpoint_sha256()),
+            self.loaded.model_config,
+            self.loaded.diffusion_config,
+            drawer,
+            n,
+            cfg.class_labels,
+            cfg.batch_size,
+        )
         chunks = len(chunk_ranges(n, cfg.batch_size))
         extra = {
             "checkpoint_path": str(self.path.resolve()),

@@ -3,8 +3,8 @@ at the top or inside a function, goes to its own layer's package or a lower laye
 
 The order, lowest first (a package may import its own modules and anything in a lower layer):
 
-    errors, requirements ← config ← runtime ← models, diffusion, vae, data ← weights ← train
-    ← evaluation ← pipeline ← demo, serve ← study ← cli
+    errors, requirements ← config ← runtime ← models, diffusion, vae, data ← weights ← sampling
+    ← train ← evaluation ← pipeline ← demo, serve ← study ← cli
 
 Within a layer, packages do not import each other (``models`` and ``diffusion`` in particular),
 except the pairs in ``SIDEWAYS``. ``dit/__init__.py`` (the lazy ``dit.Pipeline`` attribute keeps
@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"runtime"},
     {"models", "diffusion", "vae", "data"},
     {"weights"},
+    {"sampling"},
     {"train"},
     {"evaluation"},
     {"pipeline"},

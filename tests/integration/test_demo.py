@@ -65,7 +65,7 @@ def _png(path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_grid_is_the_first_samples_one_row_per_class(run):
-    from dit.evaluation.writers import grid_image
+    from dit.sampling.writers import grid_image
 
     grid = _png(run / "grid.png")
     assert grid.shape == (10 * (SIZE + 2) + 2, PER_CLASS * (SIZE + 2) + 2, 3)

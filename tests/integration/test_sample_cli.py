@@ -15,7 +15,7 @@ from PIL import Image
 from dit.cli.main import main
 from dit.config import ModelConfig, SampleConfig
 from dit.diffusion import create_diffusion
-from dit.evaluation import generate as gen
+from dit import sampling as gen
 from dit.evaluation.io import read_protocol_card
 from dit.models import build_model
 from dit.runtime.checkpoint import ema_export_path, load_checkpoint

@@ -14,7 +14,7 @@ from PIL import Image
 from dit.cli.main import main
 from dit.config import ModelConfig, SampleConfig
 from dit.diffusion import create_diffusion
-from dit.evaluation import generate as gen
+from dit import sampling as gen
 from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 from dit.evaluation.evaluate import compute_metrics, reference_arrays
 from dit.evaluation.features import classifier_extractor

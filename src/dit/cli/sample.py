@@ -1,4 +1,4 @@
-"""`dit sample`: parse flags → SampleConfig → dit.evaluation.generate.generate_to_file."""
+"""`dit sample`: parse flags → SampleConfig → dit.sampling.generate_to_file."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise UserError("no output: pass --out FILE.png, FILE.npz or DIR/ (or --sample-dir DIR)")
-    from dit.evaluation.generate import generate_to_file
+    from dit.sampling import generate_to_file
 
     cfg = SampleConfig(
         ckpt=args.ckpt,

@@ -41,9 +41,9 @@ from dit.demo.plots import loss_curve_image, read_metrics_csv, strip_image
 from dit.diffusion import build_objective
 from dit.errors import UserError
 from dit.evaluation.classifier import accuracy, load_classifier
-from dit.evaluation.generate import ImageSampler, load_for_sampling
+from dit.sampling import ImageSampler, load_for_sampling
 from dit.evaluation.io import load_images
-from dit.evaluation.writers import to_uint8, write_npz, write_png, write_samples
+from dit.sampling.writers import to_uint8, write_npz, write_png, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, load_checkpoint
 

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 
 from dit.errors import UserError
-from dit.evaluation.writers import make_grid
+from dit.sampling.writers import make_grid
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
 BACKGROUND = (255, 255, 255)

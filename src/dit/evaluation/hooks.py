@@ -25,13 +25,13 @@ import numpy as np
 
 from dit.config import SampleConfig, TrainConfig, TrainSamplingConfig
 from dit.errors import UserError
-from dit.evaluation import generate as gen
-from dit.evaluation import protocol
+from dit import sampling as gen
+from dit.sampling import card as protocol
 from dit.evaluation.evaluate import comparability_notes, compute_metrics, load_reference
 from dit.evaluation.features import FeatureExtractor, make_extractor
 from dit.evaluation.inception import find_weights
 from dit.evaluation.io import write_json
-from dit.evaluation.writers import write_npz, write_samples
+from dit.sampling.writers import write_npz, write_samples
 from dit.runtime.logging import tensorboard_writer
 
 GRID_CLASSES = 8
@@ -50,14 +50,8 @@ def _sampler(trainer, ema_model, steps: Optional[int], cfg_scale: float, seed: i
 
 
 def _card(trainer, sampler: gen.ImageSampler, step: int, n: int, class_labels, out: Path) -> dict:
-    settings = {
-        "checkpoint": {"run": str(trainer.run_dir), "step": int(step), "weights": "ema (in memory)"},
-        "model": trainer.model_cfg.to_dict(),
-        "diffusion": trainer.diffusion_cfg.to_dict(),
-        **sampler.settings(),
-        "num_samples": int(n),
-        "class_labels": gen.label_mode(sampler.num_classes, class_labels),
-    }
+    checkpoint = {"run": str(trainer.run_dir), "step": int(step), "weights": "ema (in memory)"}
+    settings = protocol.card_settings(checkpoint, trainer.model_cfg, trainer.diffusion_cfg, sampler, n, class_labels)
     return protocol.make_card(settings, out, protocol.provenance(trainer.info.world_size, str(trainer.device)))
 
 

@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dit import __version__
 from dit.diffusion import DEFAULT_SAMPLING, SAMPLER_NAMES
 from dit.errors import UserError, one_line
-from dit.evaluation.writers import grid_image
+from dit.sampling.writers import grid_image
 from dit.serve.jobs import FINISHED, Busy, Job, JobQueue
 
 log = logging.getLogger("dit.serve")

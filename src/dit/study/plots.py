@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from dit.demo.plots import AXIS, BACKGROUND, GRID, MARGIN, _label, _log_ticks, _nice_ticks, axis_map
-from dit.evaluation.writers import write_png
+from dit.sampling.writers import write_png
 from dit.study import analysis
 
 PALETTE = (

@@ -16,7 +16,7 @@ from benchmarks import solver_quality as sq
 from dit.config import DiffusionConfig, EvalConfig, ModelConfig, SampleConfig
 from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 from dit.evaluation.evaluate import evaluate
-from dit.evaluation.generate import generate_to_file
+from dit.sampling import generate_to_file
 from dit.models import build_model
 
 NUM_CLASSES = 3

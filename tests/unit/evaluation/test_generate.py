@@ -12,8 +12,9 @@ from dit.config import ModelConfig, SampleConfig
 from dit.diffusion import create_diffusion
 from dit.diffusion.samplers import sample
 from dit.errors import UserError
-from dit.evaluation import generate as gen
-from dit.evaluation import protocol, writers
+from dit import sampling as gen
+from dit.sampling import card as protocol
+from dit.sampling import writers
 from dit.models import build_model
 from dit.runtime import rng
 from dit.vae import PixelCodec

@@ -98,7 +98,7 @@ def test_fp32_training_step_matches_cpu(no_tf32):
 
 
 def test_guided_ddim_sampling_matches_cpu(no_tf32):
-    from dit.evaluation.generate import ImageSampler
+    from dit.sampling import ImageSampler
     from dit.vae import load_codec
 
     cfg = SampleConfig(sampler="ddim", num_sampling_steps=10, cfg_scale=2.0, seed=0, precision="fp32", progress=False)

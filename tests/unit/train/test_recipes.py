@@ -11,7 +11,7 @@ from dit.diffusion import create_diffusion, training_timesteps
 from dit.diffusion.flow import FlowMatching
 from dit.diffusion.timesteps import logit_normal
 from dit.errors import UserError
-from dit.evaluation.generate import ImageSampler
+from dit.sampling import ImageSampler
 from dit.models import build_model
 from dit.train import trainer as tr
 from dit.vae import load_codec

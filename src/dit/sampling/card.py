@@ -3,7 +3,8 @@
 Reproducing FID fails most often because the protocol is unknown (guidance scale and channels,
 10K vs 50K samples, sampler and steps, precision, decoder). ``dit sample`` writes
 ``<out>.protocol.json`` next to every sample file and ``dit eval`` copies it into its result
-(:func:`dit.evaluation.io.read_protocol_card` reads this very name).
+(:func:`dit.evaluation.io.read_protocol_card` reads this very name). :func:`card_settings` is the
+one place that assembles ``settings``, for files, the Python API, the server and the training hooks.
 
 The card has two parts: ``settings`` (what fixes the pixels: checkpoint hash, model, diffusion,
 sampler, guidance, precision, VAE, labels, seed, number of samples, batch size) and provenance
@@ -16,10 +17,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from dit import __version__
-from dit.evaluation.io import write_json
+from dit.runtime.checkpoint import atomic_write_json
 from dit.runtime.hashing import sha256_of
 from dit.runtime.revision import git_revision
 
@@ -66,7 +67,7 @@ def make_card(settings: dict[str, Any], output: str | os.PathLike, extra: Option
 
 def write_card(samples: str | os.PathLike, card: dict) -> Path:
     """Atomically write ``card`` as ``<samples>.protocol.json``."""
-    return write_json(card_path(samples), card)
+    return atomic_write_json(card_path(samples), card)
 
 
 def settings_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -75,3 +76,41 @@ def settings_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
     a, b = json.loads(json.dumps(old)), json.loads(json.dumps(new))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def label_mode(num_classes: int, class_labels: Optional[Sequence[int]]) -> dict[str, Any]:
+    """How labels were chosen, for the protocol card."""
+    if num_classes == 0:
+        return {"mode": "unconditional"}
+    if class_labels:
+        return {"mode": "given", "labels": [int(c) for c in class_labels]}
+    return {"mode": "balanced", "rule": "sample i has class i mod num_classes", "num_classes": int(num_classes)}
+
+
+def card_settings(
+    checkpoint: dict[str, Any],
+    model_config: Any,
+    diffusion_config: Any,
+    sampler: Any,
+    num_samples: int,
+    class_labels: Optional[Sequence[int]],
+    batch_size: Optional[int] = None,
+) -> dict[str, Any]:
+    """The card's ``settings``: everything that fixes the pixels (also the shards' resume check).
+
+    ``checkpoint`` says which weights (a file's hash, format and step, or a training run's step);
+    ``sampler`` is the :class:`dit.sampling.ImageSampler` that drew; ``batch_size`` is recorded
+    where the draw was batched by the caller's choice (files and the API; the training hooks'
+    batches follow their own settings).
+    """
+    settings = {
+        "checkpoint": checkpoint,
+        "model": model_config.to_dict(),
+        "diffusion": diffusion_config.to_dict(),
+        **sampler.settings(),
+        "num_samples": int(num_samples),
+        "class_labels": label_mode(sampler.num_classes, class_labels),
+    }
+    if batch_size is not None:
+        settings["batch_size"] = int(batch_size)
+    return settings
