@@ -79,7 +79,5 @@ class ModelConfig(DictMixin):
             raise UserError(f"--class-dropout-prob must be in [0, 1] (the paper: 0.1), got {self.class_dropout_prob}")
         return self
 
-    validate_options = validate  # the earlier name (block options only)
-
 
 BLOCK_OPTIONS = ("norm", "qk_norm", "mlp", "rope", "long_skip")  # ModelConfig fields beyond the paper's DiT

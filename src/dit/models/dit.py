@@ -108,7 +108,7 @@ class DiT(nn.Module):
             rope=bool(rope),
             long_skip=bool(long_skip),
         )
-        self.config.validate_options()
+        self.config.validate()
         self.rope = bool(rope)
 
         num_tokens = self.grid_size[0] * self.grid_size[1]

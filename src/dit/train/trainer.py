@@ -47,7 +47,7 @@ from dit.runtime.logging import RunLogger
 from dit.runtime.revision import git_revision
 from dit.runtime.run_lock import lock_run_folder
 from dit.train import checkpointing, init_from
-from dit.train.callbacks import EveryNSteps, TrainCallback, due
+from dit.train.callbacks import TrainCallback, due
 from dit.train.ema import EMA, EMASchedule
 from dit.train.parallelize import parallelize
 from dit.train.progress import BadImageReport, LossWindow, progress_bar
@@ -64,7 +64,6 @@ from dit.vae import load_codec
 
 CHECKPOINT_VERSION = checkpointing.CHECKPOINT_VERSION
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-Callback = EveryNSteps  # the former name of a function hook (kept for code written against it)
 
 
 @dataclass
