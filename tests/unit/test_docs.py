@@ -21,6 +21,14 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # [text](target)
 SHELL_BLOCK = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.S)
 
 
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown page's headings: lower case, punctuation dropped, spaces as '-'."""
+    text = page.read_text(encoding="utf-8")
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # a shell comment in a code block is no heading
+    headings = re.findall(r"^#+ (.+)$", prose, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
 def local_links(page: Path) -> list[str]:
     """Link targets of a Markdown page that point into the repository (no scheme, no pure anchor)."""
     targets = LINK.findall(page.read_text(encoding="utf-8"))
@@ -65,6 +73,16 @@ def test_readme_is_a_front_door():
 def test_every_local_link_names_an_existing_file(page):
     missing = [t for t in local_links(page) if not (page.parent / t.split("#")[0]).exists()]
     assert not missing, f"{page.name} links to files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("page", [README, *DOC_PAGES], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_local_link_anchor_names_a_heading(page):
+    broken = []
+    for target in local_links(page):
+        path, _, anchor = target.partition("#")
+        if anchor and path.endswith(".md") and anchor not in heading_anchors(page.parent / path):
+            broken.append(target)
+    assert not broken, f"{page.name} links to headings that do not exist: {broken}"
 
 
 def test_readme_links_every_docs_page():
