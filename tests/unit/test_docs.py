@@ -131,3 +131,12 @@ def test_ci_runs_the_readme_test_command():
     assert test_commands == ["python -m pytest -q"]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert test_commands[0] in (line.strip() for line in ci)
+
+
+def test_readme_package_table_is_the_layering_law():
+    from tests.architecture.test_layering import LAYERS
+
+    section = README.read_text(encoding="utf-8").split("## The package", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    table = [set(re.findall(r"`(\w+)`", row)) for row in rows]
+    assert table == LAYERS, "README's package table, lowest layer first, must list tests/architecture's LAYERS"
