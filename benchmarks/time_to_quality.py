@@ -152,7 +152,7 @@ def markdown_table(results: dict[str, list[dict]], fid_real: float) -> str:
 def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
     """Export the digits, train the classifier on the held-out split; returns (classifier, real-vs-real FID)."""
     from dit.data.digits import export_digits
-    from dit.demo.pipeline import write_real_subset
+    from dit.study.setup import write_real_subset
 
     export = export_digits(out / "data", args.image_size, 0.3, args.seed, style=args.style, copies=args.copies)
     classifier = out / "classifier.safetensors"

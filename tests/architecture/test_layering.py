@@ -4,7 +4,10 @@ at the top or inside a function, goes to its own layer's package or a lower laye
 The order, lowest first (a package may import its own modules and anything in a lower layer):
 
     errors, requirements ← config ← runtime ← models, diffusion, vae, data ← weights ← sampling
-    ← train ← evaluation ← pipeline ← demo, serve ← study ← cli
+    ← train ← evaluation ← pipeline ← serve, study ← demo ← cli
+
+``demo`` sits above ``study``: `dit demo` is a one-run study with extra pictures, so it runs the
+study's setup, training and evaluation and its command lines rather than a copy of them.
 
 Within a layer, packages do not import each other (``models`` and ``diffusion`` in particular),
 except the pairs in ``SIDEWAYS``. ``dit/__init__.py`` (the lazy ``dit.Pipeline`` attribute keeps
@@ -31,8 +34,8 @@ LAYERS: list[set[str]] = [
     {"train"},
     {"evaluation"},
     {"pipeline"},
-    {"demo", "serve"},
-    {"study"},
+    {"serve", "study"},
+    {"demo"},
     {"cli"},
 ]
 DOORS = {"__init__", "__main__"}

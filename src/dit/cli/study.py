@@ -109,18 +109,20 @@ def run(args: argparse.Namespace) -> int:
     from dit.errors import UserError
     from dit.study.grid import expand
     from dit.study.results import collect, write_results
-    from dit.study.runner import format_command, prepare, run_study, train_argv
+    from dit.study.commands import format_command, train_argv
+    from dit.study.runner import run_study
+    from dit.study.setup import planned_setup, prepare
 
     spec = build_spec(args)
     runs = expand(spec)
     out = Path(args.out)
     if args.dry_run:
-        from dit.study.runner import Setup, run_dir_of
+        from dit.study.runner import run_dir_of
 
-        setup = Setup("<data>/train", "<data>/test", "classifier:<classifier>", None)
+        train_data = planned_setup(spec, out).train_data
         for r in runs:
             print(f"# {r.id}  grids={','.join(r.grids)}  params={r.params}  Gflops={r.gflops:.4f}  steps={r.max_steps}")
-            print(format_command(train_argv(spec, r, run_dir_of(out, r), setup)))
+            print(format_command(train_argv(spec, r, run_dir_of(out, r), train_data)))
         return 0
 
     def save() -> dict:

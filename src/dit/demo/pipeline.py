@@ -1,51 +1,58 @@
-"""`dit demo`'s library function: digits → classifier → DiT → samples → metrics, in one run folder.
+"""`dit demo`'s library function: digits → classifier → DiT → samples → metrics, as a built-in one-run study.
 
-The demo is a preset of the other commands' flags, not a separate toy path: :func:`stage_commands`
-turns a :class:`dit.config.DemoConfig` into the argv of `dit train-classifier`, `dit train`,
-`dit sample` and `dit eval`, and :func:`run_demo` runs them through :func:`dit.cli.main.main`
-exactly as a user typing them would (the commands are saved in ``demo.json`` so they can be
-rerun one by one). Around them it only does what no command does: export the digits, pick a
-balanced real subset for the real-vs-real figure, cut the grid from the samples, draw the
-denoising strip and the loss curve, and gather ``metrics.json``.
+:func:`demo_study` turns a :class:`dit.config.DemoConfig` into a :class:`~dit.study.spec.StudySpec`
+of one run, and :func:`run_demo` runs it with the study's own pieces: its setup
+(:mod:`dit.study.setup`: export the digits, train the evaluation classifier, score real digits),
+its training step and its evaluation of a checkpoint (:mod:`dit.study.runner`), all through the
+command lines :mod:`dit.study.commands` builds, run by :func:`dit.cli.main.main` exactly as a user
+typing them would (they are saved in ``demo.json`` so they can be rerun one by one). Around them it
+only does what a study does not: cut the grid from the samples, draw the denoising strip and the
+loss curve, gather ``metrics.json`` and print a summary.
 
 Run folder (``cfg.out``)::
 
     data/{train,test}/<digit>/*.png   the exported digits (test = held out from the DiT)
     classifier.safetensors (+ .json)  the evaluation classifier, trained on data/test
+    real_train.npz, real.eval.json    real digits scored like the samples (the real-vs-real FID)
+    setup.json, plan.json, state.json the study's records: setup, the run's commands, what is done
     train/                            the `dit train` run (run.json, log.txt, metrics.csv, checkpoints/)
     samples.npz (+ .protocol.json)    guided class-balanced samples (`dit sample`)
+    eval/samples.eval.json            `dit eval` of the samples
     grid.png                          the first ``grid_per_class`` samples of each class, one row per class
     denoising.png                     one sample from noise to digit (top: x_t, bottom: predicted x_0)
     loss_curve.png                    loss and MSE against step
-    eval/                             `dit eval` results for the samples and for real digits
     metrics.json, demo.json           the headline numbers; the config and the commands run
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from dit.config import DEMO_NUM_CLASSES, DemoConfig, SampleConfig
-from dit.data.digits import export_digits
 from dit.demo.plots import loss_curve_image, read_metrics_csv, strip_image
 from dit.diffusion import build_objective
 from dit.errors import UserError
 from dit.evaluation.classifier import accuracy, load_classifier
 from dit.sampling import ImageSampler, load_for_sampling
 from dit.evaluation.io import load_images
-from dit.sampling.writers import to_uint8, write_npz, write_png, write_samples
+from dit.sampling.writers import to_uint8, write_png, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, load_checkpoint
+from dit.study.commands import RunCommand, fill, flags, format_command
+from dit.study.grid import Run, expand
+from dit.study.runner import evaluate_checkpoint, plan_of, train_run, write_plan
+from dit.study.setup import Setup, planned_setup, prepare, setup_commands
+from dit.study.spec import DIGITS, StudySpec
+
+__all__ = ["check_config", "demo_study", "format_command", "run_demo", "stage_commands"]
 
 NUM_CLASSES = DEMO_NUM_CLASSES
 CHECKPOINT_PLACEHOLDER = "<last checkpoint>"
@@ -75,147 +82,67 @@ _LAYOUT = {
     "grid": "grid.png",
     "strip": "denoising.png",
     "loss_curve": "loss_curve.png",
-    "real": "eval/real_train.npz",
     "eval_samples": "eval/samples.eval.json",
-    "eval_real": "eval/real.eval.json",
     "metrics": "metrics.json",
     "config": "demo.json",
 }
 
 
 # ---------------------------------------------------------------------------------------------
-# The preset: DemoConfig → command lines of the other sub-commands
+# The preset: DemoConfig → a study of one run → command lines of the other sub-commands
 # ---------------------------------------------------------------------------------------------
 
 
-def _device(cfg: DemoConfig) -> list[str]:
-    return ["--device", cfg.device] if cfg.device else []
-
-
-DEFAULT_SAMPLERS = {"fast": "heun", "paper": "dpm++2m"}  # a flow model's ODE solver; the ε-model's fast solver
-
-
-def sampler_of(cfg: DemoConfig) -> str:
-    """The sampler the demo draws with: ``cfg.sampler``, or the recipe's own fast sampler."""
-    return cfg.sampler or DEFAULT_SAMPLERS[cfg.recipe]
-
-
-def _ema_flags(cfg: DemoConfig) -> list[str]:
-    """The paper recipe's constant EMA is warmed up for a short run; the fast recipe brings its half-life EMA."""
-    return ["--ema-decay", str(cfg.ema_decay), "--ema-warmup"] if cfg.recipe == "paper" else []
+def demo_study(cfg: DemoConfig) -> tuple[StudySpec, Run]:
+    """The one-run study the demo is: its model, recipe and seed as the only point of each axis, its
+    steps as the budget (stopped early after ``max_minutes``), the last checkpoint evaluated."""
+    spec = StudySpec(
+        name="demo",
+        data=DIGITS,
+        image_size=cfg.image_size,
+        vae="none",
+        held_out_fraction=cfg.held_out_fraction,
+        classifier_epochs=cfg.classifier_epochs,
+        classifier_width=cfg.classifier_width,
+        eval_seed=cfg.seed,
+        models=[{"depth": cfg.depth, "hidden_size": cfg.hidden_size, "num_heads": cfg.num_heads}],
+        patch_sizes=[cfg.patch_size],
+        recipes=[cfg.recipe],
+        seeds=[cfg.seed],
+        steps=cfg.max_steps,
+        evaluations=1,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        max_minutes=cfg.max_minutes,
+        log_every=cfg.log_every,
+        precision=cfg.precision,
+        # the paper recipe's constant EMA is warmed up for a short run; the fast recipe brings its half-life EMA
+        train_args=flags(ema_decay=cfg.ema_decay, ema_warmup=True) if cfg.recipe == "paper" else [],
+        sampler=cfg.sampler,
+        sampling_steps=cfg.sampling_steps,
+        cfg_scale=cfg.cfg_scale,
+        num_samples=cfg.num_samples,
+        device=cfg.device,
+    )
+    (run,) = expand(spec)
+    return spec, run
 
 
 def stage_commands(cfg: DemoConfig, checkpoint: str = CHECKPOINT_PLACEHOLDER) -> dict[str, list[str]]:
     """The argv (without the leading ``dit``) of every sub-command the demo runs, in order."""
-    p = RunPaths(Path(cfg.out))
-    classifier = f"classifier:{p.classifier}"
+    spec, run = demo_study(cfg)
+    paths = RunPaths(Path(cfg.out))
+    plan = plan_of(spec, run, paths.root, planned_setup(spec, paths.root))
+    setup = setup_commands(spec, paths.root)
+    samples = str(paths.samples)
     return {
-        "train-classifier": [
-            "train-classifier",
-            "--data-path",
-            str(p.test_data),
-            "--out",
-            str(p.classifier),
-            "--image-size",
-            str(cfg.image_size),
-            "--width",
-            str(cfg.classifier_width),
-            "--epochs",
-            str(cfg.classifier_epochs),
-            "--seed",
-            str(cfg.seed),
-            *_device(cfg),
-        ],
-        "train": [
-            "train",
-            "--data-path",
-            str(p.train_data),
-            "--image-size",
-            str(cfg.image_size),
-            "--vae",
-            "none",
-            "--no-flip",  # a mirrored digit is another glyph
-            "--depth",
-            str(cfg.depth),
-            "--hidden-size",
-            str(cfg.hidden_size),
-            "--num-heads",
-            str(cfg.num_heads),
-            "--patch-size",
-            str(cfg.patch_size),
-            "--global-batch-size",
-            str(cfg.batch_size),
-            "--results-dir",
-            str(p.run),
-            "--max-steps",
-            str(cfg.max_steps),
-            *(["--max-minutes", str(cfg.max_minutes)] if cfg.max_minutes else []),
-            "--ckpt-every",
-            str(cfg.max_steps),
-            "--log-every",
-            str(cfg.log_every),
-            "--lr",
-            str(cfg.lr),
-            "--recipe",
-            cfg.recipe,
-            "--warmup-steps",
-            str(cfg.warmup_steps),
-            *_ema_flags(cfg),
-            "--precision",
-            cfg.precision,
-            "--num-workers",
-            "0",
-            "--seed",
-            str(cfg.seed),
-            *_device(cfg),
-        ],
-        "sample": [
-            "sample",
-            "--ckpt",
-            checkpoint,
-            "--num-samples",
-            str(cfg.num_samples),
-            "--sampler",
-            sampler_of(cfg),
-            "--num-sampling-steps",
-            str(cfg.sampling_steps),
-            "--cfg-scale",
-            str(cfg.cfg_scale),
-            "--seed",
-            str(cfg.seed),
-            "--batch-size",
-            "100",
-            "--precision",
-            cfg.precision,
-            "--out",
-            str(p.samples),
-            *_device(cfg),
-        ],
-        "eval-samples": [
-            "eval",
-            str(p.samples),
-            str(p.test_data),
-            "--features",
-            classifier,
-            "--out",
-            str(p.eval_samples),
-            *_device(cfg),
-        ],
-        "eval-real": [
-            "eval",
-            str(p.real),
-            str(p.test_data),
-            "--features",
-            classifier,
-            "--out",
-            str(p.eval_real),
-            *_device(cfg),
-        ],
+        "train-classifier": setup["train-classifier"],
+        "train": plan["train"],
+        "sample": fill(plan["sample"], ckpt=checkpoint, samples=samples),
+        "eval-samples": fill(plan["eval"], samples=samples, result=str(paths.eval_samples)),
+        "eval-real": setup["eval-real"],
     }
-
-
-def format_command(argv: Sequence[str]) -> str:
-    return "dit " + " ".join(shlex.quote(a) for a in argv)
 
 
 def check_config(cfg: DemoConfig) -> None:
@@ -227,33 +154,6 @@ def check_config(cfg: DemoConfig) -> None:
 # ---------------------------------------------------------------------------------------------
 # Pieces no sub-command does
 # ---------------------------------------------------------------------------------------------
-
-
-def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` indices, as equal a share per class as possible (seeded choice within each class).
-
-    Ordered class by class in turn (like `dit sample`'s balanced labels, sample i of class i mod K),
-    never sorted by class: the Inception Score's splits are contiguous, and a split holding one
-    class would score 1.
-    """
-    classes = np.unique(labels)
-    rng = np.random.default_rng(seed)
-    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in classes]
-    chosen: list[int] = []
-    while len(chosen) < n and any(pools):
-        for pool in pools:
-            if pool and len(chosen) < n:
-                chosen.append(int(pool.pop(0)))
-    return np.array(chosen, dtype=np.int64)
-
-
-def write_real_subset(train_dir: Path, out: Path, n: int, seed: int) -> int:
-    """A class-balanced ``.npz`` of ``n`` real training digits (the real-vs-real FID's 'samples')."""
-    real = load_images(train_dir)
-    labels = real.require_labels(train_dir)
-    idx = balanced_subset(labels, n, seed)
-    write_npz(out, real.images[idx], labels[idx])
-    return len(idx)
 
 
 def write_grid(samples: Path, out: Path, per_class: int) -> np.ndarray:
@@ -274,7 +174,9 @@ def frame_indices(num_states: int, frames: int) -> list[int]:
     return sorted(set(int(round(v)) for v in np.linspace(0, num_states - 1, min(frames, num_states))))
 
 
-def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -> tuple[np.ndarray, np.ndarray]:
+def denoising_frames(
+    cfg: DemoConfig, checkpoint: str, sampler_name: str, index: int, label: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(x_t frames, predicted-x_0 frames), each uint8 (F, H, W, 3), of sample ``index`` of `dit sample`.
 
     Same weights, sampler, guidance and seed as the samples file, so the last x_t frame is that
@@ -286,7 +188,7 @@ def denoising_frames(cfg: DemoConfig, checkpoint: str, index: int, label: int) -
 
     scfg = SampleConfig(
         ckpt=checkpoint,
-        sampler=sampler_of(cfg),
+        sampler=sampler_name,
         num_sampling_steps=cfg.sampling_steps,
         cfg_scale=cfg.cfg_scale,
         seed=cfg.seed,
@@ -328,13 +230,6 @@ def loss_curve(run_dir: Path, out: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _run_command(run: Callable[[list[str]], int], argv: list[str]) -> None:
-    """One sub-command through ``run`` (the `dit` entry point: same parsing, same errors as the shell)."""
-    code = run(argv)
-    if code != 0:
-        raise UserError(f"`{format_command(argv)}` failed (exit status {code}); see the error above")
-
-
 class _Stages:
     """Numbered progress lines on stderr and the wall time of every stage."""
 
@@ -358,7 +253,7 @@ def _check_out(paths: RunPaths, resume: bool) -> None:
 
 def run_demo(
     cfg: DemoConfig,
-    run_command: Callable[[list[str]], int],
+    run_command: RunCommand,
     say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> dict:
     """Run the whole demo for ``cfg``; returns the content of ``metrics.json``.
@@ -369,76 +264,59 @@ def run_demo(
     check_config(cfg)
     paths = RunPaths(Path(cfg.out))
     _check_out(paths, cfg.resume)
+    spec, run = demo_study(cfg)
     started = time.monotonic()
-    stages = _Stages(7, say)
-    commands = stage_commands(cfg)
-    record: dict[str, Any] = {"config": cfg.to_dict(), "commands": {k: format_command(v) for k, v in commands.items()}}
-
-    export = stages.run(
-        "export",
-        f"exporting the bundled digits at {cfg.image_size}px to {paths.data}",
-        lambda: export_digits(paths.data, cfg.image_size, cfg.held_out_fraction, cfg.seed),
+    stages = _Stages(5, say)
+    setup: Setup = stages.run(
+        "setup",
+        f"exporting the bundled digits at {cfg.image_size}px, training the evaluation classifier, scoring real digits",
+        lambda: prepare(spec, paths.root, run_command, say),
     )
-    record["data"] = dataclasses.asdict(export)
+    record: dict[str, Any] = {"config": cfg.to_dict(), "data": setup.data, "commands": _commands(cfg)}
+    atomic_write_json(paths.config, record)
+    plan = write_plan(spec, run, paths.root, setup)
+    digits = (setup.data or {}).get("num_train", "the")
+    what = f"a {cfg.depth}-block DiT (D={cfg.hidden_size}, patch {cfg.patch_size}) on {digits} training digits"
+    ckpt = stages.run("train", f"training {what}", lambda: _train(paths, plan, run_command, say))
+    record.update(commands=_commands(cfg, ckpt), checkpoint=str(ckpt))
     atomic_write_json(paths.config, record)
 
-    def classifier() -> dict:
-        if not (cfg.resume and paths.classifier.is_file()):
-            _run_command(run_command, commands["train-classifier"])
-        return _classifier_accuracy(paths)
-
-    cls = stages.run(
-        "classifier", f"training the evaluation classifier on the {export.num_test} held-out digits", classifier
-    )
-
-    def train() -> Path:
-        _run_command(run_command, commands["train"] + (["--resume", "auto"] if cfg.resume else []))
-        ckpt = latest_checkpoint(paths.run / "checkpoints")
-        if ckpt is None:
-            raise UserError(f"training wrote no checkpoint in {paths.run / 'checkpoints'}")
-        return ckpt
-
-    ckpt = stages.run(
-        "train",
-        f"training a {cfg.depth}-block DiT (D={cfg.hidden_size}, patch {cfg.patch_size}) on {export.num_train} digits",
-        train,
-    )
-    commands = stage_commands(cfg, checkpoint=str(ckpt))
-    record["commands"] = {k: format_command(v) for k, v in commands.items()}
-    record["checkpoint"] = str(ckpt)
-    atomic_write_json(paths.config, record)
-
-    def sample() -> None:
-        _run_command(run_command, commands["sample"])
+    def sample() -> dict:
+        evaluate_checkpoint(plan, ckpt, paths.samples, paths.eval_samples, run_command)
         write_grid(paths.samples, paths.grid, cfg.grid_per_class)
+        return json.loads(paths.eval_samples.read_text())
 
-    stages.run(
-        "sample",
-        f"sampling {cfg.num_samples} digits ({sampler_of(cfg)}, {cfg.sampling_steps} steps, guidance {cfg.cfg_scale})",
-        sample,
-    )
+    drawn = f"{cfg.num_samples} digits ({run.sampler}, {cfg.sampling_steps} steps, guidance {cfg.cfg_scale})"
+    ev = stages.run("sample", f"sampling and evaluating {drawn}", sample)
 
     def strip() -> None:
-        xt, x0 = denoising_frames(cfg, str(ckpt), index=cfg.strip_class, label=cfg.strip_class)
+        xt, x0 = denoising_frames(cfg, str(ckpt), run.sampler, index=cfg.strip_class, label=cfg.strip_class)
         write_png(paths.strip, strip_image([xt, x0], scale=strip_scale(cfg.image_size)))
 
     stages.run("strip", f"drawing a digit {cfg.strip_class} from noise to {paths.strip}", strip)
-
-    def evaluate() -> tuple[dict, dict]:
-        write_real_subset(paths.train_data, paths.real, cfg.num_samples, cfg.seed)
-        _run_command(run_command, commands["eval-samples"])
-        _run_command(run_command, commands["eval-real"])
-        return json.loads(paths.eval_samples.read_text()), json.loads(paths.eval_real.read_text())
-
-    ev, real = stages.run("eval", "evaluating samples and real digits against the held-out digits", evaluate)
     stages.run(
         "plots", f"drawing the loss curve to {paths.loss_curve}", lambda: loss_curve(paths.run, paths.loss_curve)
     )
-
-    metrics = _gather_metrics(cfg, paths, ckpt, cls, ev, real, stages.seconds, time.monotonic() - started)
+    cls = _classifier_accuracy(paths)
+    real = setup.real_vs_real or {}
+    metrics = _gather_metrics(cfg, paths, run, ckpt, cls, ev, real, stages.seconds, time.monotonic() - started)
     atomic_write_json(paths.metrics, metrics)
     say(summary(metrics, paths))
     return metrics
+
+
+def _commands(cfg: DemoConfig, ckpt: Path | None = None) -> dict[str, str]:
+    argvs = stage_commands(cfg) if ckpt is None else stage_commands(cfg, checkpoint=str(ckpt))
+    return {k: format_command(v) for k, v in argvs.items()}
+
+
+def _train(paths: RunPaths, plan: dict, run_command: RunCommand, say: Callable[[str], None]) -> Path:
+    """`dit train` (continued from its last checkpoint on --resume); the checkpoint it ends with."""
+    train_run(paths.root, plan, run_command, say)
+    ckpt = latest_checkpoint(paths.run / "checkpoints")
+    if ckpt is None:
+        raise UserError(f"training wrote no checkpoint in {paths.run / 'checkpoints'}")
+    return ckpt
 
 
 def _classifier_accuracy(paths: RunPaths) -> dict:
@@ -465,7 +343,7 @@ def _final_losses(run_dir: Path, ckpt: Path) -> dict:
     }
 
 
-def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
+def _gather_metrics(cfg, paths, run, ckpt, cls, ev, real, seconds, total) -> dict:
     state = json.loads((paths.run / "run.json").read_text())
     return {
         "class_agreement": ev["class_accuracy"],
@@ -482,7 +360,7 @@ def _gather_metrics(cfg, paths, ckpt, cls, ev, real, seconds, total) -> dict:
             "model": state["config"]["model"],
         },
         "sampling": {
-            "sampler": sampler_of(cfg),
+            "sampler": run.sampler,
             "steps": cfg.sampling_steps,
             "cfg_scale": cfg.cfg_scale,
             "num_samples": cfg.num_samples,

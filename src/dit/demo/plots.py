@@ -1,7 +1,8 @@
 """Pictures of a demo run drawn with PIL alone (no matplotlib): a loss curve and a denoising strip.
 
 * :func:`loss_curve_image` draws training curves (step on x, loss on a log or linear y axis)
-  with axes, tick labels and a legend; :func:`axis_map` is its pure coordinate mapping.
+  with axes, tick labels and a legend (the frame and ticks are :mod:`dit.study.axes`', shared with
+  the study's charts).
 * :func:`strip_image` tiles frames of one sample being denoised (rows of equal length) and
   enlarges them by pixel repetition so a 16-pixel digit is visible.
 * :func:`read_metrics_csv` reads the ``metrics.csv`` that ``dit train`` logs.
@@ -18,12 +19,9 @@ import numpy as np
 
 from dit.errors import UserError
 from dit.sampling.writers import make_grid
+from dit.study.axes import AXIS, BACKGROUND, MARGIN, Frame, axis_map
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
-BACKGROUND = (255, 255, 255)
-AXIS = (0, 0, 0)
-GRID = (225, 225, 225)
-MARGIN = {"left": 64, "right": 16, "top": 28, "bottom": 40}
 
 
 def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -36,41 +34,6 @@ def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not rows:
         raise UserError(f"{path} has no logged steps; train longer than --log-every steps")
     return {k: np.array([float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]) for k in rows[0]}
-
-
-def axis_map(
-    values: np.ndarray, lo: float, hi: float, pixel_lo: float, pixel_hi: float, log: bool = False
-) -> np.ndarray:
-    """Data values → pixel coordinates: ``lo`` ↦ ``pixel_lo``, ``hi`` ↦ ``pixel_hi`` (log10 scale if ``log``)."""
-    v = np.asarray(values, dtype=np.float64)
-    if log:
-        v, lo, hi = np.log10(v), math.log10(lo), math.log10(hi)
-    span = hi - lo if hi != lo else 1.0
-    return pixel_lo + (v - lo) / span * (pixel_hi - pixel_lo)
-
-
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round-numbered ticks (1, 2, 5 × 10^k apart) covering [lo, hi]."""
-    if hi <= lo:
-        return [lo]
-    raw = (hi - lo) / max(1, count)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    start = math.ceil(lo / step) * step
-    return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
-
-
-def _log_ticks(lo: float, hi: float) -> list[float]:
-    """1, 2, 5 × 10^k inside [lo, hi] (fewer when the range spans many decades)."""
-    ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
-    inside = [t for t in ticks if lo <= t <= hi]
-    if len(inside) < 3:  # a narrow range: round linear ticks read better
-        return _nice_ticks(lo, hi)
-    return inside if len(inside) <= 8 else [t for t in inside if f"{t:.0e}".startswith("1")]
-
-
-def _label(v: float) -> str:
-    return f"{v:g}" if 1e-3 <= abs(v) < 1e5 or v == 0 else f"{v:.0e}"
 
 
 def loss_curve_image(
@@ -103,37 +66,34 @@ def loss_curve_image(
         pad = 0.05 * (y_hi - y_lo) or 1.0
         y_lo, y_hi = y_lo - pad, y_hi + pad
     x_lo, x_hi = float(x.min()), float(x.max()) if x.max() > x.min() else float(x.min()) + 1
-    left, right = MARGIN["left"], width - MARGIN["right"]
-    top, bottom = MARGIN["top"], height - MARGIN["bottom"]
-
+    box = (MARGIN["left"], MARGIN["top"], width - MARGIN["right"], height - MARGIN["bottom"])
+    frame = Frame(*box, x_range=(x_lo, x_hi), y_range=(y_lo, y_hi), log_y=log_y)
     img = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    for t in _log_ticks(y_lo, y_hi) if log_y else _nice_ticks(y_lo, y_hi):
-        py = float(axis_map(np.array([t]), y_lo, y_hi, bottom, top, log_y)[0])
-        draw.line([(left, py), (right, py)], fill=GRID)
-        draw.text((left - 6, py), _label(t), fill=AXIS, font=font, anchor="rm")
-    for t in _nice_ticks(x_lo, x_hi):
-        px = float(axis_map(np.array([t]), x_lo, x_hi, left, right)[0])
-        draw.line([(px, bottom), (px, bottom + 4)], fill=AXIS)
-        draw.text((px, bottom + 6), _label(t), fill=AXIS, font=font, anchor="mt")
-    draw.rectangle([left, top, right, bottom], outline=AXIS)
-    draw.text(((left + right) / 2, height - 4), x_label, fill=AXIS, font=font, anchor="mb")
-    draw.text(((left + right) / 2, 4), title + (" (log scale)" if log_y else ""), fill=AXIS, font=font, anchor="mt")
-    x_px = axis_map(x, x_lo, x_hi, left, right)  # (S,)
+    frame.draw_axes(draw, font, x_grid=False)
+    centre = (frame.left + frame.right) / 2
+    draw.text((centre, height - 4), x_label, fill=AXIS, font=font, anchor="mb")
+    draw.text((centre, 4), title + (" (log scale)" if log_y else ""), fill=AXIS, font=font, anchor="mt")
     for i, (name, y) in enumerate(ys.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        ok = np.isfinite(y)
-        y_px = axis_map(np.where(ok, y, 1.0), y_lo, y_hi, bottom, top, log_y)  # (S,)
-        points = [(float(a), float(b)) for a, b, keep in zip(x_px, y_px, ok) if keep]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        elif points:
-            draw.ellipse([points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=colour)
-        ly = top + 8 + 14 * i
-        draw.line([(right - 90, ly), (right - 70, ly)], fill=colour, width=2)
-        draw.text((right - 64, ly), name, fill=AXIS, font=font, anchor="lm")
+        _draw_series(draw, font, frame, i, name, x, y)
     return np.asarray(img)
+
+
+def _draw_series(draw, font, frame: Frame, i: int, name: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Series ``i``: its finite points joined by a line (one point: a dot), and its legend entry."""
+    colour = COLOURS[i % len(COLOURS)]
+    ok = np.isfinite(y)
+    x_px = axis_map(x, *frame.x_range, frame.left, frame.right)  # (S,)
+    y_px = axis_map(np.where(ok, y, 1.0), *frame.y_range, frame.bottom, frame.top, frame.log_y)  # (S,)
+    points = [(float(a), float(b)) for a, b, keep in zip(x_px, y_px, ok) if keep]
+    if len(points) > 1:
+        draw.line(points, fill=colour, width=2)
+    elif points:
+        draw.ellipse([points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=colour)
+    ly, right = frame.top + 8 + 14 * i, frame.right
+    draw.line([(right - 90, ly), (right - 70, ly)], fill=colour, width=2)
+    draw.text((right - 64, ly), name, fill=AXIS, font=font, anchor="lm")
 
 
 def enlarge(image: np.ndarray, scale: int) -> np.ndarray:

@@ -44,7 +44,7 @@ class Run:
     gflops: float  # the paper's Gflops (forward multiply-adds per image / 1e9)
     batch_size: int
     max_steps: Optional[int]  # None: a minutes budget
-    max_minutes: Optional[float]
+    max_minutes: Optional[float]  # a minutes budget, or the spec's time limit on top of a step budget
     ckpt_every: int
     eval_steps: Optional[tuple[int, ...]]  # None: every checkpoint (the last is always evaluated)
     train_flops_per_step: int
@@ -166,7 +166,7 @@ def expand(spec: StudySpec) -> list[Run]:
                 gflops=macs / 1e9,
                 batch_size=spec.batch_size,
                 max_steps=steps,
-                max_minutes=spec.budget.value if spec.budget.kind == "minutes" else None,
+                max_minutes=spec.budget.value if spec.budget.kind == "minutes" else spec.max_minutes,
                 ckpt_every=checkpoint_interval(spec, steps),
                 eval_steps=None if spec.eval_steps is None else tuple(sorted(set(spec.eval_steps))),
                 train_flops_per_step=per_step,

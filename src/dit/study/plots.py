@@ -1,8 +1,8 @@
 """The study's charts, drawn with PIL alone (no matplotlib), in the paper's style.
 
 :func:`chart` draws series of (x, mean, spread) points as lines with markers and vertical error
-bars (the seed spread), on log or linear axes, with a legend; the tick and coordinate helpers are
-:mod:`dit.demo.plots`'. :func:`study_charts` turns results into the paper's figures:
+bars (the seed spread), on log or linear axes, with a legend; the frame, ticks and coordinate map are
+:mod:`dit.study.axes`'. :func:`study_charts` turns results into the paper's figures:
 
 * ``fid_vs_steps_<grid>.png``: FID against training steps, one line per variant of each sub-grid
   (Figs. 5 and 6: per block design, per size);
@@ -20,9 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from dit.demo.plots import AXIS, BACKGROUND, GRID, MARGIN, _label, _log_ticks, _nice_ticks, axis_map
 from dit.sampling.writers import write_png
 from dit.study import analysis
+from dit.study.axes import AXIS, BACKGROUND, MARGIN, Frame
 
 PALETTE = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -78,48 +78,39 @@ def chart(
     log_y = log_y and bool((ys > 0).all())
     x_lo, x_hi = _range(xs, log_x)
     y_lo, y_hi = _range(ys, log_y)
-    left, right = MARGIN["left"] + 8, width - 180  # room for the legend on the right
-    top, bottom = MARGIN["top"] + 8, height - MARGIN["bottom"] - 6
-
+    box = (MARGIN["left"] + 8, MARGIN["top"] + 8, width - 180, height - MARGIN["bottom"] - 6)  # legend: right
+    frame = Frame(*box, x_range=(x_lo, x_hi), y_range=(y_lo, y_hi), log_x=log_x, log_y=log_y)
     img = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    for t in _log_ticks(y_lo, y_hi) if log_y else _nice_ticks(y_lo, y_hi):
-        py = float(axis_map(np.array([t]), y_lo, y_hi, bottom, top, log_y)[0])
-        draw.line([(left, py), (right, py)], fill=GRID)
-        draw.text((left - 6, py), _label(t), fill=AXIS, font=font, anchor="rm")
-    for t in _log_ticks(x_lo, x_hi) if log_x else _nice_ticks(x_lo, x_hi):
-        px = float(axis_map(np.array([t]), x_lo, x_hi, left, right, log_x)[0])
-        draw.line([(px, top), (px, bottom)], fill=GRID)
-        draw.text((px, bottom + 6), _label(t), fill=AXIS, font=font, anchor="mt")
-    draw.rectangle([left, top, right, bottom], outline=AXIS)
+    frame.draw_axes(draw, font, x_grid=True)
     x_text = x_label + (" (log)" if log_x else "")
-    draw.text(((left + right) / 2, height - 4), x_text, fill=AXIS, font=font, anchor="mb")
-    draw.text((6, top - 14), y_label + (" (log)" if log_y else ""), fill=AXIS, font=font, anchor="ls")
+    draw.text(((frame.left + frame.right) / 2, height - 4), x_text, fill=AXIS, font=font, anchor="mb")
+    draw.text((6, frame.top - 14), y_label + (" (log)" if log_y else ""), fill=AXIS, font=font, anchor="ls")
     draw.text((width / 2, 6), title, fill=AXIS, font=font, anchor="mt")
-
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        px = float(axis_map(np.array([x]), x_lo, x_hi, left, right, log_x)[0])
-        py = float(axis_map(np.array([y]), y_lo, y_hi, bottom, top, log_y)[0])
-        return px, py
-
     for i, (s, ps) in enumerate(pts):
-        colour = PALETTE[i % len(PALETTE)]
-        xy = [to_px(x, y) for x, y, _ in ps]
-        if s.line and len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        for (x, y, e), (px, py) in zip(ps, xy):
-            if math.isfinite(e) and e > 0:
-                (_, p_lo), (_, p_hi) = to_px(x, max(y - e, y_lo) if log_y else y - e), to_px(x, y + e)
-                draw.line([(px, p_lo), (px, p_hi)], fill=colour, width=1)
-                draw.line([(px - 3, p_lo), (px + 3, p_lo)], fill=colour)
-                draw.line([(px - 3, p_hi), (px + 3, p_hi)], fill=colour)
-            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-        ly = top + 8 + 14 * i
-        draw.line([(right + 10, ly), (right + 28, ly)], fill=colour, width=2)
-        draw.ellipse([right + 16, ly - 3, right + 22, ly + 3], fill=colour)
-        draw.text((right + 34, ly), s.name, fill=AXIS, font=font, anchor="lm")
+        _draw_series(draw, font, frame, i, s, ps)
     return np.asarray(img)
+
+
+def _draw_series(draw, font, frame: Frame, i: int, s: Series, ps: list[tuple[float, float, float]]) -> None:
+    """Series ``i``'s points (x, y, err) as markers with error bars, joined if ``s.line``; its legend entry."""
+    colour = PALETTE[i % len(PALETTE)]
+    xy = [frame.px(x, y) for x, y, _ in ps]
+    if s.line and len(xy) > 1:
+        draw.line(xy, fill=colour, width=2)
+    y_lo = frame.y_range[0]
+    for (x, y, e), (px, py) in zip(ps, xy):
+        if math.isfinite(e) and e > 0:
+            (_, p_lo), (_, p_hi) = frame.px(x, max(y - e, y_lo) if frame.log_y else y - e), frame.px(x, y + e)
+            draw.line([(px, p_lo), (px, p_hi)], fill=colour, width=1)
+            draw.line([(px - 3, p_lo), (px + 3, p_lo)], fill=colour)
+            draw.line([(px - 3, p_hi), (px + 3, p_hi)], fill=colour)
+        draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+    ly, right = frame.top + 8 + 14 * i, frame.right
+    draw.line([(right + 10, ly), (right + 28, ly)], fill=colour, width=2)
+    draw.ellipse([right + 16, ly - 3, right + 22, ly + 3], fill=colour)
+    draw.text((right + 34, ly), s.name, fill=AXIS, font=font, anchor="lm")
 
 
 def _curve_series(runs_by_variant: dict[str, list[dict]], x: str, scale: float = 1.0) -> list[Series]:

@@ -15,7 +15,8 @@ from typing import Optional
 from dit.errors import UserError
 from dit.runtime.checkpoint import atomic_write_json
 from dit.study.grid import Run
-from dit.study.runner import Setup, read_state, run_dir_of
+from dit.study.runner import read_state, run_dir_of
+from dit.study.setup import Setup
 from dit.study.spec import StudySpec
 
 SCHEMA = 1

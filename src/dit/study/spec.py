@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from dit.config import BLOCK_DESIGNS, RECIPES, SAMPLER_NAMES
+from dit.config import BLOCK_DESIGNS, PRECISIONS, RECIPES, SAMPLER_NAMES
 from dit.errors import UserError
 from dit.models.flops import VAE_DOWNSAMPLE
 from dit.models.registry import SIZES
@@ -110,6 +110,9 @@ class StudySpec:
     held_out_fraction: float = 0.3
     classifier_epochs: int = 30
     classifier_width: int = 32
+    # Seed of the held-out split, the evaluation classifier, the real subset and every run's sampling
+    # noise: one for the whole study, so every run is judged alike (runs' own seeds are the `seeds` axis)
+    eval_seed: int = 0
     # Axes (the top-level grid; [[grid]] tables override them per sub-grid)
     models: list = field(default_factory=lambda: ["d4-w128-h4"])
     patch_sizes: list = field(default_factory=lambda: [4])
@@ -129,6 +132,9 @@ class StudySpec:
     batch_size: int = 32
     lr: Optional[float] = 1e-3
     warmup_steps: Optional[int] = 50
+    max_minutes: Optional[float] = None  # stop each run's training (with a checkpoint) after this many minutes
+    log_every: Optional[int] = None  # steps between loss-log lines (None: every checkpoint, at most 50)
+    precision: Optional[str] = None  # autocast precision of training and sampling (None: `dit train`'s own)
     train_args: list = field(default_factory=list)  # any further `dit train` flags, passed as they are
     # Evaluation: one fixed sampler and guidance for every checkpoint
     sampler: Optional[str] = None  # None: the recipe's own (heun for fast, dpm++2m for paper)
@@ -237,8 +243,14 @@ class StudySpec:
         for name in ("evaluations", "image_size", "batch_size", "sampling_steps", "num_samples", "classifier_epochs"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.ckpt_every is not None and not (isinstance(self.ckpt_every, int) and self.ckpt_every > 0):
-            raise UserError(f"ckpt_every must be a positive integer, got {self.ckpt_every!r}")
+        for name in ("ckpt_every", "log_every"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value > 0):
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0):
+            raise UserError(f"max_minutes must be a positive number, got {self.max_minutes!r}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise UserError(f"precision {self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
         if self.eval_steps is not None and not (
             isinstance(self.eval_steps, list)
             and self.eval_steps

@@ -14,8 +14,9 @@ import pytest
 from dit.cli.main import build_parser, main
 from dit.cli.train import build_configs
 from dit.config import DemoConfig
-from dit.demo.pipeline import balanced_subset, check_config, frame_indices, stage_commands
+from dit.demo.pipeline import check_config, frame_indices, stage_commands
 from dit.errors import UserError
+from dit.study.setup import balanced_subset
 
 
 @pytest.fixture(scope="module")

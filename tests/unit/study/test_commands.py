@@ -1,0 +1,51 @@
+"""The study's command lines: spelled from setting names, parsed by the real sub-commands, and the
+very lines `dit demo` runs (the demo is a one-run study)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dit.cli.main import build_parser
+from dit.config import DemoConfig
+from dit.demo.pipeline import demo_study, stage_commands
+from dit.study.commands import fill, flags
+from dit.study.grid import expand
+from dit.study.runner import plan_of
+from dit.study.setup import planned_setup, setup_commands
+from dit.study.spec import StudySpec
+
+
+def test_flags_spell_settings():
+    assert flags(global_batch_size=8, vae=None, flip=False, ema_warmup=True, lr=0.5) == [
+        "--global-batch-size", "8", "--no-flip", "--ema-warmup", "--lr", "0.5",
+    ]  # fmt: skip
+
+
+def test_a_study_plan_parses_with_the_real_commands(tmp_path):
+    parser = build_parser()
+    spec = StudySpec(steps=10, precision="fp32", max_minutes=2.0, log_every=3, seeds=[4], device="cpu")
+    (run,) = expand(spec)
+    plan = plan_of(spec, run, tmp_path / "r", planned_setup(spec, tmp_path))
+    t = parser.parse_args(plan["train"])
+    assert (t.max_steps, t.max_minutes, t.log_every, t.precision, t.seed, t.flip) == (10, 2.0, 3, "fp32", 4, False)
+    assert t.results_dir == str(tmp_path / "r" / "train") and t.data_path == str(tmp_path / "data" / "train")
+    s = parser.parse_args(fill(plan["sample"], ckpt="c.pt", samples="s.npz"))
+    assert (s.ckpt, s.out, s.seed, s.sampler, s.precision) == ("c.pt", "s.npz", spec.eval_seed, "heun", "fp32")
+    for argv in setup_commands(spec, tmp_path).values():
+        parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("recipe", ["fast", "paper"])
+def test_the_demo_runs_the_study_command_lines(recipe, tmp_path):
+    cfg = DemoConfig(out=str(tmp_path), recipe=recipe, seed=3, max_minutes=None)
+    spec, run = demo_study(cfg)
+    assert (run.max_steps, run.ckpt_every, run.seed, spec.eval_seed) == (cfg.max_steps, cfg.max_steps, 3, 3)
+    plan = plan_of(spec, run, Path(cfg.out), planned_setup(spec, Path(cfg.out)))
+    cmds = stage_commands(cfg, checkpoint="c.pt")
+    assert (
+        cmds["train"] == plan["train"]
+        and cmds["train-classifier"] == setup_commands(spec, tmp_path)["train-classifier"]
+    )
+    assert cmds["sample"] == fill(plan["sample"], ckpt="c.pt", samples=str(tmp_path / "samples.npz"))
