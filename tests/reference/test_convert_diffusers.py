@@ -18,7 +18,7 @@ import torch
 from dit.config import ModelConfig
 from dit.diffusion import create_diffusion
 from dit.diffusion.guidance import guided_model_fn
-from dit.diffusion.samplers import sample
+from dit.diffusion import sample
 from dit.weights.formats import load_model
 from dit.weights.diffusers_keys import make_diffusers_official
 from dit.weights.export import convert_checkpoint

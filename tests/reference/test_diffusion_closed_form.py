@@ -19,7 +19,8 @@ import torch
 from scipy import integrate, stats
 
 from dit.diffusion import create_diffusion, space_timesteps
-from dit.diffusion.samplers import sample, solver_timesteps
+from dit.diffusion import sample
+from dit.diffusion.samplers import solver_timesteps
 from tests.reference.diffusion_oracle import GaussianOracle, linear_alphas_cumprod
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

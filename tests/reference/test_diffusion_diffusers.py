@@ -10,7 +10,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from dit.diffusion import create_diffusion, space_timesteps
-from dit.diffusion.samplers import sample, solver_timesteps
+from dit.diffusion import sample
+from dit.diffusion.samplers import solver_timesteps
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -17,6 +17,7 @@ import torch
 from scipy import stats
 
 from dit.diffusion import flow_samplers as fs
+from dit.diffusion import sample
 from dit.diffusion.flow import TIME_SCALE, FlowMatching, eps_from_velocity, score_from_velocity, x0_from_velocity
 from dit.diffusion.guidance import guided_model_fn
 from dit.diffusion.timesteps import logit_normal
@@ -112,7 +113,7 @@ def test_eps_x0_and_score_from_the_optimal_velocity_match_their_closed_forms():
 def test_many_step_ode_sampling_recovers_the_data_law_and_the_exact_map(sampler, steps, shift, gap):
     """gap: the largest pointwise distance to the exact map allowed (first order: ~1/steps, at |x_1| ≈ 4.5)."""
     x1 = _noise(20000)
-    x = fs.sample(FlowOracle(), x1.shape, sampler=sampler, num_steps=steps, noise=x1, time_shift=shift)
+    x = sample(FlowMatching(), FlowOracle(), x1.shape, sampler=sampler, num_steps=steps, noise=x1, time_shift=shift)
     _within(x, MU)
     _std_within(x, S)
     torch.testing.assert_close(x, MU + S * x1, atol=gap, rtol=0)
@@ -121,7 +122,8 @@ def test_many_step_ode_sampling_recovers_the_data_law_and_the_exact_map(sampler,
 @pytest.mark.parametrize("c", [1.0, 2.0])
 def test_many_step_sde_sampling_recovers_the_data_law(c):
     x1 = _noise(20000)
-    x = fs.sample(
+    x = sample(
+        FlowMatching(),
         FlowOracle(),
         x1.shape,
         sampler="sde",
@@ -143,7 +145,7 @@ def test_measured_order_of_convergence(sampler, order, shift):
     steps = [64, 128, 256]  # asymptotic regime (with shift 3 Heun's slope is still -2.5 at 8-16 steps)
     errors = []
     for k in steps:
-        x = fs.sample(FlowOracle(), x1.shape, sampler=sampler, num_steps=k, noise=x1, time_shift=shift)
+        x = sample(FlowMatching(), FlowOracle(), x1.shape, sampler=sampler, num_steps=k, noise=x1, time_shift=shift)
         errors.append((x - exact).abs().max().item())
     slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert abs(-slope - order) < 0.25, f"{sampler}: errors {errors}, slope {slope}"
@@ -152,7 +154,14 @@ def test_measured_order_of_convergence(sampler, order, shift):
 def test_heun_calls_the_model_twice_per_step_and_euler_once():
     for sampler, calls in (("euler", 10), ("heun", 20), ("sde", 10)):
         oracle = FlowOracle()
-        fs.sample(oracle, (2, 1, 2, 2), sampler=sampler, num_steps=10, generator=torch.Generator().manual_seed(0))
+        sample(
+            FlowMatching(),
+            oracle,
+            (2, 1, 2, 2),
+            sampler=sampler,
+            num_steps=10,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert oracle.calls == calls
 
 
@@ -170,10 +179,16 @@ def test_sde_rows_depend_on_their_own_generator_only():
     def gens(seeds):
         return [torch.Generator().manual_seed(s) for s in seeds]
 
-    together = fs.sample(FlowOracle(), x1.shape, sampler="sde", num_steps=6, noise=x1, generator=gens([10, 11, 12, 13]))
-    alone = fs.sample(FlowOracle(), x1[2:3].shape, sampler="sde", num_steps=6, noise=x1[2:3], generator=gens([12]))
+    together = sample(
+        FlowMatching(), FlowOracle(), x1.shape, sampler="sde", num_steps=6, noise=x1, generator=gens([10, 11, 12, 13])
+    )
+    alone = sample(
+        FlowMatching(), FlowOracle(), x1[2:3].shape, sampler="sde", num_steps=6, noise=x1[2:3], generator=gens([12])
+    )
     torch.testing.assert_close(together[2:3], alone, rtol=0, atol=0)
-    other = fs.sample(FlowOracle(), x1.shape, sampler="sde", num_steps=6, noise=x1, generator=gens([10, 11, 99, 13]))
+    other = sample(
+        FlowMatching(), FlowOracle(), x1.shape, sampler="sde", num_steps=6, noise=x1, generator=gens([10, 11, 99, 13])
+    )
     assert torch.equal(together[[0, 1, 3]], other[[0, 1, 3]]) and not torch.equal(together[2], other[2])
 
 
@@ -209,10 +224,12 @@ def test_guided_flow_sampling_equals_the_hand_combined_field(channels, interval)
     fn = guided_model_fn(oracle, w, null_label=2, channels=channels, interval=interval)
     for sampler in ("euler", "heun", "sde"):
         kw = dict(sampler=sampler, num_steps=7, noise=x1, model_kwargs={"y": y})
-        a = fs.sample(fn, x1.shape, generator=[torch.Generator().manual_seed(i) for i in range(4)], **kw)
-        b = fs.sample(by_hand, x1.shape, generator=[torch.Generator().manual_seed(i) for i in range(4)], **kw)
+        a = sample(FlowMatching(), fn, x1.shape, generator=[torch.Generator().manual_seed(i) for i in range(4)], **kw)
+        b = sample(
+            FlowMatching(), by_hand, x1.shape, generator=[torch.Generator().manual_seed(i) for i in range(4)], **kw
+        )
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-    plain = fs.sample(oracle, x1.shape, sampler="heun", num_steps=7, noise=x1, model_kwargs={"y": y})
+    plain = sample(FlowMatching(), oracle, x1.shape, sampler="heun", num_steps=7, noise=x1, model_kwargs={"y": y})
     assert not torch.allclose(a, plain)  # guidance changed something
 
 
@@ -281,7 +298,7 @@ def test_x_prediction_loss_is_on_the_velocity_with_t_clipped_at_0_05():
 def test_x_prediction_sampling_recovers_the_data_law_and_the_exact_map(sampler, steps, gap):
     """The samplers turn the optimal x̂_0 back into the optimal velocity: the same map as the v-model's."""
     x1 = _noise(20000)
-    x = fs.sample(FlowX0Oracle(), x1.shape, sampler=sampler, num_steps=steps, noise=x1, prediction="xstart")
+    x = sample(FlowMatching(prediction="xstart"), FlowX0Oracle(), x1.shape, sampler=sampler, num_steps=steps, noise=x1)
     _within(x, MU)
     _std_within(x, S)
     torch.testing.assert_close(x, MU + S * x1, atol=gap, rtol=0)

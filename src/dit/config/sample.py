@@ -29,9 +29,8 @@ Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 WeightsChoice = Literal["ema", "model"]
 
-# The --sampler choices of `dit sample` and `dit demo`: the names of dit.diffusion.samplers.SAMPLERS
-# (gaussian checkpoints) and dit.diffusion.flow_samplers.SAMPLERS (flow checkpoints), kept here so
-# the CLI lists them without importing torch (tests/unit/cli/test_help.py keeps them equal).
+# The --sampler choices: the names of dit.diffusion.registry.SAMPLERS (both objectives), copied here
+# so that command lines list them without importing torch (tests/unit/cli/test_help.py keeps them equal).
 SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++2m-time", "dpm++2m-karras", "euler", "heun", "sde")
 
 

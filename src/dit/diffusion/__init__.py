@@ -2,10 +2,10 @@
 
 ``build_objective(DiffusionConfig)`` gives the training object of either objective (Gaussian:
 DDPM / Improved DDPM / ADM as in DiT; flow: SiT's linear interpolant, :mod:`.flow`);
-``create_diffusion`` has the official DiT signature; ``flow_samplers.sample`` integrates flow models;
-``samplers.sample`` is the functional
-interface (DDPM, DDIM, DPM-Solver++); ``guidance.guided_model_fn`` wraps a conditional model
-for classifier-free guidance. Knows nothing about ``dit.models``: models are callables.
+``create_diffusion`` has the official DiT signature; :mod:`.registry` holds every sampler of both
+objectives (DDPM, DDIM, DPM-Solver++; Euler, Heun, SDE) over one denoiser interface
+(:mod:`.denoiser`), and ``sample`` is its functional entry; ``guidance.guided_model_fn`` wraps a
+conditional model for classifier-free guidance. Knows nothing about ``dit.models``: models are callables.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence, Union
 
 from dit.config import PREDICTION_TYPES, DiffusionConfig
-from dit.diffusion import flow_samplers
-from dit.diffusion import samplers as gaussian_samplers
 from dit.diffusion.flow import FlowMatching
 from dit.diffusion.gaussian import GaussianDiffusion, LossType, ModelMeanType, ModelVarType
 from dit.diffusion.respace import SpacedDiffusion
@@ -90,34 +88,13 @@ def training_timesteps(cfg: DiffusionConfig) -> Callable:
     return discrete_map(cfg.timestep_sampling, cfg.diffusion_steps, cfg.logit_normal_mean, cfg.logit_normal_std)
 
 
-SAMPLER_NAMES = {"gaussian": tuple(gaussian_samplers.SAMPLERS), "flow": tuple(flow_samplers.SAMPLERS)}
-"""Objective → the ``--sampler`` names that fit its models."""
-DEFAULT_SAMPLING = {"gaussian": ("ddpm", 250), "flow": (flow_samplers.DEFAULT_SAMPLER, flow_samplers.DEFAULT_STEPS)}
-"""Objective → (sampler, steps) used when none is given (DDPM-250 is the paper's FID protocol)."""
-OBJECTIVE_NAMES = {"gaussian": "a Gaussian-diffusion (ε-prediction) model", "flow": "a flow-matching (velocity) model"}
-
-
-def check_sampler(objective: str, sampler: str) -> None:
-    """One clear UserError when ``sampler`` does not fit models of ``objective``."""
-    if sampler in SAMPLER_NAMES[objective]:
-        return
-    names = ", ".join(SAMPLER_NAMES[objective])
-    for other, others in SAMPLER_NAMES.items():
-        if sampler in others:
-            raise UserError(
-                f"--sampler {sampler} is for {OBJECTIVE_NAMES[other]}, but this checkpoint is "
-                f"{OBJECTIVE_NAMES[objective]}; "
-                f"use one of {names} (default {DEFAULT_SAMPLING[objective][0]})"
-            )
-    raise UserError(
-        f"unknown sampler {sampler!r}; this checkpoint is {OBJECTIVE_NAMES[objective]}: choose one of {names}"
-    )
-
+from dit.diffusion.registry import check_sampler, sample  # noqa: E402 (after the objectives it draws from)
 
 __all__ = [
     "build_objective",
     "training_timesteps",
     "check_sampler",
+    "sample",
     "FlowMatching",
     "create_diffusion",
     "GaussianDiffusion",

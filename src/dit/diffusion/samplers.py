@@ -1,9 +1,10 @@
-"""Functional samplers over one signature, and the registry the command line reads.
+"""Samplers for Gaussian-diffusion models (ADM's), on the one sampler signature (:mod:`dit.diffusion.registry`).
 
-    sample(diffusion, model_fn, shape, sampler="ddpm", num_steps=250, generator=...)
+    ddim(denoiser, x, steps, *, eta=0.0, generator=None, callback=None, progress=False)
 
-``model_fn(x, t, **model_kwargs)`` is called with the *original* timesteps (0..T−1 of the
-diffusion's base process) and returns (N, C, ...) or, with learned Σ, (N, 2C, ...).
+The denoiser (:mod:`dit.diffusion.denoiser`) calls the model with the *original* timesteps
+(0..T−1 of the diffusion's base process, ``denoiser.objective``) and returns (N, C, ...) or, with
+learned Σ, (N, 2C, ...).
 
 Samplers:
 - ``ddpm``: ancestral sampling (Ho et al. 2020, Alg. 2) on the process respaced to
@@ -22,25 +23,25 @@ Stochastic samplers take ``generator``: None (global RNG), one ``torch.Generator
 of one generator per batch row — then row i depends on generator i only, whatever batch or
 process it is drawn in (see ``dit.runtime.rng``).
 
-``clip_denoised`` defaults to False here because DiT samples latents, which are not in
-[-1, 1] (the official sampler passes False too); pass True for pixel-space models.
+``denoiser.clip_denoised`` is False for latents, which are not in [-1, 1] (the official sampler
+passes False too), and True for pixel-space models.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
-from dit.diffusion.gaussian import GaussianDiffusion, Generator, ModelMeanType, draw_noise, progress_bar
+from dit.diffusion.denoiser import Callback, Denoiser
+from dit.diffusion.gaussian import GaussianDiffusion, Generator, ModelMeanType, progress_bar
 from dit.diffusion.respace import SpacedDiffusion
 from dit.diffusion.schedules import space_timesteps
 from dit.errors import UserError
 
-Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
-"""callback(step index, original timestep, x after the step, predicted x_0)."""
+DPM_DEFAULT_STEPS = 20
 
 
 def _as_spaced(diffusion: GaussianDiffusion) -> SpacedDiffusion:
@@ -67,27 +68,24 @@ def _adm_loop(loop, x, callback, timestep_map):
 
 
 def ddpm(
-    diffusion,
-    model_fn,
-    x,
-    num_steps=None,
-    generator=None,
-    model_kwargs=None,
-    progress=False,
-    callback=None,
-    clip_denoised=False,
-    **_,
-):
-    """DDPM ancestral sampling (Ho et al. 2020, Alg. 2) with ADM's respacing to ``num_steps``."""
-    d = _as_spaced(diffusion)
-    if num_steps is not None:
-        d = d.respaced(space_timesteps(d.original_num_steps, str(int(num_steps))))
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    steps: Optional[int] = None,
+    *,
+    generator: Generator = None,
+    callback: Optional[Callback] = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Alg. 2) with ADM's respacing to ``steps`` (None: all)."""
+    d = _as_spaced(denoiser.objective)
+    if steps is not None:
+        d = d.respaced(space_timesteps(d.original_num_steps, str(int(steps))))
     loop = d.p_sample_loop_progressive(
-        model_fn,
+        denoiser.model_fn,
         tuple(x.shape),
         noise=x,
-        clip_denoised=clip_denoised,
-        model_kwargs=model_kwargs,
+        clip_denoised=denoiser.clip_denoised,
+        model_kwargs=denoiser.model_kwargs,
         progress=progress,
         generator=generator,
     )
@@ -95,32 +93,29 @@ def ddpm(
 
 
 def ddim(
-    diffusion,
-    model_fn,
-    x,
-    num_steps=None,
-    generator=None,
-    model_kwargs=None,
-    progress=False,
-    callback=None,
-    clip_denoised=False,
-    eta=0.0,
-    **_,
-):
-    """DDIM (Song et al. 2021, eq. 12) with η; ``"ddimN"`` spacing (even spacing as fallback)."""
-    d = _as_spaced(diffusion)
-    if num_steps is not None:
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    steps: Optional[int] = None,
+    *,
+    eta: float = 0.0,
+    generator: Generator = None,
+    callback: Optional[Callback] = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12) with η; ``"ddimN"`` spacing (even spacing as fallback; None: all)."""
+    d = _as_spaced(denoiser.objective)
+    if steps is not None:
         try:
-            keep = space_timesteps(d.original_num_steps, f"ddim{int(num_steps)}")
+            keep = space_timesteps(d.original_num_steps, f"ddim{int(steps)}")
         except UserError:
-            keep = space_timesteps(d.original_num_steps, str(int(num_steps)))
+            keep = space_timesteps(d.original_num_steps, str(int(steps)))
         d = d.respaced(keep)
     loop = d.ddim_sample_loop_progressive(
-        model_fn,
+        denoiser.model_fn,
         tuple(x.shape),
         noise=x,
-        clip_denoised=clip_denoised,
-        model_kwargs=model_kwargs,
+        clip_denoised=denoiser.clip_denoised,
+        model_kwargs=denoiser.model_kwargs,
         progress=progress,
         eta=eta,
         generator=generator,
@@ -136,8 +131,7 @@ def solver_timesteps(alphas_cumprod: np.ndarray, num_steps: int, spacing: str = 
     trained timestep (in λ) and de-duplicated, so very large ``num_steps`` may give fewer steps.
     """
     T = len(alphas_cumprod)
-    if num_steps < 1:
-        raise UserError(f"num_steps must be >= 1, got {num_steps}")
+    assert num_steps >= 1, f"DPM-Solver needs at least one step, got {num_steps}"
     if spacing == "time":
         ts = np.linspace(T - 1, 0, num_steps).round().astype(np.int64)
     else:
@@ -151,25 +145,20 @@ def solver_timesteps(alphas_cumprod: np.ndarray, num_steps: int, spacing: str = 
             sig = (smax ** (1 / rho) + ramp * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
             targets = -np.log(sig)
         else:
-            raise UserError(f"unknown DPM-Solver spacing {spacing!r}; use 'time', 'logsnr' or 'karras'")
+            raise ValueError(f"unknown DPM-Solver spacing {spacing!r}; use 'time', 'logsnr' or 'karras'")
         ts = np.abs(lam[None, :] - targets[:, None]).argmin(axis=1)  # nearest trained λ
     _, first = np.unique(ts, return_index=True)
     return ts[np.sort(first)]
 
 
 def dpm_solver_pp_2m(
-    diffusion,
-    model_fn,
-    x,
-    num_steps=20,
-    generator=None,
-    model_kwargs=None,
-    progress=False,
-    callback=None,
-    clip_denoised=False,
-    spacing="logsnr",
-    **_,
-):
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    steps: Optional[int],
+    spacing: str,
+    callback: Optional[Callback] = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2), data-prediction multistep.
 
     With α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t), h_i = λ_{t_i} − λ_{t_{i−1}} and
@@ -178,21 +167,20 @@ def dpm_solver_pp_2m(
       2. later steps: r = h_{i−1}/h_i,  D = (1 + 1/(2r)) D_{i−1} − 1/(2r) D_{i−2}, same update
       3. last step (to σ = 0): x = D at t = 0.
     """
-    d = _as_spaced(diffusion)
+    d = _as_spaced(denoiser.objective)
     ac = np.cumprod(1.0 - d.base_betas)  # (T,) the trained process
-    ts = solver_timesteps(ac, int(num_steps if num_steps is not None else 20), spacing)
+    ts = solver_timesteps(ac, int(steps if steps is not None else DPM_DEFAULT_STEPS), spacing)
     alpha = np.append(np.sqrt(ac[ts]), 1.0)  # (K+1,), final σ = 0
     sigma = np.append(np.sqrt(1.0 - ac[ts]), 0.0)
     with np.errstate(divide="ignore"):
         lam = np.log(alpha) - np.log(sigma)  # λ = +inf at the end
     C = x.shape[1]
-    model_kwargs = model_kwargs or {}
     mean_type = d.model_mean_type
-    prev_d, prev_h = None, None
+    prev_d: Optional[torch.Tensor] = None
+    prev_h = 0.0  # h of the previous step (read from step 2 on)
     for i in progress_bar(range(len(ts)), progress, "dpm++2m"):
         t = torch.full((x.shape[0],), int(ts[i]), dtype=torch.long, device=x.device)
-        with torch.no_grad():
-            out = model_fn(x, t, **model_kwargs)[:, :C]  # ε (or x_0 / v) channels only
+        out = denoiser(x, t)[:, :C]  # ε (or x_0 / v) channels only
         a_i, s_i = float(alpha[i]), float(sigma[i])
         if mean_type == ModelMeanType.EPSILON:
             d_i = (x - s_i * out) / a_i
@@ -200,8 +188,7 @@ def dpm_solver_pp_2m(
             d_i = a_i * x - s_i * out
         else:
             d_i = out
-        if clip_denoised:
-            d_i = d_i.clamp(-1, 1)
+        d_i = denoiser.clip(d_i)
         if i == len(ts) - 1:  # step 3
             x = d_i
         else:
@@ -218,65 +205,40 @@ def dpm_solver_pp_2m(
     return x
 
 
-def _dpm(spacing: str):
-    def fn(*args, **kwargs):
-        kwargs["spacing"] = spacing
-        return dpm_solver_pp_2m(*args, **kwargs)
-
-    fn.__doc__ = f"DPM-Solver++(2M) with {spacing} timestep spacing."
-    return fn
-
-
-SAMPLERS: dict[str, Callable] = {
-    "ddpm": ddpm,
-    "ddim": ddim,
-    "dpm++2m": _dpm("logsnr"),
-    "dpm++2m-time": _dpm("time"),
-    "dpm++2m-karras": _dpm("karras"),
-}
-"""Name → sampler function; the CLI's ``--sampler`` choices."""
-
-STOCHASTIC = {"ddpm"}
-"""Samplers that draw noise after the initial x_T (DDIM too when η > 0)."""
-
-
-def sample(
-    diffusion: GaussianDiffusion,
-    model_fn: Callable,
-    shape,
-    sampler: str = "ddpm",
-    num_steps: Optional[int] = None,
-    noise: Optional[torch.Tensor] = None,
+def dpm_pp_2m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    steps: Optional[int] = None,
+    *,
     generator: Generator = None,
-    model_kwargs: Optional[dict] = None,
-    progress: bool = False,
     callback: Optional[Callback] = None,
-    clip_denoised: bool = False,
-    eta: float = 0.0,
-    device=None,
-    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Draw samples of ``shape`` with a registered sampler; returns x_0 (N, C, ...).
+    """DPM-Solver++(2M) (Lu et al. 2022) with timesteps uniform in log-SNR λ (None steps: 20)."""
+    return dpm_solver_pp_2m(denoiser, x, steps, "logsnr", callback, progress)
 
-    ``num_steps=None`` uses the diffusion's own steps (DDPM/DDIM) or 20 (DPM-Solver++).
-    ``noise`` is x_T; without it x_T is drawn from ``generator`` (one, or one per row).
-    """
-    if sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-    if num_steps is not None and int(num_steps) < 1:
-        raise UserError(f"number of sampling steps must be >= 1, got {num_steps}")
-    x = noise if noise is not None else draw_noise(tuple(shape), generator, device, dtype)
-    if device is not None:
-        x = x.to(device)
-    return SAMPLERS[sampler](
-        diffusion,
-        model_fn,
-        x,
-        num_steps=num_steps,
-        generator=generator,
-        model_kwargs=model_kwargs,
-        progress=progress,
-        callback=callback,
-        clip_denoised=clip_denoised,
-        eta=eta,
-    )
+
+def dpm_pp_2m_time(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    steps: Optional[int] = None,
+    *,
+    generator: Generator = None,
+    callback: Optional[Callback] = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022) with timesteps uniform in t (None steps: 20)."""
+    return dpm_solver_pp_2m(denoiser, x, steps, "time", callback, progress)
+
+
+def dpm_pp_2m_karras(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    steps: Optional[int] = None,
+    *,
+    generator: Generator = None,
+    callback: Optional[Callback] = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022) with Karras et al. 2022's σ spacing, ρ = 7 (None steps: 20)."""
+    return dpm_solver_pp_2m(denoiser, x, steps, "karras", callback, progress)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -18,9 +17,10 @@ import torch
 from torch import nn
 
 from dit.config import SampleConfig
-from dit.diffusion import DEFAULT_SAMPLING, build_objective, check_sampler, flow_samplers
+from dit.diffusion import build_objective
+from dit.diffusion.denoiser import Denoiser
 from dit.diffusion.guidance import guided_model_fn
-from dit.diffusion.samplers import STOCHASTIC, sample
+from dit.diffusion.registry import DEFAULTS, check_sampler, options_for
 from dit.errors import UserError
 from dit.models.dit import DiT
 from dit.runtime import rng
@@ -62,13 +62,15 @@ class ImageSampler:
         self.model = model.to(self.device).eval()
         # What the model predicts decides the samplers: ε (+Σ) for Gaussian diffusion, v for flow matching.
         self.objective = getattr(diffusion, "objective", "gaussian")
-        default_sampler, default_steps = DEFAULT_SAMPLING[self.objective]
+        default_sampler, default_steps = DEFAULTS[self.objective]
         self.sampler_name: str = default_sampler if cfg.sampler is None else cfg.sampler
         self.num_steps: int = default_steps if cfg.num_sampling_steps is None else cfg.num_sampling_steps
         cfg = dataclasses.replace(cfg, sampler=self.sampler_name, num_sampling_steps=self.num_steps)
         self.diffusion, self.codec, self.cfg = diffusion, codec, cfg
-        check_sampler(self.objective, self.sampler_name)
+        self.entry = check_sampler(self.objective, self.sampler_name)
         cfg.validate()
+        # The settings this sampler reads (its keyword-only options), by name from the request
+        self.options: dict[str, Any] = {k: getattr(cfg, k) for k in self.entry.options}
         self.num_classes = int(getattr(model, "num_classes", 0))
         y_emb = getattr(model, "y_embedder", None)
         has_null = y_emb is not None and bool(getattr(y_emb, "has_null_class", False))
@@ -94,19 +96,16 @@ class ImageSampler:
         """What this sampler contributes to the protocol card's settings."""
 
         c = self.cfg
-        stochastic = c.sampler in STOCHASTIC | flow_samplers.STOCHASTIC or (c.sampler == "ddim" and c.eta > 0)
-        # Flow models add their objective and flow-sampler knobs (Gaussian cards stay as they were).
-        flow = {
-            "objective": "flow",
-            "time_shift": float(c.time_shift),
-            "sde_diffusion": float(c.sde_diffusion) if c.sampler in flow_samplers.STOCHASTIC else None,
-        }
+        # Every option of the objective's samplers: the value where this sampler reads it, else None.
+        options = {k: self.options.get(k) for k in options_for(self.objective)}
+        # Cards of Gaussian models predate the objective key; they (and their shards' resume check) keep their form.
+        objective = {} if self.objective == "gaussian" else {"objective": self.objective}
         return {
-            **(flow if self.objective == "flow" else {}),
+            **objective,
             "sampler": c.sampler,
             "num_sampling_steps": self.num_steps,
-            "eta": float(c.eta) if c.sampler == "ddim" else None,
-            "stochastic": stochastic,
+            **options,
+            "stochastic": self.entry.stochastic(self.options),
             "clip_denoised": self.clip_denoised,
             "cfg_scale": float(c.cfg_scale),
             "guidance_channels": c.guidance_channels,
@@ -143,28 +142,9 @@ class ImageSampler:
         kwargs = {}
         if labels is not None and self.num_classes:
             kwargs["y"] = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self.device)  # (B,)
-        # The objective's sampler with its own knobs; everything else is common to both.
-        if self.objective == "flow":
-            draw = functools.partial(
-                flow_samplers.sample,
-                time_shift=c.time_shift,
-                sde_diffusion=c.sde_diffusion,
-                prediction=self.diffusion.prediction,
-            )
-        else:
-            draw = functools.partial(sample, self.diffusion, eta=c.eta)
-        return draw(
-            fn,
-            (b, *self.latent_shape),
-            sampler=self.sampler_name,
-            num_steps=self.num_steps,
-            noise=noise.to(self.device),
-            generator=step_gens,
-            model_kwargs=kwargs,
-            clip_denoised=self.clip_denoised,
-            device=self.device,
-            callback=callback,
-        )  # (B, C, h, w)
+        denoiser = Denoiser(self.diffusion, fn, kwargs, self.clip_denoised)
+        x = noise.to(self.device)  # (B, C, h, w)
+        return self.entry.fn(denoiser, x, self.num_steps, generator=step_gens, callback=callback, **self.options)
 
     @torch.no_grad()
     def images(self, indices: Sequence[int], labels: Optional[Labels], callback=None) -> np.ndarray:

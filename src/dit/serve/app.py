@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dit import __version__
-from dit.diffusion import DEFAULT_SAMPLING, SAMPLER_NAMES
+from dit.diffusion.registry import DEFAULTS, names_for
 from dit.errors import UserError, one_line
 from dit.sampling.writers import grid_image
 from dit.serve.jobs import FINISHED, Busy, Job, JobQueue
@@ -68,8 +68,8 @@ class Model:
     @classmethod
     def of(cls, pipe) -> "Model":
         objective = str(getattr(pipe.loaded.diffusion_config, "objective", "gaussian"))
-        sampler, steps = DEFAULT_SAMPLING[objective]
-        return cls(objective, tuple(SAMPLER_NAMES[objective]), sampler, int(steps), MAX_TIMESTEP[objective])
+        sampler, steps = DEFAULTS[objective]
+        return cls(objective, names_for(objective), sampler, int(steps), MAX_TIMESTEP[objective])
 
     def page_defaults(self, limits: Limits) -> dict[str, Any]:
         """The page's starting values: the objective's sampler and steps (`dit sample`'s; capped by the limits),

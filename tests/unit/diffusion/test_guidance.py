@@ -5,7 +5,7 @@ import torch
 
 from dit.diffusion import create_diffusion
 from dit.diffusion.guidance import guided_model_fn
-from dit.diffusion.samplers import sample
+from dit.diffusion import sample
 from dit.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

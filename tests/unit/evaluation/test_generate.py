@@ -10,7 +10,7 @@ import torch
 
 from dit.config import ModelConfig, SampleConfig
 from dit.diffusion import create_diffusion
-from dit.diffusion.samplers import sample
+from dit.diffusion import sample
 from dit.errors import UserError
 from dit import sampling as gen
 from dit.sampling import card as protocol
