@@ -46,7 +46,7 @@ from dit.evaluation.io import load_images
 from dit.sampling.writers import to_uint8, write_png, write_samples
 from dit.runtime import rng
 from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, load_checkpoint
-from dit.study.commands import RunCommand, fill, flags, format_command
+from dit.study.commands import TRAIN, RunCommand, fill, flags, format_command
 from dit.study.grid import Run, expand
 from dit.study.runner import evaluate_checkpoint, plan_of, train_run, write_plan
 from dit.study.setup import Setup, planned_setup, prepare, setup_commands
@@ -118,7 +118,7 @@ def demo_study(cfg: DemoConfig) -> tuple[StudySpec, Run]:
         log_every=cfg.log_every,
         precision=cfg.precision,
         # the paper recipe's constant EMA is warmed up for a short run; the fast recipe brings its half-life EMA
-        train_args=flags(ema_decay=cfg.ema_decay, ema_warmup=True) if cfg.recipe == "paper" else [],
+        train_args=flags(TRAIN, ema_decay=cfg.ema_decay, ema_warmup=True) if cfg.recipe == "paper" else [],
         sampler=cfg.sampler,
         sampling_steps=cfg.sampling_steps,
         cfg_scale=cfg.cfg_scale,

@@ -3,34 +3,48 @@ built in this one place from a :class:`~dit.study.spec.StudySpec` and a :class:`
 (`dit demo` is a one-run study and prints and runs these same lines).
 
 Flags are spelled from setting names by :func:`flags` (``global_batch_size=256`` →
-``--global-batch-size 256``), the names of the config fields the sub-commands' flags set.
+``--global-batch-size 256``): each name is a field of the config the sub-command's flags are
+generated from, and its flag is read from that field, so a renamed flag is followed here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dit.config import ClassifierTrainConfig, DiffusionConfig, EvalConfig, ModelConfig, SampleConfig, TrainConfig
+from dit.config.fields import flag_of
 from dit.errors import UserError
 from dit.study.grid import Run
 from dit.study.spec import DIGITS, StudySpec
 
 RunCommand = Callable[[list[str]], int]
+TRAIN = (TrainConfig, ModelConfig, DiffusionConfig)  # the configs `dit train`'s flags set
 SAMPLE_BATCH = 100
 
 
-def flags(**settings: Any) -> list[str]:
-    """``--name value`` per setting, in order: None is left out, True is the bare switch, False ``--no-name``."""
+def flag(configs: Sequence[type], name: str) -> str:
+    """The flag of setting ``name``: that config field's own (:func:`dit.config.fields.flag_of`), else ``--name``."""
+    for cls in configs:
+        f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+        if f is not None:
+            return flag_of(f)
+    return "--" + name.replace("_", "-")
+
+
+def flags(configs: Sequence[type], **settings: Any) -> list[str]:
+    """``FLAG value`` per setting, in order: None is left out, True is the bare switch, False ``--no-…``."""
     out: list[str] = []
     for name, value in settings.items():
-        flag = name.replace("_", "-")
+        spelled = flag(configs, name)
         if value is None:
             continue
         if isinstance(value, bool):
-            out.append(f"--{flag}" if value else f"--no-{flag}")
+            out.append(spelled if value else "--no-" + spelled.removeprefix("--"))
         else:
-            out += [f"--{flag}", str(value)]
+            out += [spelled, str(value)]
     return out
 
 
@@ -56,6 +70,7 @@ def classifier_argv(spec: StudySpec, test_data: str | Path, out: str | Path) -> 
     return [
         "train-classifier",
         *flags(
+            (ClassifierTrainConfig,),
             data_path=test_data,
             out=out,
             image_size=spec.image_size,
@@ -94,7 +109,7 @@ def train_argv(spec: StudySpec, run: Run, run_dir: Path, train_data: str) -> lis
         seed=run.seed,
         device=spec.device,
     )
-    return ["train", *flags(**settings), *spec.train_args]
+    return ["train", *flags(TRAIN, **settings), *spec.train_args]
 
 
 def sample_argv(spec: StudySpec, run: Run) -> list[str]:
@@ -113,11 +128,11 @@ def sample_argv(spec: StudySpec, run: Run) -> list[str]:
         out="{samples}",
         device=spec.device,
     )
-    return ["sample", *flags(**settings)]
+    return ["sample", *flags((SampleConfig,), **settings)]
 
 
 def eval_argv(
     spec: StudySpec, reference: str, features: str, samples: str = "{samples}", result: str = "{result}"
 ) -> list[str]:
     """`dit eval` of ``samples`` against the reference images (by default the planned ``{samples}``, ``{result}``)."""
-    return ["eval", str(samples), reference, *flags(features=features, out=result, device=spec.device)]
+    return ["eval", str(samples), reference, *flags((EvalConfig,), features=features, out=result, device=spec.device)]

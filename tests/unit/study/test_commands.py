@@ -3,6 +3,7 @@ very lines `dit demo` runs (the demo is a one-run study)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,17 +11,26 @@ import pytest
 from dit.cli.main import build_parser
 from dit.config import DemoConfig
 from dit.demo.pipeline import demo_study, stage_commands
-from dit.study.commands import fill, flags
+from dit.config.fields import setting
+from dit.study.commands import TRAIN, fill, flag, flags
 from dit.study.grid import expand
 from dit.study.runner import plan_of
 from dit.study.setup import planned_setup, setup_commands
 from dit.study.spec import StudySpec
 
 
-def test_flags_spell_settings():
-    assert flags(global_batch_size=8, vae=None, flip=False, ema_warmup=True, lr=0.5) == [
+def test_flags_spell_settings_with_their_fields_flags():
+    assert flags(TRAIN, global_batch_size=8, vae=None, flip=False, ema_warmup=True, lr=0.5) == [
         "--global-batch-size", "8", "--no-flip", "--ema-warmup", "--lr", "0.5",
     ]  # fmt: skip
+
+
+def test_a_field_with_its_own_flag_is_spelled_so():
+    @dataclasses.dataclass
+    class C:
+        steps: int = setting(1, help="h", flag="--num-steps")
+
+    assert flag((C,), "steps") == "--num-steps" and flags((C,), steps=3, other=None) == ["--num-steps", "3"]
 
 
 def test_a_study_plan_parses_with_the_real_commands(tmp_path):
