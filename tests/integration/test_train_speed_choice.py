@@ -6,11 +6,17 @@ import json
 import pytest
 
 from dit.cli.main import main
-from dit.runtime.hardware import read_cpu_features
+from dit.runtime.hardware import AUTO_PRECISION_ENV, read_cpu_features
 
 from tests.helpers.train import train_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # `data` and `one_thread`: tests/conftest.py
+
+
+@pytest.fixture(autouse=True)
+def machine_choice(monkeypatch):
+    """The machine's own choice is under test: a suite run with the choice forced must not change it."""
+    monkeypatch.delenv(AUTO_PRECISION_ENV, raising=False)
 
 
 def _run(data, run, *extra):
@@ -40,3 +46,13 @@ def test_fast_recipe_takes_this_machines_faster_precision(data, tmp_path, monkey
     want = "bf16" if read_cpu_features().native_bf16 and "bf16 ≥" in line else "fp32"
     assert f"precision {want}, compile off (auto, recipe fast" in line
     assert train["precision"] == want
+
+
+@pytest.mark.parametrize("forced", ["bf16", "fp32"])
+def test_the_environment_forces_the_automatic_choice(data, tmp_path, monkeypatch, forced):
+    monkeypatch.setenv(AUTO_PRECISION_ENV, forced)
+    line, train = _run(data, tmp_path / "fast", "--recipe", "fast")
+    assert f"precision {forced}, compile off (auto, recipe fast: the faster path here; forced by" in line
+    assert train["precision"] == forced
+    line, train = _run(data, tmp_path / "paper")
+    assert "speed: precision fp32, compile off (auto, paper recipe" in line and train["precision"] == "fp32"

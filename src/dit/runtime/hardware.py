@@ -12,6 +12,10 @@ Bit-exactness: the paper recipe's numerics never depend on the machine. ``auto``
 fp32 without compilation for ``--recipe paper`` everywhere (the fidelity, resume and 1-vs-2-rank
 tests compare bitwise); only other recipes (``--recipe fast``), which make no such promise, take
 the machine's faster choice. Explicit ``--precision``/``--compile`` always win.
+
+``DIT_AUTO_PRECISION=fp32|bf16`` replaces the machine's faster precision (no probe runs), so a test
+suite or CI can take the path another machine would take: bf16 on an AMX CPU, fp32 on an AVX2 one.
+It changes only what ``auto`` means for recipes that follow the machine, never the paper recipe.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ DECIDING_FLAGS = ("amx_tile", "amx_bf16", "avx512_bf16", "avx512f", "avx2")
 PROBE_FILE = "cpu_probe.json"
 PROBE_SIZE = 512  # n of the n×n probe matmul: big enough for the blocked kernels, ~0.1 s per precision
 BF16_MARGIN = 1.2  # bf16 must beat fp32 by this factor: autocast adds casts around every matmul
+AUTO_PRECISION_ENV = "DIT_AUTO_PRECISION"
+FORCEABLE: tuple[Precision, ...] = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,18 @@ def cpu_fast_precision(features: CpuFeatures, probe: Callable[[CpuFeatures], Mat
     )
 
 
+def forced_fast_precision() -> Optional[Precision]:
+    """``$DIT_AUTO_PRECISION`` when set: the precision ``auto`` takes as this machine's faster one."""
+    value = os.environ.get(AUTO_PRECISION_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in FORCEABLE:
+        raise UserError(
+            f"{AUTO_PRECISION_ENV}={value[:20]!r} is not a precision; set it to {' or '.join(FORCEABLE)}, or unset it"
+        )
+    return cast(Precision, value)
+
+
 def resolve_speed(
     device: torch.device,
     precision: str,
@@ -192,14 +210,18 @@ def resolve_speed(
       precision when it differs, so a user who wants speed over exactness knows the flag);
     - other recipes on CPU: the precision :func:`cpu_fast_precision` picks, eager (``torch.compile``
       measured no faster for DiT-S/2 on CPU and costs minutes of compilation, benchmarks/README.md);
-    - other recipes on CUDA: bf16 where supported, compiled.
+    - other recipes on CUDA: bf16 where supported, compiled;
+    - ``$DIT_AUTO_PRECISION`` set: it is the faster precision, whatever the device (nothing is probed).
     """
     auto_precision, auto_compile = precision == "auto", compile is None
     given = cast(Precision, precision)  # not "auto" whenever it is used below
     if not auto_precision and not auto_compile:
         return SpeedChoice(given, bool(compile), "as given")
     fast_precision: Precision
-    if device.type == "cuda":
+    forced = forced_fast_precision()
+    if forced is not None:
+        fast_precision, fast_compile, why = forced, device.type == "cuda", f"forced by {AUTO_PRECISION_ENV}={forced}"
+    elif device.type == "cuda":
         fast_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         fast_compile, why = True, f"{torch.cuda.get_device_name(device)}"
     elif device.type == "cpu":

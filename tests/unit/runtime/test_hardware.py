@@ -9,7 +9,9 @@ import json
 import pytest
 import torch
 
+from dit.errors import UserError
 from dit.runtime.hardware import (
+    AUTO_PRECISION_ENV,
     BF16_MARGIN,
     CpuFeatures,
     MatmulProbe,
@@ -23,6 +25,12 @@ CPU = torch.device("cpu")
 AVX2 = CpuFeatures("EPYC", "AVX2", ("avx2",))
 AVX512_BF16 = CpuFeatures("SPR VM", "AVX512", ("avx512_bf16", "avx512f", "avx2"))
 AMX = CpuFeatures("SPR", "AVX512", ("amx_tile", "amx_bf16", "avx512_bf16", "avx512f", "avx2"))
+
+
+@pytest.fixture(autouse=True)
+def machine_choice(monkeypatch):
+    """These tests check the machine's own choice: a suite run with the choice forced must not change them."""
+    monkeypatch.delenv(AUTO_PRECISION_ENV, raising=False)
 
 
 def _cpuinfo(tmp_path, flags):
@@ -102,3 +110,20 @@ def test_given_values_win_over_auto():
     assert (c.precision, c.compile) == ("fp32", False)
     c = resolve_speed(CPU, "auto", True, "fast", features=AMX, probe=fast)
     assert (c.precision, c.compile) == ("bf16", True)
+
+
+@pytest.mark.parametrize("forced", ["bf16", "fp32"])
+@pytest.mark.parametrize("features", [AVX2, AMX])
+def test_the_environment_forces_the_machines_faster_precision_without_probing(monkeypatch, features, forced):
+    monkeypatch.setenv(AUTO_PRECISION_ENV, forced.upper())
+    c = resolve_speed(CPU, "auto", None, "fast", features=features, probe=_never)
+    assert (c.precision, c.compile) == (forced, False) and f"forced by {AUTO_PRECISION_ENV}={forced}" in c.reason
+    paper = resolve_speed(CPU, "auto", None, "paper", features=features, probe=_never)
+    assert (paper.precision, paper.compile) == ("fp32", False)  # the paper recipe never follows the machine
+    assert resolve_speed(CPU, "fp32" if forced == "bf16" else "bf16", False, "fast").reason == "as given"
+
+
+def test_a_bad_forced_precision_is_one_line(monkeypatch):
+    monkeypatch.setenv(AUTO_PRECISION_ENV, "fp8")
+    with pytest.raises(UserError, match=f"{AUTO_PRECISION_ENV}='fp8' is not a precision; set it to fp32 or bf16"):
+        resolve_speed(CPU, "auto", None, "fast", features=AVX2, probe=_never)
