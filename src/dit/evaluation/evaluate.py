@@ -34,6 +34,7 @@ from dit.evaluation.io import (
     load_cached_features,
     load_images,
     read_protocol_card,
+    require_image_set,
     save_cached_features,
 )
 from dit.evaluation.set_shape import shape_mismatch
@@ -263,6 +264,8 @@ def compute_metrics(
 def evaluate(cfg, progress: bool = False) -> dict:
     """Run ``dit eval`` for a :class:`dit.config.EvalConfig`; returns the result dict."""
     cfg.validate()
+    require_image_set(cfg.samples, "samples")  # both inputs before anything slow or cached is touched
+    require_image_set(cfg.reference, "reference")
     t0 = time.time()
     device = str(resolve_device(cfg.device))  # a bad --device is a one-line error, not a traceback
     extractor = make_extractor(cfg.features, cfg.inception, device)

@@ -125,16 +125,21 @@ def _load_folder(path: Path) -> ImageSet:
     return ImageSet(np.stack(arrays), labels)  # (N, H, W, 3)
 
 
+def require_image_set(path: str | os.PathLike, role: str = "") -> Path:
+    """``path`` if it is a folder or an ``.npz`` file; else a one-line UserError naming ``role`` (e.g. "reference")."""
+    p = Path(path)
+    if p.is_dir() or (p.is_file() and p.suffix == ".npz"):
+        return p
+    name = f"{role} {p}" if role else str(p)
+    if not p.exists():
+        raise UserError(f"{name} does not exist; pass an .npz of arr_0 images or a folder of images")
+    raise UserError(f"{name}: expected an .npz (arr_0 (N, H, W, 3) uint8) or a folder of images")
+
+
 def load_images(path: str | os.PathLike) -> ImageSet:
     """Images (and labels if present) from an ``.npz`` or a folder; bad input raises UserError."""
-    p = Path(path)
-    if p.is_dir():
-        return _load_folder(p)
-    if p.is_file() and p.suffix == ".npz":
-        return _load_npz(p)
-    if not p.exists():
-        raise UserError(f"{p} does not exist; pass an .npz of arr_0 images or a folder of images")
-    raise UserError(f"{p}: expected an .npz (arr_0 (N, H, W, 3) uint8) or a folder of images")
+    p = require_image_set(path)
+    return _load_folder(p) if p.is_dir() else _load_npz(p)
 
 
 def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -197,7 +202,11 @@ def image_batches(path: str | os.PathLike, batch_size: int) -> tuple[int, Iterat
 
 def content_digest(path: str | os.PathLike, length: int = 16) -> str:
     """SHA-256 of a file, or of a folder's image files (relative names and bytes, sorted)."""
-    return sha256_of(path, suffixes=IMAGE_SUFFIXES)[:length]
+    try:
+        return sha256_of(path, suffixes=IMAGE_SUFFIXES)[:length]
+    except OSError as e:  # missing, unreadable (permissions), a folder's file vanishing mid-walk
+        why = e.strerror or type(e).__name__
+        raise UserError(f"cannot read {path} ({why}); check it exists and is readable") from None
 
 
 def cache_dir() -> Path:
