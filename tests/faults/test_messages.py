@@ -6,7 +6,7 @@ to do, never a traceback, never torch's or numpy's advice to load a file unsafel
 import numpy as np
 import pytest
 
-from tests.faults.helpers import assert_refused
+from tests.faults.helpers import assert_refused, train_args
 
 UNSAFE_ADVICE = ("weights_only", "allow_pickle", "pickle.load", "unsafe", "Re-running")
 
@@ -28,3 +28,55 @@ def test_eval_with_a_reference_of_the_wrong_kind_is_one_line(capsys, tmp_path):
     good, other = _good_npz(tmp_path / "s.npz"), tmp_path / "ref.pt"
     other.write_text("not images")
     assert_refused(capsys, ["eval", good, other], tmp_path, f"reference {other}: expected an .npz")
+
+
+def _wrong_files(tmp_path):
+    """name → (file, words its refusal must hold): a text file, an .npz, two pickles that would run code."""
+    from tests.faults.helpers import malicious_pickle
+
+    text = tmp_path / "notes.pt"
+    text.write_text("these are my notes, not weights\n")
+    npz = _good_npz(tmp_path / "images.npz")
+    marker = tmp_path / "PWNED"
+    zipped = malicious_pickle(tmp_path / "evil.pt", marker, "torch")
+    raw = malicious_pickle(tmp_path / "evil_raw.pt", marker, "raw")
+    return marker, {
+        "text": (text, ["it is a text file, not a checkpoint"]),
+        "npz": (npz, ["it is an .npz of numpy arrays, not a checkpoint"]),
+        "evil-zip": (zipped, ["could run code when loaded: refused"]),
+        "evil-raw": (raw, ["could run code when loaded: refused"]),
+    }
+
+
+@pytest.mark.parametrize("name", ["text", "npz", "evil-zip", "evil-raw"])
+def test_a_wrong_file_as_checkpoint_says_what_it_is_and_never_advises_unsafe_loading(capsys, tmp_path, name, data):
+    marker, files = _wrong_files(tmp_path)
+    path, words = files[name]
+    for argv in (
+        ["sample", "--ckpt", path, "--out", tmp_path / "x.npz", "--device", "cpu", "--no-progress"],
+        ["convert", path, tmp_path / "y.safetensors"],
+        train_args(data, tmp_path / "run", "--max-steps", "1", "--resume", str(path)),
+    ):
+        line = assert_refused(capsys, argv, tmp_path, str(path), *words)
+        assert not any(w.lower() in line.lower() for w in UNSAFE_ADVICE), line
+        assert "enforce fail" not in line and "pop from empty list" not in line and "inline_container" not in line
+    assert not marker.exists()
+
+
+def test_a_text_file_named_npz_or_as_inception_weights_is_named_as_such(capsys, tmp_path):
+    good = _good_npz(tmp_path / "s.npz")
+    text = tmp_path / "fake.npz"
+    text.write_text("hello\n")
+    for argv in (["eval", text, good], ["eval", good, text, "--no-cache"]):
+        line = assert_refused(capsys, argv, tmp_path, f"cannot read {text} as .npz: it is a text file, not an .npz")
+        assert not any(w.lower() in line.lower() for w in UNSAFE_ADVICE), line
+    line = assert_refused(capsys, ["eval", good, good, "--inception", text], tmp_path, "it is a text file")
+    assert not any(w.lower() in line.lower() for w in UNSAFE_ADVICE), line
+
+
+def test_an_object_array_npz_is_refused_without_the_unsafe_hint(capsys, tmp_path):
+    good = _good_npz(tmp_path / "s.npz")
+    bad = tmp_path / "objects.npz"
+    np.savez(bad, arr_0=np.array([{"a": 1}], dtype=object))
+    line = assert_refused(capsys, ["eval", bad, good], tmp_path, "could run code when loaded: refused")
+    assert not any(w.lower() in line.lower() for w in UNSAFE_ADVICE), line

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dit.errors import UserError
+from dit.runtime.file_kind import TORCH_KINDS, why_unreadable
 from dit.evaluation.io import cache_dir
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -303,7 +304,10 @@ def load_inception(path: Optional[str | os.PathLike] = None) -> FIDInceptionV3:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or foreign file is the user's to fix
-        raise UserError(f"cannot read Inception weights {p}: {e}") from None
+        why = why_unreadable(p, "Inception weights", e, TORCH_KINDS)
+        raise UserError(
+            f"cannot read Inception weights {p}: {why}; pass {WEIGHTS_FILENAME} or `dit convert-inception` output"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -22,6 +22,7 @@ import numpy as np
 
 from dit.errors import UserError
 from dit.runtime.checkpoint import atomic_write, atomic_write_json
+from dit.runtime.file_kind import NPZ_KINDS, why_unreadable
 from dit.runtime.hashing import sha256_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -37,6 +38,7 @@ NPZ_ERRORS = (
     zlib.error,
 )
 _CACHE_VERSION = "v1"
+_WANT_IMAGES = "pass an .npz of arr_0 images (N, H, W, 3) uint8 or a folder of images"
 
 
 @dataclass
@@ -85,9 +87,8 @@ def _load_npz(path: Path) -> ImageSet:
             images = _as_rgb_uint8(f["arr_0"], str(path))
             labels = _as_labels(f["arr_1"], len(images), str(path)) if "arr_1" in f.files else None
     except NPZ_ERRORS as e:
-        raise UserError(
-            f"cannot read {path} as .npz ({type(e).__name__}: {e}); the file is damaged or not an .npz"
-        ) from None
+        why = why_unreadable(path, "an .npz", e, NPZ_KINDS)
+        raise UserError(f"cannot read {path} as .npz: {why}; {_WANT_IMAGES}") from None
     return ImageSet(images, labels)
 
 
@@ -166,7 +167,8 @@ def _npz_member_batches(path: Path, batch_size: int) -> Iterator[np.ndarray]:
                 buf = f.read(n * per_image)
                 yield _as_rgb_uint8(np.frombuffer(buf, np.uint8).reshape((n, *shape[1:])), str(path))
     except NPZ_ERRORS as e:  # a member torn or damaged past its header shows only while reading
-        raise UserError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); the file is damaged") from None
+        why = why_unreadable(path, "an .npz", e, NPZ_KINDS)
+        raise UserError(f"cannot read {path} as .npz: {why}; {_WANT_IMAGES}") from None
 
 
 def image_batches(path: str | os.PathLike, batch_size: int) -> tuple[int, Iterator[np.ndarray], Optional[np.ndarray]]:

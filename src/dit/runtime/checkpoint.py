@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from dit.errors import UserError
+from dit.runtime.file_kind import TORCH_KINDS, why_unreadable
 from dit.runtime.hashing import sha256_of
 
 CKPT_SUFFIX = ".pt"
@@ -201,11 +202,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, code-executing pickle, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"cannot load checkpoint {path} ({first[:200]}); it is truncated, not a checkpoint, or "
-            "holds objects other than tensors — use another checkpoint"
-        ) from e
+        why = why_unreadable(path, "a checkpoint", e, TORCH_KINDS)
+        raise UserError(f"cannot load checkpoint {path}: {why}; use another checkpoint") from None
     if not isinstance(state, dict):
         raise UserError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; pass a training checkpoint")
     return state

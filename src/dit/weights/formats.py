@@ -32,6 +32,7 @@ import torch
 
 from dit.config import ModelConfig
 from dit.errors import UserError
+from dit.runtime.file_kind import TORCH_KINDS, why_unreadable
 from dit.models.dit import DiT
 from dit.models.registry import build_model, resolve
 from dit.weights.diffusers_keys import (
@@ -73,10 +74,9 @@ def safe_torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a pickle, a pickle that would run code, …
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = why_unreadable(path, "a checkpoint", e, TORCH_KINDS)
         raise UserError(
-            f"cannot load {path} ({first[:160]}); it is truncated, not a checkpoint, or holds objects other "
-            "than tensors (refused for safety) — pass a DiT checkpoint, a .safetensors file or a diffusers folder"
+            f"cannot load {path}: {why}; pass a DiT checkpoint, a .safetensors file or a diffusers folder"
         ) from None
 
 
