@@ -31,6 +31,29 @@ def as_hw(input_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
     return hw  # type: ignore[return-value]
 
 
+def _check_arguments(h: int, w: int, patch: int, channels: int, width: int, depth: int, heads: int) -> None:
+    if min(h, w, patch, channels, width, depth, heads) <= 0:
+        raise UserError(
+            f"input size {h}x{w}, patch {patch}, channels {channels}, width {width}, depth {depth} "
+            f"and heads {heads} must all be positive; check --image-size and the model size"
+        )
+    if h % patch or w % patch:
+        raise UserError(f"patch size {patch} must divide the input size {h}x{w}; pick another size or model")
+    if width % heads:
+        raise UserError(f"hidden_size {width} must be divisible by num_heads {heads}")
+
+
+def _check_options(block: str, head_width: int, rope: bool, num_classes: int, class_dropout_prob: float) -> None:
+    if block not in BLOCK_DESIGNS:
+        raise UserError(f"unknown block design {block!r}; choose one of {', '.join(BLOCK_DESIGNS)}")
+    if rope and head_width % 4:
+        raise UserError(f"--rope needs a head width (hidden_size/num_heads = {head_width}) divisible by 4")
+    if num_classes < 0:
+        raise UserError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}")
+    if not 0.0 <= class_dropout_prob < 1.0:
+        raise UserError(f"class_dropout_prob must be in [0, 1), got {class_dropout_prob}")
+
+
 class DiT(nn.Module):
     """Diffusion Transformer (Peebles & Xie, 2023) with the official keyword names.
 
@@ -59,26 +82,9 @@ class DiT(nn.Module):
         long_skip: bool = False,
     ):
         super().__init__()
-        if block not in BLOCK_DESIGNS:
-            raise UserError(f"unknown block design {block!r}; choose one of {', '.join(BLOCK_DESIGNS)}")
         h, w = as_hw(input_size)
-        if min(h, w, patch_size, in_channels, hidden_size, depth, num_heads) <= 0:
-            raise UserError(
-                f"input size {h}x{w}, patch {patch_size}, channels {in_channels}, width {hidden_size}, depth {depth} "
-                f"and heads {num_heads} must all be positive; check --image-size and the model size"
-            )
-        if h % patch_size or w % patch_size:
-            raise UserError(f"patch size {patch_size} must divide the input size {h}x{w}; pick another size or model")
-        if hidden_size % num_heads:
-            raise UserError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
-        if rope and (hidden_size // num_heads) % 4:
-            raise UserError(
-                f"--rope needs a head width (hidden_size/num_heads = {hidden_size // num_heads}) divisible by 4"
-            )
-        if num_classes < 0:
-            raise UserError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}")
-        if not 0.0 <= class_dropout_prob < 1.0:
-            raise UserError(f"class_dropout_prob must be in [0, 1), got {class_dropout_prob}")
+        _check_arguments(h, w, patch_size, in_channels, hidden_size, depth, num_heads)
+        _check_options(block, hidden_size // num_heads, rope, num_classes, class_dropout_prob)
 
         self.input_size = (h, w)
         self.patch_size = patch_size
@@ -111,21 +117,28 @@ class DiT(nn.Module):
         self.config.validate()
         self.rope = bool(rope)
 
+        self._build_modules(self.config)
+        self.initialize_weights()
+
+    def _build_modules(self, c: ModelConfig) -> None:
+        """Every submodule, in the official order (the state dict's key order and the init's RNG order)."""
         num_tokens = self.grid_size[0] * self.grid_size[1]
-        self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
-        self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
+        self.x_embedder = PatchEmbed(c.patch_size, c.in_channels, c.hidden_size)
+        self.t_embedder = TimestepEmbedder(c.hidden_size)
+        has_labels = c.num_classes > 0
+        self.y_embedder = LabelEmbedder(c.num_classes, c.hidden_size, c.class_dropout_prob) if has_labels else None
         # Fixed sin-cos embedding: a frozen parameter (not a buffer) so the state dict matches the official one.
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, hidden_size), requires_grad=False)
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, c.hidden_size), requires_grad=False)
         self.blocks = nn.ModuleList(
-            [DiTBlock(hidden_size, num_heads, mlp_ratio, block, norm, qk_norm, mlp) for _ in range(depth)]
+            [
+                DiTBlock(c.hidden_size, c.num_heads, c.mlp_ratio, c.block, c.norm, c.qk_norm, c.mlp)
+                for _ in range(c.depth)
+            ]
         )
         # U-ViT long skips: the input of block depth-1-i gets Linear(cat[x, output of block i]), i < depth//2
-        self.skip_linears = (
-            nn.ModuleList([nn.Linear(2 * hidden_size, hidden_size) for _ in range(depth // 2)]) if long_skip else None
-        )
-        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels, norm)
-        self.initialize_weights()
+        skips = [nn.Linear(2 * c.hidden_size, c.hidden_size) for _ in range(c.depth // 2)] if c.long_skip else None
+        self.skip_linears = nn.ModuleList(skips) if skips is not None else None
+        self.final_layer = FinalLayer(c.hidden_size, c.patch_size, self.out_channels, c.norm)
 
     # ------------------------------------------------------------------ initialisation
     def initialize_weights(self) -> None:
