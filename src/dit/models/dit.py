@@ -122,23 +122,21 @@ class DiT(nn.Module):
 
     def _build_modules(self, c: ModelConfig) -> None:
         """Every submodule, in the official order (the state dict's key order and the init's RNG order)."""
-        num_tokens = self.grid_size[0] * self.grid_size[1]
-        self.x_embedder = PatchEmbed(c.patch_size, c.in_channels, c.hidden_size)
-        self.t_embedder = TimestepEmbedder(c.hidden_size)
-        has_labels = c.num_classes > 0
-        self.y_embedder = LabelEmbedder(c.num_classes, c.hidden_size, c.class_dropout_prob) if has_labels else None
+        width, depth, heads, patch = c.hidden_size, c.depth, c.num_heads, c.patch_size
+        assert width is not None and depth is not None and heads is not None and patch is not None  # set by __init__
+        self.x_embedder = PatchEmbed(patch, c.in_channels, width)
+        self.t_embedder = TimestepEmbedder(width)
+        self.y_embedder = LabelEmbedder(c.num_classes, width, c.class_dropout_prob) if c.num_classes > 0 else None
         # Fixed sin-cos embedding: a frozen parameter (not a buffer) so the state dict matches the official one.
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, c.hidden_size), requires_grad=False)
+        num_tokens = self.grid_size[0] * self.grid_size[1]
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, width), requires_grad=False)
         self.blocks = nn.ModuleList(
-            [
-                DiTBlock(c.hidden_size, c.num_heads, c.mlp_ratio, c.block, c.norm, c.qk_norm, c.mlp)
-                for _ in range(c.depth)
-            ]
+            [DiTBlock(width, heads, c.mlp_ratio, c.block, c.norm, c.qk_norm, c.mlp) for _ in range(depth)]
         )
         # U-ViT long skips: the input of block depth-1-i gets Linear(cat[x, output of block i]), i < depth//2
-        skips = [nn.Linear(2 * c.hidden_size, c.hidden_size) for _ in range(c.depth // 2)] if c.long_skip else None
+        skips = [nn.Linear(2 * width, width) for _ in range(depth // 2)] if c.long_skip else None
         self.skip_linears = nn.ModuleList(skips) if skips is not None else None
-        self.final_layer = FinalLayer(c.hidden_size, c.patch_size, self.out_channels, c.norm)
+        self.final_layer = FinalLayer(width, patch, self.out_channels, c.norm)
 
     # ------------------------------------------------------------------ initialisation
     def initialize_weights(self) -> None:
