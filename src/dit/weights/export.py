@@ -147,34 +147,12 @@ def write_diffusers(
     """
     import diffusers
 
-    notes = []
+    notes: List[str] = []
     version = diffusers.__version__
     dcfg = {"_class_name": "DiTTransformer2DModel", "_diffusers_version": version, **config_to_diffusers(cfg)}
     dsd = official_to_diffusers(sd)
-    if vae is not None and scheduler == "ddpm" and cfg.learn_sigma:
-        # DiTPipeline drops the Σ channels before scheduler.step, and DDPMScheduler's learned_range
-        # then fails; the pipeline can only use a fixed variance.
-        notes.append(
-            "DiTPipeline discards the learned variance channels, so its DDPM scheduler uses fixed_small "
-            "(β̃_t); call DDPMScheduler(variance_type='learned_range') yourself for the paper's learned Σ"
-        )
-        sched_name, sched_cfg = scheduler_config("ddpm", learn_sigma=False)
-    else:
-        sched_name, sched_cfg = scheduler_config(scheduler, learn_sigma=cfg.learn_sigma)
-    codec: Optional[VAECodec] = None
-    if vae is not None:
-        loaded = load_codec(vae)
-        if not isinstance(loaded, VAECodec):
-            raise UserError(
-                f"--vae {vae} is not an AutoencoderKL; a DiTPipeline needs one (ema, mse or a local folder)"
-            )
-        codec = loaded
-        if codec.latent_channels != cfg.in_channels:
-            raise UserError(
-                f"the VAE has {codec.latent_channels} latent channels, the model {cfg.in_channels}; "
-                "pass the VAE it was trained with"
-            )
-
+    sched_name, sched_cfg = _pipeline_scheduler(scheduler, cfg, vae is not None, notes)
+    codec = _pipeline_vae(vae, cfg) if vae is not None else None
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise UserError(f"{dst} exists; pass --overwrite to replace it, or another destination")
@@ -187,35 +165,69 @@ def write_diffusers(
         _write_json(tmp / "scheduler" / "scheduler_config.json", sched)
         if codec is not None:
             codec.vae.save_pretrained(str(tmp / "vae"), safe_serialization=True)
-            index = {
-                "_class_name": "DiTPipeline",
-                "_diffusers_version": version,
-                "id2label": {str(i): name for i, name in enumerate(id2label or [])},
-                "scheduler": ["diffusers", sched_name],
-                "transformer": ["diffusers", "DiTTransformer2DModel"],
-                "vae": ["diffusers", "AutoencoderKL"],
-            }
-            _write_json(tmp / "model_index.json", index)
+            _write_json(tmp / "model_index.json", _model_index(version, sched_name, id2label))
             if cfg.num_classes != 1000:
                 notes.append(
                     f"DiTPipeline hard-codes the null class 1000; this model's null class is {cfg.num_classes}, "
                     "so use guidance_scale <= 1 in DiTPipeline or guide with `dit sample`"
                 )
-        if dst.exists():
-            old = dst.with_name(f".{dst.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dst, old)
-            os.replace(tmp, dst)
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
-        else:
-            os.replace(tmp, dst)
+        _replace_folder(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return notes
+
+
+def _pipeline_scheduler(scheduler: str, cfg: ModelConfig, pipeline: bool, notes: List[str]) -> tuple[str, dict]:
+    """The scheduler's class name and config; a DiTPipeline's DDPM falls back to a fixed variance."""
+    if pipeline and scheduler == "ddpm" and cfg.learn_sigma:
+        # DiTPipeline drops the Σ channels before scheduler.step, and DDPMScheduler's learned_range
+        # then fails; the pipeline can only use a fixed variance.
+        notes.append(
+            "DiTPipeline discards the learned variance channels, so its DDPM scheduler uses fixed_small "
+            "(β̃_t); call DDPMScheduler(variance_type='learned_range') yourself for the paper's learned Σ"
+        )
+        return scheduler_config("ddpm", learn_sigma=False)
+    return scheduler_config(scheduler, learn_sigma=cfg.learn_sigma)
+
+
+def _pipeline_vae(vae: str, cfg: ModelConfig) -> VAECodec:
+    """The AutoencoderKL a DiTPipeline folder carries; it must match the model's latent channels."""
+    codec = load_codec(vae)
+    if not isinstance(codec, VAECodec):
+        raise UserError(f"--vae {vae} is not an AutoencoderKL; a DiTPipeline needs one (ema, mse or a local folder)")
+    if codec.latent_channels != cfg.in_channels:
+        raise UserError(
+            f"the VAE has {codec.latent_channels} latent channels, the model {cfg.in_channels}; "
+            "pass the VAE it was trained with"
+        )
+    return codec
+
+
+def _model_index(version: str, sched_name: str, id2label: Optional[Sequence[str]]) -> Dict[str, Any]:
+    return {
+        "_class_name": "DiTPipeline",
+        "_diffusers_version": version,
+        "id2label": {str(i): name for i, name in enumerate(id2label or [])},
+        "scheduler": ["diffusers", sched_name],
+        "transformer": ["diffusers", "DiTTransformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+
+
+def _replace_folder(tmp: Path, dst: Path) -> None:
+    """Move the finished folder ``tmp`` to ``dst``; an existing ``dst`` is set aside first, then removed."""
+    if not dst.exists():
+        os.replace(tmp, dst)
+        return
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
 
 
 # ------------------------------------------------------------------------------ the conversion
@@ -239,12 +251,7 @@ def convert_checkpoint(
     """
     src, dst = Path(src), Path(dst)
     fmt = target_format(dst, to)
-    if vae is not None and fmt != "diffusers":
-        raise UserError("--vae builds a DiTPipeline folder; use it with a diffusers destination (--to diffusers)")
-    if src.resolve() == dst.resolve():
-        raise UserError(f"source and destination are the same path ({src}); pick another destination")
-    if fmt != "diffusers" and dst.exists() and not overwrite:
-        raise UserError(f"{dst} exists; pass --overwrite to replace it, or another destination")
+    _check_destination(src, dst, fmt, vae, overwrite)
     raw = read_weights(src, weights)
     cfg = resolve_config(raw, model, image_size, num_classes)
     with torch.device("meta"):
@@ -256,21 +263,11 @@ def convert_checkpoint(
             "convert to dit (.pt) or safetensors, which carry them in the config"
         )
     desc = describe(cfg, raw, known_class_names(cfg, raw, class_names))
-    notes: List[str] = []
-    if fmt == "official":
-        write_official(raw.state_dict, dst)
-        data = desc["data"]
-        notes.append(
-            "the official format stores no config; loading it infers the size from shapes (pass "
-            f"--num-classes/--image-size if they differ from {data['num_classes']}/{data['image_size']})"
-        )
-    elif fmt == "dit":
-        write_dit(raw.state_dict, desc, dst)
-    elif fmt == "safetensors":
-        write_safetensors(raw.state_dict, desc, dst)
-    else:
+    if fmt == "diffusers":
         labels = class_labels(cfg, raw, class_names) if vae is not None else None
-        notes += write_diffusers(raw.state_dict, cfg, dst, scheduler, vae, labels, overwrite)
+        notes = write_diffusers(raw.state_dict, cfg, dst, scheduler, vae, labels, overwrite)
+    else:
+        notes = _write_file(fmt, raw.state_dict, desc, dst)
     return {
         "source": str(src),
         "source_format": raw.format,
@@ -286,3 +283,28 @@ def convert_checkpoint(
         "tensors": len(raw.state_dict),
         "notes": notes,
     }
+
+
+def _check_destination(src: Path, dst: Path, fmt: str, vae: Optional[str], overwrite: bool) -> None:
+    if vae is not None and fmt != "diffusers":
+        raise UserError("--vae builds a DiTPipeline folder; use it with a diffusers destination (--to diffusers)")
+    if src.resolve() == dst.resolve():
+        raise UserError(f"source and destination are the same path ({src}); pick another destination")
+    if fmt != "diffusers" and dst.exists() and not overwrite:
+        raise UserError(f"{dst} exists; pass --overwrite to replace it, or another destination")
+
+
+def _write_file(fmt: str, sd: StateDict, desc: Dict[str, Any], dst: Path) -> List[str]:
+    """One-file formats (official, dit, safetensors); the notes for the user."""
+    if fmt == "dit":
+        write_dit(sd, desc, dst)
+    elif fmt == "safetensors":
+        write_safetensors(sd, desc, dst)
+    else:
+        write_official(sd, dst)
+        data = desc["data"]
+        return [
+            "the official format stores no config; loading it infers the size from shapes (pass "
+            f"--num-classes/--image-size if they differ from {data['num_classes']}/{data['image_size']})"
+        ]
+    return []
