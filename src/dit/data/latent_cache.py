@@ -176,6 +176,30 @@ def _shard_meta(path: Path) -> Optional[dict]:
         return None
 
 
+def _check_options(dtype: str, batch_size: int, shard_size: int, num_workers: int) -> None:
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    if batch_size <= 0 or shard_size <= 0:
+        raise UserError(f"--batch-size and --shard-size must be positive (got {batch_size}, {shard_size})")
+    if num_workers < 0:
+        raise UserError(f"--num-workers must be >= 0 (0 = decode in this process), got {num_workers}")
+
+
+def _shard_done(path: Path, expect: dict) -> bool:
+    """Whether shard ``path`` exists; one made with other settings (``expect``) is refused in one line."""
+    meta = _shard_meta(path)
+    if meta is None:
+        return False
+    differs = {key: (meta.get(key), v) for key, v in expect.items() if meta.get(key) != v}
+    if differs:
+        key, (have, want) = next(iter(differs.items()))
+        raise UserError(
+            f"{path} was made with {key} {have!r} but this run has {want!r}; pass a new --out folder "
+            f"(or delete the old cache) to start over"
+        )
+    return True
+
+
 def extract_latents(
     data_path: os.PathLike,
     codec,
@@ -197,12 +221,7 @@ def extract_latents(
     """
     from safetensors.torch import save as st_save
 
-    if dtype not in DTYPES:
-        raise UserError(f"--dtype {dtype!r} is not one of {sorted(DTYPES)}")
-    if batch_size <= 0 or shard_size <= 0:
-        raise UserError(f"--batch-size and --shard-size must be positive (got {batch_size}, {shard_size})")
-    if num_workers < 0:
-        raise UserError(f"--num-workers must be >= 0 (0 = decode in this process), got {num_workers}")
+    _check_options(dtype, batch_size, shard_size, num_workers)
     latent_shape = codec.latent_shape(image_size)
     folder = ImageFolder(data_path, image_size, num_classes, unconditional, on_bad_image)
     out = Path(out_dir)
@@ -224,15 +243,7 @@ def extract_latents(
     num_shards = (len(folder) + shard_size - 1) // shard_size
     for k in range(rank, num_shards, world):
         path = out / shard_name(k)
-        meta = _shard_meta(path)
-        if meta is not None:
-            differs = {key: (meta.get(key), v) for key, v in expect.items() if meta.get(key) != v}
-            if differs:
-                key, (have, want) = next(iter(differs.items()))
-                raise UserError(
-                    f"{path} was made with {key} {have!r} but this run has {want!r}; pass a new --out folder "
-                    f"(or delete the old cache) to start over"
-                )
+        if _shard_done(path, expect):
             log(f"shard {k + 1}/{num_shards}: already done, skipped")
             continue
         positions = range(k * shard_size, min((k + 1) * shard_size, len(folder)))

@@ -97,6 +97,20 @@ class TrainingSource:
         return self.codec.sample(mean, std, noise), labels
 
 
+def _check_cache_labels(header: dict, data_path: str | os.PathLike, num_classes: Optional[int]) -> None:
+    """A class-conditional run needs a cache extracted with labels, and the number of classes it has."""
+    if header["unconditional"]:
+        raise UserError(
+            f"latent cache {data_path} was extracted without labels (--unconditional); train with "
+            f"--unconditional or re-extract from a folder with one sub-folder per class"
+        )
+    if num_classes is not None and num_classes != header["num_classes"]:
+        raise UserError(
+            f"--num-classes {num_classes} disagrees with latent cache {data_path}, which has "
+            f"{header['num_classes']} classes; pass --num-classes {header['num_classes']}"
+        )
+
+
 def build_source(
     data_path: str | os.PathLike,
     image_size: int,
@@ -115,16 +129,7 @@ def build_source(
         header = read_header(data_path)
         check_header(header, codec, image_size, where=f"cache {data_path}")
         if not unconditional:
-            if header["unconditional"]:
-                raise UserError(
-                    f"latent cache {data_path} was extracted without labels (--unconditional); train with "
-                    f"--unconditional or re-extract from a folder with one sub-folder per class"
-                )
-            if num_classes is not None and num_classes != header["num_classes"]:
-                raise UserError(
-                    f"--num-classes {num_classes} disagrees with latent cache {data_path}, which has "
-                    f"{header['num_classes']} classes; pass --num-classes {header['num_classes']}"
-                )
+            _check_cache_labels(header, data_path, num_classes)
         dataset = LatentCacheDataset(data_path, header)
         names = [] if unconditional else list(header["class_names"])
         latent_shape = tuple(header["latent_shape"])
