@@ -45,7 +45,7 @@ def run(tmp_path_factory):
         "2",
         "--eval-every",
         "4",
-        "--sample-steps",
+        "--num-sampling-steps",
         "2",
         "--eval-samples",
         "9",

@@ -91,7 +91,7 @@ def test_stop_and_resume_auto_equals_straight_run(data, tmp_path):
 @pytest.mark.parametrize("ema", [["--ema-type", "halflife", "--ema-halflife-kimg", "0.02"], ["--ema-type", "power"]])
 def test_short_run_ema_and_beta2_resume_equals_straight_run_and_are_recorded(data, tmp_path, ema):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    common = ["--log-every", "2", "--ckpt-every", "100", "--adam-beta2", "0.95", *ema]
+    common = ["--log-every", "2", "--ckpt-every", "100", "--betas", "0.9", "0.95", *ema]
     assert main(train_args(data, straight, "--max-steps", "6", *common)) == 0
     assert main(train_args(data, split, "--max-steps", "3", *common)) == 0
     assert main(train_args(data, split, "--max-steps", "6", "--resume", "auto", *common)) == 0
@@ -115,7 +115,7 @@ def build_first_model(state: dict) -> dict:
     return build_model(ModelConfig.from_dict(state["config"]["model"])).state_dict()
 
 
-@pytest.mark.parametrize("change", [["--ema-type", "power"], ["--ema-decay", "0.99"], ["--adam-beta2", "0.99"]])
+@pytest.mark.parametrize("change", [["--ema-type", "power"], ["--ema-decay", "0.99"], ["--betas", "0.9", "0.99"]])
 def test_resume_refuses_other_ema_or_optimiser_settings(data, tmp_path, capsys, change):
     run = tmp_path / "run"
     assert main(train_args(data, run, "--max-steps", "2")) == 0

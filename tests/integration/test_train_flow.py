@@ -102,7 +102,9 @@ def test_train_fast_then_sample_picks_the_flow_sampler(data, tmp_path, capsys):
     run = tmp_path / "run"
     assert (
         main(
-            train_args(data, run, "--max-steps", "4", "--recipe", "fast", "--sample-every", "4", "--sample-steps", "2")
+            train_args(
+                data, run, "--max-steps", "4", "--recipe", "fast", "--sample-every", "4", "--num-sampling-steps", "2"
+            )
         )
         == 0
     )

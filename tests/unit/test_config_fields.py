@@ -29,12 +29,12 @@ def field(name):
 
 def test_setting_is_a_dataclass_field_with_its_metadata():
     assert Example() == Example("a", None, 3, "", (), 0)
-    assert info(Example, field("mode")) == Setting("the mode", ("a", "b"), (), "--mode", None, True)
-    maybe = Setting("optional choice", ("x", "y"), ("--old-maybe",), "--maybe", None, True)
+    assert info(Example, field("mode")) == Setting("the mode", ("a", "b"), (), "--mode", None, True, None, None, False)
+    maybe = Setting("optional choice", ("x", "y"), ("--old-maybe",), "--maybe", None, True, None, None, False)
     assert info(Example, field("maybe")) == maybe
-    assert info(Example, field("size")) == Setting("a size", (1, 3, 5), (), "--sz", "N", True)
+    assert info(Example, field("size")) == Setting("a size", (1, 3, 5), (), "--sz", "N", True, None, None, False)
     assert info(Example, field("hidden")).cli is False
-    assert info(Example, field("plain")) == Setting("", None, (), "--plain", None, True)
+    assert info(Example, field("plain")) == Setting("", None, (), "--plain", None, True, None, None, False)
 
 
 def test_setting_requires_help():

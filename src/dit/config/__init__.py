@@ -8,7 +8,7 @@ from ``dit.config`` itself.
 from dit.config.base import (
     DictMixin,
 )
-from dit.config.fields import check_choices, setting
+from dit.config.fields import check_choices, check_settings, setting
 from dit.config.model import (
     BLOCK_DESIGNS,
     BLOCK_OPTIONS,
@@ -77,6 +77,7 @@ from dit.config.demo import (
 
 __all__ = [
     "check_choices",
+    "check_settings",
     "setting",
     "BLOCK_DESIGNS",
     "BLOCK_OPTIONS",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_choices
+from dit.config.fields import check_settings
 from dit.config.recipes import RecipeName
 from dit.config.sample import Precision
 from dit.errors import UserError
@@ -62,7 +62,7 @@ class DemoConfig(DictMixin):
 
     def validate(self) -> "DemoConfig":
         """Settings the stages would only reject late (after minutes of training) are refused up front."""
-        check_choices(self)
+        check_settings(self)
         if self.image_size % self.patch_size:
             raise UserError(f"--image-size {self.image_size} is not a multiple of --patch-size {self.patch_size}")
         if self.hidden_size % self.num_heads:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, get_args
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_choices
+from dit.config.fields import check_settings, setting
 from dit.errors import UserError
 
 Objective = Literal["gaussian", "flow"]
@@ -20,6 +20,9 @@ FLOW_PREDICTIONS: tuple[str, ...] = get_args(FlowPrediction)
 """What a flow model's network outputs: the velocity (SiT) or the clean image (JiT)."""
 
 
+GROUP = "model and diffusion"  # the --help section of `dit train`
+
+
 @dataclass
 class DiffusionConfig(DictMixin):
     """The training objective: the arguments of ``dit.diffusion.create_diffusion`` (ADM / DiT defaults)
@@ -30,27 +33,45 @@ class DiffusionConfig(DictMixin):
     Gaussian with uniform timesteps).
     """
 
-    timestep_respacing: str = ""
-    noise_schedule: str = "linear"
-    use_kl: bool = False
-    sigma_small: bool = False
-    predict_xstart: bool = False
-    learn_sigma: bool = True
-    rescale_learned_sigmas: bool = False
-    diffusion_steps: int = 1000
+    # ADM's create_diffusion arguments (config files only: the paper's values are the defaults)
+    timestep_respacing: str = setting("", help="ADM timestep respacing of the training diffusion", cli=False)
+    noise_schedule: str = setting("linear", help="ADM noise schedule (linear, cosine)", cli=False)
+    use_kl: bool = setting(False, help="ADM: train on the KL term", cli=False)
+    sigma_small: bool = setting(False, help="ADM: fixed small variance", cli=False)
+    predict_xstart: bool = setting(False, help="ADM: predict x0", cli=False)
+    learn_sigma: bool = setting(True, help="learned variance (follows ModelConfig.learn_sigma)", cli=False)
+    rescale_learned_sigmas: bool = setting(False, help="ADM: rescale the learned-variance loss", cli=False)
+    diffusion_steps: int = setting(1000, help="ADM: diffusion steps T", cli=False, bound=">0")
     # What the model predicts (gaussian: None = from predict_xstart, i.e. ε; flow: None = v, or
     # xstart, JiT's x-prediction) and, gaussian only, the min-SNR-γ loss weight (Hang et al. 2023;
     # None: unweighted, the paper's)
-    prediction_type: Optional[PredictionType] = None
-    min_snr_gamma: Optional[float] = None
-    objective: Objective = "gaussian"
-    timestep_sampling: TimestepSampling = "uniform"
-    logit_normal_mean: float = 0.0
-    logit_normal_std: float = 1.0
+    prediction_type: Optional[PredictionType] = setting(
+        None,
+        help="what the model predicts: gaussian epsilon (paper), xstart or v; flow v or xstart (JiT) "
+        "(default: epsilon for gaussian, v for flow)",
+        group=GROUP,
+    )
+    min_snr_gamma: Optional[float] = setting(
+        None,
+        help="gaussian objective: weight the MSE by min-SNR-γ (Hang et al. 2023 use 5; default: unweighted)",
+        group=GROUP,
+        bound=">0",
+    )
+    objective: Objective = setting(
+        "gaussian",
+        help="gaussian: ε-prediction (+ learned Σ), the paper's; flow: flow matching with velocity prediction "
+        "(SiT; sampled with heun/euler/sde)",
+        group=GROUP,
+    )
+    timestep_sampling: TimestepSampling = setting(
+        "uniform", help="training timesteps: uniform (paper) or logit-normal (SD3)", group=GROUP
+    )
+    logit_normal_mean: float = setting(0.0, help="logit-normal timesteps: mean m of logit(t)", group=GROUP)
+    logit_normal_std: float = setting(1.0, help="logit-normal timesteps: std s of logit(t)", group=GROUP, bound=">0")
 
     def validate(self) -> "DiffusionConfig":
         """Raise a one-line UserError for settings that cannot train; returns self."""
-        check_choices(self)
+        check_settings(self)
         if not (self.logit_normal_std > 0 and abs(self.logit_normal_mean) < float("inf")):
             raise UserError("--logit-normal-std must be positive and --logit-normal-mean finite")
         if self.objective == "flow" and self.learn_sigma:

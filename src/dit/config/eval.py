@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from dit.config.base import DictMixin
+from dit.config.fields import check_settings, setting
 from dit.errors import UserError
 
 
@@ -81,6 +82,9 @@ class ClassifierTrainConfig(DictMixin):
         return self
 
 
+GROUP = "in-training samples and evaluation (--sample-every, --eval-every)"
+
+
 @dataclass
 class TrainSamplingConfig(DictMixin):
     """The sampling and evaluation hooks of `dit train` (``--sample-every``/``--eval-every``).
@@ -93,14 +97,26 @@ class TrainSamplingConfig(DictMixin):
     (``inception`` or ``classifier:PATH``).
     """
 
-    sample_steps: Optional[int] = None
-    sample_cfg_scale: float = 4.0
-    eval_samples: int = 1000
-    eval_ref: Optional[str] = None
-    eval_features: str = "inception"
-    eval_cfg_scale: float = 1.0
-    eval_batch_size: int = 64
-    inception: Optional[str] = None
+    sample_steps: Optional[int] = setting(
+        None,
+        help="sampler steps of the grid and eval samples (default: DDPM 250 for gaussian, Heun 25 for flow)",
+        flag="--num-sampling-steps",
+        group=GROUP,
+        bound=">0",
+    )
+    sample_cfg_scale: float = setting(4.0, help="guidance scale of the sample grids", group=GROUP)
+    eval_samples: int = setting(1000, help="class-balanced samples per evaluation", group=GROUP, bound=">0")
+    eval_ref: Optional[str] = setting(
+        None, help="reference images (.npz or folder; default: the training images)", group=GROUP
+    )
+    eval_features: str = setting(
+        "inception", help="inception (FID weights file needed) or classifier:PATH", group=GROUP
+    )
+    eval_cfg_scale: float = setting(1.0, help="guidance scale of the eval samples (1 = none)", group=GROUP)
+    eval_batch_size: int = setting(64, help="images per forward pass of the evaluation", group=GROUP, bound=">0")
+    inception: Optional[str] = setting(
+        None, help="FID Inception weights file for --eval-features inception (default: cache folder)", group=GROUP
+    )
 
     def validate(self) -> "TrainSamplingConfig":
         """One-line errors for hook settings (``training_callbacks`` calls it before training starts)."""
@@ -108,4 +124,5 @@ class TrainSamplingConfig(DictMixin):
         if bad_steps or self.eval_samples < 1 or self.eval_batch_size < 1:
             raise UserError("--num-sampling-steps, --eval-samples and --eval-batch-size must be positive")
         validate_features(self.eval_features, "--eval-features")
+        check_settings(self)
         return self

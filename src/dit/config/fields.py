@@ -18,6 +18,8 @@ from dit.errors import UserError
 
 MISSING: Any = dataclasses.MISSING
 _KEY = "dit.setting"
+# A number's lower bound, checked by check_settings (and by the generated flag's parser)
+Bound = Literal[">0", ">=0"]
 
 
 class Setting(NamedTuple):
@@ -29,6 +31,9 @@ class Setting(NamedTuple):
     flag: str
     metavar: Optional[str]
     cli: bool
+    group: Optional[str]
+    bound: Optional[Bound]
+    required: bool
 
 
 def setting(
@@ -41,11 +46,16 @@ def setting(
     metavar: Optional[str] = None,
     default_factory: Any = MISSING,
     cli: bool = True,
+    group: Optional[str] = None,
+    bound: Optional[Bound] = None,
+    required: bool = False,
     **kw: Any,
 ) -> Any:
     """A dataclass field whose metadata holds help/choices/aliases/flag (``flag``: ``--field-name`` if None).
 
-    ``cli=False`` keeps the field out of generated command lines (it is still a config-file key).
+    ``cli=False`` keeps the field out of generated command lines (it is still a config-file key);
+    ``group`` titles the --help section the flag is listed in; ``bound`` is a number's lower bound
+    (None passes); ``required``: a command must be given it (by a flag or a config file).
     Typed ``Any`` like ``dataclasses.field`` so that ``x: int = setting(3, help=...)`` type-checks.
     """
     meta = dict(kw.pop("metadata", None) or {})
@@ -56,6 +66,9 @@ def setting(
         "flag": flag,
         "metavar": metavar,
         "cli": cli,
+        "group": group,
+        "bound": bound,
+        "required": required,
     }
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta, **kw)
 
@@ -79,6 +92,9 @@ def info(cls: type, f: dataclasses.Field) -> Setting:
         flag=flag_of(f),
         metavar=meta.get("metavar"),
         cli=bool(meta.get("cli", True)),
+        group=meta.get("group"),
+        bound=meta.get("bound"),
+        required=bool(meta.get("required", False)),
     )
 
 
@@ -103,6 +119,21 @@ def literal_choices(tp: Any) -> Optional[tuple[Any, ...]]:
     return typing.get_args(inner) if typing.get_origin(inner) is Literal else None
 
 
+def check_settings(cfg: Any) -> None:
+    """:func:`check_bounds` and :func:`check_choices` (each config's ``validate`` starts with it)."""
+    check_bounds(cfg)
+    check_choices(cfg)
+
+
+def check_bounds(cfg: Any) -> None:
+    """One-line ``UserError`` naming the flag for the first number below its field's ``bound``."""
+    for f in dataclasses.fields(cfg):
+        s = info(type(cfg), f)
+        value = getattr(cfg, f.name)
+        if s.bound is not None and value is not None and not in_bound(value, s.bound):
+            raise UserError(f"{s.flag} must be {'positive' if s.bound == '>0' else '>= 0'}, got {value}")
+
+
 def check_choices(cfg: Any) -> None:
     """One-line ``UserError`` naming the flag for the first field whose value is not one of its choices."""
     cls: type = type(cfg)
@@ -114,3 +145,8 @@ def check_choices(cfg: Any) -> None:
         if value is None and strip_optional(field_types(cls)[f.name])[1]:
             continue
         raise UserError(f"{s.flag} {value!r} is unknown; choose one of {', '.join(map(str, s.choices))}")
+
+
+def in_bound(value: Any, bound: Bound) -> bool:
+    """Whether number ``value`` satisfies ``bound`` (NaN never does)."""
+    return value > 0 if bound == ">0" else value >= 0

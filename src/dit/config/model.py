@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Optional, Tuple, Union, get_args
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_choices
+from dit.config.fields import check_settings, setting
 from dit.errors import UserError
 
 # Block designs of the paper's Fig. 5 (dit.models.blocks), the first is DiT's
@@ -30,6 +30,9 @@ class ModelSizes(NamedTuple):
     num_heads: int
 
 
+GROUP = "model and diffusion"  # the --help section of `dit train`
+
+
 @dataclass
 class ModelConfig(DictMixin):
     """Everything needed to rebuild a DiT (the keyword names of ``dit.models.DiT``).
@@ -39,26 +42,44 @@ class ModelConfig(DictMixin):
     pixel) side, an int or an ``(H, W)`` pair.
     """
 
-    name: Optional[str] = "DiT-XL/2"
-    input_size: Union[int, Tuple[int, int]] = 32
-    in_channels: int = 4
-    num_classes: int = 1000
-    learn_sigma: bool = True
-    class_dropout_prob: float = 0.1
-    block: BlockDesign = "adaln-zero"
+    name: Optional[str] = setting(
+        "DiT-XL/2",
+        help="official size such as DiT-XL/2 or DiT-S/8, ignored with --depth etc. "
+        "(default: DiT-XL/2; with --init-from, the pretrained model's size)",
+        flag="--model",
+        group=GROUP,
+    )
+    input_size: Union[int, Tuple[int, int]] = setting(32, help="latent (or pixel) side, or (H, W)", cli=False)
+    in_channels: int = setting(4, help="latent (or pixel) channels", cli=False)
+    num_classes: int = setting(1000, help="number of classes (0: unconditional)", cli=False)
+    learn_sigma: bool = setting(
+        True,
+        help="learn the variance (L_simple + L_vlb) as in the paper (default: on for the gaussian objective, off for "
+        "flow)",
+        group=GROUP,
+    )
+    class_dropout_prob: float = setting(0.1, help="probability a label is dropped to the null class", group=GROUP)
+    block: BlockDesign = setting("adaln-zero", help="block design (paper Fig. 5)", group=GROUP)
     # Only for custom sizes (name=None); official names fill these from the registry.
-    patch_size: Optional[int] = None
-    hidden_size: Optional[int] = None
-    depth: Optional[int] = None
-    num_heads: Optional[int] = None
-    mlp_ratio: float = 4.0
+    patch_size: Optional[int] = setting(None, help="custom size: patch side p", group=GROUP, bound=">0")
+    hidden_size: Optional[int] = setting(None, help="custom size: token width D", group=GROUP, bound=">0")
+    depth: Optional[int] = setting(
+        None,
+        help="custom size: number of blocks (with --hidden-size, --num-heads, --patch-size)",
+        group=GROUP,
+        bound=">0",
+    )
+    num_heads: Optional[int] = setting(None, help="custom size: attention heads", group=GROUP, bound=">0")
+    mlp_ratio: float = setting(4.0, help="MLP hidden width / token width", cli=False)
     # Block options for small-scale training (dit.models.blocks); the defaults are the paper's
     # DiT, whose keys, shapes and outputs they leave unchanged.
-    norm: NormType = "layer"  # layer | rms: the block and final norms
-    qk_norm: QkNormType = "none"  # none | layer | rms: per-head norm of queries and keys
-    mlp: MlpType = "gelu"  # gelu | swiglu (hidden width 2/3: about the same parameters)
-    rope: bool = False  # 2-D axial rotary position embedding on q/k (besides the fixed sin-cos table)
-    long_skip: bool = False  # U-ViT long skips: block i's output joins block depth-1-i (concat + linear)
+    norm: NormType = setting("layer", help="block and final norms: layer (paper) or rms", group=GROUP)
+    qk_norm: QkNormType = setting("none", help="normalise each head's queries and keys (none = paper)", group=GROUP)
+    mlp: MlpType = setting("gelu", help="gelu (paper) or swiglu (2/3 the hidden width: same parameters)", group=GROUP)
+    rope: bool = setting(False, help="2-D rotary position embedding on queries/keys", group=GROUP)
+    long_skip: bool = setting(
+        False, help="U-ViT long skips: block i's output feeds block depth-1-i (concat + linear)", group=GROUP
+    )
 
     def sizes(self) -> ModelSizes:
         """The size fields, which a resolved config (``dit.models.registry.resolve``) always has."""
@@ -74,7 +95,7 @@ class ModelConfig(DictMixin):
 
     def validate(self) -> "ModelConfig":
         """One-line errors for settings no DiT can be built with (``DiT.__init__`` calls it); returns self."""
-        check_choices(self)
+        check_settings(self)
         if not 0.0 <= self.class_dropout_prob <= 1.0:  # NaN fails too
             raise UserError(f"--class-dropout-prob must be in [0, 1] (the paper: 0.1), got {self.class_dropout_prob}")
         return self

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional, Tuple, get_args
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_choices
+from dit.config.fields import check_settings
 from dit.errors import UserError
 
 # Classifier-free guidance on every ε channel ("all", the standard form) or on the first 3 only
@@ -76,7 +76,7 @@ class SampleConfig(DictMixin):
     def validate(self) -> "SampleConfig":
         """One-line errors for settings no checkpoint can be sampled with (``Sampler`` and `dit sample`);
         the sampler's name is checked against the checkpoint's objective where it is known. Returns self."""
-        check_choices(self)
+        check_settings(self)
         if self.num_sampling_steps is not None and self.num_sampling_steps < 1:
             raise UserError(f"--num-sampling-steps must be >= 1, got {self.num_sampling_steps}")
         if self.guidance_interval is not None and len(self.guidance_interval) != 2:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional, Tuple, get_args
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_choices
+from dit.config.fields import check_settings, setting
 from dit.config.recipes import RecipeName
 from dit.errors import UserError
 
@@ -24,6 +24,13 @@ OnBadImage = Literal["skip", "fail"]
 ON_BAD_IMAGE: tuple[str, ...] = get_args(OnBadImage)
 
 MAX_DEFAULT_WORKERS = 4
+# --help sections of `dit train` (the model's and the sampling hooks' flags join them)
+DATA, MODEL, RUN, OPT = (
+    "data",
+    "model and diffusion",
+    "run, budget and checkpoints",
+    "recipe, optimisation and numerics",
+)
 
 
 def default_num_workers() -> int:
@@ -50,63 +57,133 @@ class TrainConfig(DictMixin):
     """
 
     # Data
-    data_path: str = ""
-    image_size: int = 256
-    vae: str = "ema"
-    num_classes: Optional[int] = None
-    unconditional: bool = False
-    flip: bool = True
-    on_bad_image: OnBadImage = "skip"
-    num_workers: int = field(default_factory=default_num_workers)
+    data_path: str = setting(
+        "", help="image folder (one sub-folder per class) or latent cache", group=DATA, required=True
+    )
+    image_size: int = setting(256, help="image side in pixels (centre crop)", group=DATA, bound=">0")
+    vae: str = setting(
+        "ema", help="latent codec: ema, mse (SD VAEs), none (pixel space) or a local AutoencoderKL folder", group=DATA
+    )
+    num_classes: Optional[int] = setting(
+        None, help="number of classes (checked against the data; default: from the data)", group=DATA, bound=">0"
+    )
+    unconditional: bool = setting(False, help="ignore labels: train an unconditional model", group=DATA)
+    flip: bool = setting(True, help="random horizontal flips (--no-flip for digits, text)", group=DATA)
+    on_bad_image: OnBadImage = setting("skip", help="unreadable images: skip and list them, or stop", group=DATA)
+    num_workers: int = setting(
+        default_factory=default_num_workers,
+        help="data-loading worker processes per rank (default: min(4, CPUs per rank))",
+        group=DATA,
+    )
     # Run folder, budget, checkpoints, logs
-    results_dir: str = "results"
-    global_batch_size: int = 256
-    max_steps: Optional[int] = None
-    epochs: Optional[int] = None
-    max_minutes: Optional[float] = None
-    ckpt_every: int = 50_000
-    keep_last: int = 5
-    log_every: int = 100
-    tensorboard: bool = False  # TensorBoard events in <run>/tb as well as metrics.csv (the tensorboard extra)
-    seed: int = 0
-    resume: Optional[str] = None
+    results_dir: str = setting("results", help="run folder (config, logs, checkpoints/)", group=RUN, required=True)
+    global_batch_size: int = setting(
+        256, help="examples per step over all processes (divisible by their number)", group=RUN, bound=">0"
+    )
+    max_steps: Optional[int] = setting(None, help="stop after this many steps", group=RUN, bound=">0")
+    epochs: Optional[int] = setting(None, help="stop after this many epochs", group=RUN, bound=">0")
+    max_minutes: Optional[float] = setting(
+        None, help="stop cleanly (with a checkpoint) after this many minutes", group=RUN, bound=">0"
+    )
+    ckpt_every: int = setting(50_000, help="checkpoint every K steps (and always at the end)", group=RUN, bound=">0")
+    keep_last: int = setting(5, help="keep the newest K checkpoints (0 keeps all)", group=RUN)
+    log_every: int = setting(100, help="log loss, mse, vb and speed every K steps", group=RUN, bound=">0")
+    tensorboard: bool = setting(
+        False,
+        help='also write TensorBoard events to RUN/tb (needs pip install "dit[tensorboard]"; metrics.csv is always '
+        "written)",
+        group=RUN,
+    )
+    seed: int = setting(
+        0,
+        help="seed of every random choice (data order, noise, t, dropout, flips)",
+        aliases=("--global-seed",),
+        group=RUN,
+    )
+    resume: Optional[str] = setting(
+        None, help="'auto' (latest checkpoint in the run folder, if any) or a checkpoint path", group=RUN
+    )
+    sample_every: int = setting(0, help="write an EMA sample grid every K steps (0 = never)", group=RUN)
+    eval_every: int = setting(0, help="evaluate the EMA model every K steps (0 = never)", group=RUN)
     # Fine-tuning: start from these pretrained weights (a checkpoint, export, official file, diffusers
     # folder or hub id); see dit.train.init_from
-    init_from: Optional[str] = None
-    # The recipe these settings started from (see RECIPES); explicit flags override its values
-    recipe: RecipeName = "paper"
+    init_from: Optional[str] = setting(
+        None,
+        help="fine-tune: start model and EMA from these weights (a checkpoint, .safetensors, official .pt, "
+        "diffusers folder or hub id); another class count or image size re-makes the class table and "
+        "position embeddings (listed in the log), everything else must match",
+        metavar="CKPT_OR_HUB_ID",
+        group=MODEL,
+    )
+    # The recipe these settings started from (see RECIPES); explicit settings override its values
+    recipe: RecipeName = setting(
+        "paper",
+        help="paper: the paper's recipe, bit-exact (ε + learned Σ, uniform t, lr 1e-4, EMA 0.9999); fast: for short "
+        "runs (flow matching with x-prediction, logit-normal(0.5,1) t, lr 5e-4 with 100 warm-up steps, grad clip 1, "
+        "AdamW β2 0.99, half-life EMA). A config file and explicit flags override the recipe's values",
+        group=OPT,
+    )
     # Optimiser (AdamW, constant lr 1e-4, no weight decay; warm-up and cosine optional)
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: Tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    lr_schedule: LrSchedule = "constant"
-    grad_clip: Optional[float] = None
-    ema_decay: float = 0.9999
-    ema_warmup: bool = False
+    lr: float = setting(1e-4, help="AdamW learning rate", group=OPT, bound=">0")
+    weight_decay: float = setting(0.0, help="AdamW weight decay", group=OPT, bound=">=0", cli=False)
+    betas: Tuple[float, float] = setting(
+        (0.9, 0.999), help="AdamW β1 β2 (lower β2 adapts faster in short runs)", metavar="B", group=OPT
+    )
+    warmup_steps: int = setting(0, help="linear lr warm-up steps", group=OPT)
+    lr_schedule: LrSchedule = setting("constant", help="lr after warm-up (cosine needs --max-steps)", group=OPT)
+    grad_clip: Optional[float] = setting(
+        None, help="clip the global gradient norm to this value (default: none)", group=OPT, bound=">0"
+    )
+    ema_decay: float = setting(0.9999, help="EMA decay per step", group=OPT)
+    ema_warmup: bool = setting(False, help="use decay min(d, (1+n)/(10+n)) so short runs get a useful EMA", group=OPT)
     # EMA schedule (dit.train.ema): constant decay (paper), EDM half-life or EDM2 power function
-    ema_type: EmaType = "constant"
-    ema_halflife_kimg: float = 500.0  # halflife: longest half-life, thousands of images (EDM: 500)
-    ema_rampup_ratio: Optional[float] = 0.05  # halflife: half-life ≤ ratio × images seen (EDM: 0.05)
-    ema_std: float = 0.10  # power: relative width σ_rel of the averaging profile (EDM2: 0.05-0.15)
+    ema_type: EmaType = setting(
+        "constant",
+        help="constant: --ema-decay every step; halflife: EDM half-life growing with images seen; power: EDM2 "
+        "power-function EMA of relative width --ema-std (the last two suit short runs)",
+        group=OPT,
+    )
+    ema_halflife_kimg: float = setting(
+        500.0, help="halflife EMA: longest half-life in thousands of images (EDM: 500)", group=OPT, bound=">0"
+    )
+    ema_rampup_ratio: Optional[float] = setting(
+        0.05,
+        help="halflife EMA: half-life at most this fraction of the images seen so far ('none': no ramp-up)",
+        group=OPT,
+        bound=">0",
+    )
+    ema_std: float = setting(
+        0.10,
+        help="power EMA: relative standard deviation σ_rel of the average over the run (EDM2: 0.05-0.15)",
+        group=OPT,
+        bound=">0",
+    )
     # Numerics and speed
-    # "auto" / None: chosen by dit.runtime.hardware.resolve_speed (fp32 eager for the paper recipe on
-    # every machine; the machine's faster path for other recipes); the trainer records the choice.
-    precision: TrainPrecision = "auto"
-    grad_checkpointing: bool = False
-    compile: Optional[bool] = None
-    fsdp: bool = False
-    tf32: bool = True
-    device: Optional[str] = None
+    # "auto": chosen by dit.runtime.hardware.resolve_speed (fp32 eager for the paper recipe on every
+    # machine; the machine's faster path for other recipes); the trainer records the choice.
+    precision: TrainPrecision = setting(
+        "auto",
+        help="autocast precision (fp16 adds a grad scaler); auto: fp32 for --recipe paper (bit-exact), else the "
+        "faster one on this machine (CPU: bf16 only with AMX/AVX512-BF16 and a faster probe)",
+        group=OPT,
+    )
+    grad_checkpointing: bool = setting(False, help="recompute block activations in backward to save memory", group=OPT)
+    compile: Optional[bool] = setting(
+        None,
+        help="torch.compile each block (default auto: on for non-paper recipes on CUDA, off on CPU and for "
+        "--recipe paper)",
+        group=OPT,
+    )
+    fsdp: bool = setting(False, help="shard the model with FSDP2 (fully_shard) instead of DDP", group=OPT)
+    tf32: bool = setting(
+        True, help="TensorFloat-32 matmuls/convolutions on CUDA (the official train.py's --tf32)", group=OPT
+    )
+    device: Optional[str] = setting(None, help="cuda or cpu (default: cuda when available)", group=OPT)
     # Faults: stop after this many non-finite steps in a row
-    max_bad_steps: int = 20
-    # Hooks run with the EMA model every K steps (0 = off); see dit.train.callbacks.TrainCallback
-    sample_every: int = 0
-    eval_every: int = 0
+    max_bad_steps: int = setting(20, help="stop after this many non-finite steps in a row", group=OPT, bound=">0")
 
     def validate(self, world_size: int = 1) -> None:
         """One-line ``UserError`` for any setting a user can get wrong (``dit train`` and ``train()`` alike)."""
-        check_choices(self)
         if self.lr_schedule == "cosine" and not self.max_steps:
             raise UserError("a cosine lr schedule needs --max-steps")
         if self.global_batch_size <= 0 or self.global_batch_size % world_size:
@@ -116,8 +193,6 @@ class TrainConfig(DictMixin):
             )
         if self.max_steps is None and self.epochs is None and self.max_minutes is None:
             raise UserError("no budget: pass --max-steps, --epochs or --max-minutes")
-        if self.ckpt_every <= 0 or self.log_every <= 0:
-            raise UserError("--ckpt-every and --log-every must be positive")
         negative = [
             f"--{k.replace('_', '-')} {v}"
             for k in ("num_workers", "warmup_steps", "keep_last", "sample_every", "eval_every")
@@ -130,7 +205,8 @@ class TrainConfig(DictMixin):
         self.validate_optimiser()
 
     def validate_optimiser(self) -> None:
-        """One-line errors for AdamW β and EMA settings a user can get wrong."""
+        """One-line errors for AdamW β and EMA settings a user can get wrong (and every choice and bound)."""
+        check_settings(self)
         b1, b2 = self.betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):  # NaN fails too
             raise UserError(f"AdamW betas must be in [0, 1) (the paper: 0.9, 0.999), got {b1}, {b2}")

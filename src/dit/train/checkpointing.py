@@ -131,7 +131,7 @@ def check_resume_settings(path: Path, saved_train: dict[str, Any], cfg: TrainCon
     """Refuse to resume with other :data:`RESUME_FIXED` settings (older checkpoints: the defaults)."""
     diffs = []
     for key, have, want in _saved_vs_now(saved_train, cfg, RESUME_FIXED):
-        flag = "--adam-beta2 (AdamW betas)" if key == "betas" else f"--{key.replace('_', '-')}"
+        flag = f"--{key.replace('_', '-')}"
         diffs.append(f"{flag} {have!r} (checkpoint) vs {want!r}")
     if diffs:
         raise UserError(

@@ -7,11 +7,18 @@ from typing import Any, Optional
 
 from dit.config import TrainConfig
 from dit.errors import UserError
-from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, newest_intact_checkpoint, verify_checkpoint
+from dit.runtime.checkpoint import (
+    atomic_write,
+    atomic_write_json,
+    latest_checkpoint,
+    newest_intact_checkpoint,
+    verify_checkpoint,
+)
 from dit.runtime.revision import git_revision
 
 BAD_IMAGE_LOG = "bad_images.tsv"  # path<TAB>reason of each unreadable image skipped (run folder)
 RUN_INFO = "run.json"
+SETTINGS = "config.toml"  # the resolved settings; `dit train --config RUN/config.toml` repeats the run
 
 
 def ckpt_dir(run_dir: Path) -> Path:
@@ -52,3 +59,9 @@ def write_run_info(run_dir: Path, config: dict[str, Any], world_size: int) -> Pa
     """``<run>/run.json``: the full config, the git revision and the number of processes (atomic)."""
     info = {"config": config, "git": git_revision(), "world_size": world_size}
     return atomic_write_json(Path(run_dir) / RUN_INFO, info, default=str)
+
+
+def write_settings(run_dir: Path, text: str) -> Path:
+    """``<run>/config.toml``: the resolved settings of this invocation, as TOML (atomic)."""
+    data = text.encode("utf-8")
+    return atomic_write(Path(run_dir) / SETTINGS, lambda f: f.write(data))

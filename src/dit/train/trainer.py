@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from dit.config import DiffusionConfig, ModelConfig, TrainConfig
+from dit.config.files import to_toml
 from dit.data import build_source
 from dit.diffusion import build_objective, training_timesteps
 from dit.errors import UserError
@@ -51,7 +52,7 @@ from dit.train.callbacks import TrainCallback, due
 from dit.train.ema import EMA, EMASchedule
 from dit.train.parallelize import parallelize
 from dit.train.progress import BadImageReport, LossWindow, progress_bar
-from dit.train.run_folder import BAD_IMAGE_LOG, ckpt_dir, resolve_resume, write_run_info
+from dit.train.run_folder import BAD_IMAGE_LOG, ckpt_dir, resolve_resume, write_run_info, write_settings
 from dit.train.schedule import (  # noqa: F401  (re-exported: the names tests and benchmarks import from here)
     StepRandomness,
     draw_step_randomness,
@@ -115,8 +116,10 @@ class Trainer:
         diffusion_cfg: DiffusionConfig,
         info: DistInfo,
         callbacks: Optional[Sequence[TrainCallback]] = None,
+        settings: Optional[str] = None,
     ):
         self._check_config(cfg, info)
+        self.settings = settings  # the run folder's config.toml (None: not written)
         if (cfg.sample_every or cfg.eval_every) and not callbacks:
             raise UserError(
                 "sample_every/eval_every need their hooks: pass callbacks=dit.evaluation.hooks.training_callbacks(cfg)"
@@ -365,6 +368,8 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if info.is_main:
             write_run_info(self.run_dir, self.config_dict(), info.world_size)
+            if self.settings is not None:
+                write_settings(self.run_dir, self.settings)
             self._report_bad(self.source.bad_images)
         self._log_start()
         bar = progress_bar(self._total_steps(), self.step, info.is_main)
@@ -459,17 +464,23 @@ def train(
     model_cfg: ModelConfig,
     diffusion_cfg: Optional[DiffusionConfig] = None,
     callbacks: Optional[Sequence[TrainCallback]] = None,
+    settings: Optional[str] = None,
 ) -> TrainResult:
     """Run one training job (one process, or one rank under torchrun) and return how it ended.
 
     ``callbacks`` run with the EMA model every K steps; ``dit train`` passes
     ``dit.evaluation.hooks.training_callbacks(cfg, sampling_cfg)`` for ``--sample-every``/``--eval-every``.
+    ``settings`` is the TOML the run folder keeps as ``config.toml`` (``dit train`` passes every table it
+    resolved; default: these three configs as given).
     """
+    if settings is None:
+        given = {"train": cfg, "model": model_cfg, "diffusion": diffusion_cfg or DiffusionConfig()}
+        settings = to_toml(given, header="the settings train() was called with")
     info = init_distributed(cfg.device)
     lock = None
     try:
         lock = lock_run_folder(cfg.results_dir, info)  # one run per folder; torchrun ranks share rank 0's lock
-        trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks)
+        trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks, settings)
         if lock is not None and (stale := lock.describe_stale()):
             trainer.logger.info(stale)
         result = trainer.fit()

@@ -80,17 +80,17 @@ def test_sampler_choices_are_the_registry():
 # One name per concept; the old names and the official scripts' names parse to the same setting.
 ALIASES = {
     "sample": {
-        "num_sampling_steps": (["--num-sampling-steps", "--sampling-steps", "--sample-steps"], "7", 7),
+        "num_sampling_steps": (["--num-sampling-steps"], "7", 7),
         "seed": (["--seed", "--global-seed"], "5", 5),
         "batch_size": (["--batch-size", "--per-proc-batch-size"], "3", 3),
         "num_samples": (["--num-samples", "--num-fid-samples"], "9", 9),
         "out": (["--out", "--sample-dir"], "samples/", "samples/"),
     },
     "train": {
-        "sample_steps": (["--num-sampling-steps", "--sample-steps", "--sampling-steps"], "7", 7),
+        "sample_steps": (["--num-sampling-steps"], "7", 7),
         "seed": (["--seed", "--global-seed"], "5", 5),
     },
-    "demo": {"sampling_steps": (["--num-sampling-steps", "--sampling-steps", "--sample-steps"], "7", 7)},
+    "demo": {"sampling_steps": (["--num-sampling-steps"], "7", 7)},
 }
 REQUIRED = {"sample": ["--ckpt", "c.pt"], "train": ["--data-path", "d", "--results-dir", "r"], "demo": []}
 
