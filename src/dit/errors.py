@@ -23,3 +23,12 @@ def one_line(error: BaseException) -> str:
         if sep:
             text = original
     return " ".join(text.split())
+
+
+def shorten(value: object, limit: int = 40) -> str:
+    """``value`` quoted for a message: its ``repr`` (control characters escaped), cut after ``limit``
+    characters with the full length named, so a message never echoes more than a short excerpt of input."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(str(value)):,} characters)"

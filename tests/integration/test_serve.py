@@ -91,7 +91,7 @@ def test_info_lists_classes_samplers_defaults_and_limits(client):
     info = client.get("/api/info").json()
     assert [c["id"] for c in info["classes"]] == [0, 1, 2] and all(c["name"] for c in info["classes"])
     assert {"ddpm", "ddim", "dpm++2m"} <= set(info["samplers"])
-    assert info["limits"] == {"max_images": 6, "max_steps": 20, "max_waiting": 1}
+    assert info["limits"] == {"max_images": 6, "max_steps": 20, "max_waiting": 1, "max_body_bytes": 16384}
     assert info["defaults"]["cfg_scale"] == 4.0
     assert (info["defaults"]["sampler"], info["objective"]) == ("ddpm", "gaussian")
     assert info["defaults"]["num_steps"] == 20  # the objective's 250 DDPM steps, capped by the server's limit

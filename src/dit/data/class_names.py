@@ -15,9 +15,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from dit.errors import UserError
+from dit.errors import UserError, shorten
 
 IMAGENET_NUM_CLASSES = 1000
+MAX_NAME = 200  # longer "names" get no did-you-mean search (difflib is quadratic in the length)
 _IMAGENET_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
 
@@ -48,27 +49,37 @@ def name_table(names: Sequence[str]) -> dict[str, int]:
     return table
 
 
-def class_index(name_or_id: Union[str, int], num_classes: int, names: Optional[Sequence[str]] = None) -> int:
-    """The label id of a class name (case-insensitive, synonyms allowed) or an id; UserError otherwise."""
+def class_index(
+    name_or_id: Union[str, int],
+    num_classes: int,
+    names: Optional[Sequence[str]] = None,
+    listing: str = "pipe.class_names lists them",
+) -> int:
+    """The label id of a class name (case-insensitive, synonyms allowed) or an id; UserError otherwise.
+
+    ``listing``: where the caller's user finds the names (the Python attribute, an HTTP route, a flag).
+    """
     if num_classes == 0:
         raise UserError("this model is unconditional (0 classes); it takes no class")
     if isinstance(name_or_id, bool):
-        raise UserError(f"class {name_or_id!r} is not a class name or id")
+        raise UserError(f"class {shorten(name_or_id)} is not a class name or id")
     table = name_table(names or [])
     if isinstance(name_or_id, str) and name_or_id.strip().lower() in table:  # a name first: folders may be "10", "2"
         return table[name_or_id.strip().lower()]
     if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.strip().isdigit()):
+        if len(str(name_or_id)) > 20:  # no 5,000-digit int parsing (Python refuses over 4,300 digits)
+            raise UserError(f"class id {shorten(name_or_id)} is outside 0..{num_classes - 1}")
         i = int(name_or_id)
         if not 0 <= i < num_classes:
             raise UserError(f"class id {i} is outside 0..{num_classes - 1}; the model has {num_classes} classes")
         return i
     if not isinstance(name_or_id, str):
-        raise UserError(f"class {name_or_id!r} is not a class name or id")
+        raise UserError(f"class {shorten(name_or_id)} is not a class name or id")
     if not names:
         raise UserError(
-            f"this model stores no class names; give a class id in 0..{num_classes - 1}, not {name_or_id!r}"
+            f"this model stores no class names; give a class id in 0..{num_classes - 1}, not {shorten(name_or_id)}"
         )
     key = name_or_id.strip().lower()
-    close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see pipe.class_names"
-    raise UserError(f"unknown class {name_or_id!r}{hint}")
+    close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6) if len(key) <= MAX_NAME else []
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; {listing}"
+    raise UserError(f"unknown class {shorten(name_or_id)}{hint}")

@@ -35,14 +35,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dit import __version__
 from dit.diffusion.registry import DEFAULTS, names_for
-from dit.errors import UserError, one_line
+from dit.data.class_names import class_index
+from dit.errors import UserError, one_line, shorten
 from dit.sampling.writers import grid_image
+from dit.serve.body_limit import MAX_BODY_BYTES, BodyLimit
 from dit.serve.jobs import FINISHED, Busy, Job, JobQueue
 
 log = logging.getLogger("dit.serve")
 
 MAX_TIMESTEP = {"gaussian": 999, "flow": 1000}  # guidance intervals are on the model's timestep scale
 MAX_CFG_SCALE = 100.0
+MAX_ERROR_CHARS = 300  # an error answer quotes input only as short excerpts (errors.shorten); this caps the rest
+CLASS_LISTING = "GET /api/info lists the class names and ids"
 STATIC = resources.files("dit.serve") / "static"
 
 
@@ -53,6 +57,7 @@ class Limits:
     max_images: int = 16
     max_steps: int = 1000
     max_waiting: int = 4
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ def check_request(req: GenerateRequest, pipe, limits: Limits, model: Model) -> W
     ids = []
     for c in req.classes:
         try:
-            ids.append(int(pipe.class_index(c)))
+            ids.append(class_index(c, int(pipe.num_classes), pipe.class_names, listing=CLASS_LISTING))
         except UserError as e:
             raise BadRequest("classes", one_line(e)) from None
     classes = [ids[i % len(ids)] for i in range(n)] if ids else None
@@ -218,6 +223,8 @@ def run_job(pipe, job: Job, previews: int = 8) -> Result:
 
 
 def error(status: int, message: str, headers: Optional[dict[str, str]] = None, **extra: Any) -> JSONResponse:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
@@ -243,19 +250,26 @@ def job_state(job: Job, queue: JobQueue) -> dict[str, Any]:
     return state
 
 
+def _short(text: str) -> str:
+    """``text`` as it is when short and printable, else a quoted excerpt."""
+    return text if len(text) <= 40 and text.isprintable() else shorten(text)
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     """(field, one line) from pydantic's first complaint."""
     errs = exc.errors()
     if not errs:
         return "body", "invalid request"
     e = errs[0]
-    loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+    # loc names the fields the client sent (an unknown key can be any string): quoted only in short
+    loc = [_short(str(p)) for p in e.get("loc", ()) if p != "body"]
     field = loc[0] if loc else "body"
     msg = str(e.get("msg", "invalid value"))
     if e.get("type") == "extra_forbidden":
         msg = f"unknown field; the fields are {', '.join(GenerateRequest.model_fields)}"
-    elif e.get("type") == "json_invalid":
-        msg = "the body is not valid JSON"
+    elif e.get("type") == "json_invalid":  # loc is (body, character position), not a field
+        where = f" (at character {loc[0]})" if loc and loc[0].isdigit() else ""
+        return "body", f'body: the body is not valid JSON{where}; send a JSON object such as {{"classes": [1]}}'
     return field, f"{'.'.join(loc) or 'body'}: {msg}"
 
 
@@ -275,6 +289,7 @@ def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 
     jobs = JobQueue(lambda job: run_job(pipe, job, previews), max_waiting=limits.max_waiting)
     app.state.jobs = jobs
     app.router.add_event_handler("shutdown", jobs.close)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -297,7 +312,8 @@ def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 
     def find(job_id: str) -> Job:
         job = jobs.get(job_id)
         if job is None:
-            raise StarletteHTTPException(404, f"no job {job_id} (finished jobs are kept for a while, then dropped)")
+            gone = "finished jobs are kept for a while, then dropped"
+            raise StarletteHTTPException(404, f"no job {_short(job_id)} ({gone})")
         return job
 
     def finished_result(job_id: str) -> Result:
