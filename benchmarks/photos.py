@@ -247,7 +247,7 @@ def real_features(root: str | Path, n: int = 1000, seed: int = 0) -> dict[str, n
 
     Cached in ``root/inception_features.npz`` (keyed by ``n`` and ``seed``): they cost ~0.2 CPU-s per image.
     """
-    from dit.demo.pipeline import balanced_subset
+    from dit.study.setup import balanced_subset
     from dit.evaluation.io import load_images
 
     cache = Path(root) / FEATURES
@@ -324,8 +324,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         export = build_photos(a.out, a.image_size, a.train_per_class, a.reference_per_class, a.seed)
         print(json.dumps(asdict(export)))
         return 0
-    floor, _ = real_floor(real_features(a.data, a.num_real))
-    print(json.dumps(floor))
+    if not a.samples:
+        print(json.dumps(real_floor(real_features(a.data, a.num_real))[0]))
     for path in a.samples:
         result = score_samples(a.data, path, a.num_real)
         Path(path).with_suffix(".photos.json").write_text(json.dumps(result, indent=1))

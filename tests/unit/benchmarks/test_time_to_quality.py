@@ -40,6 +40,14 @@ def test_ratio_and_its_lower_bound_when_paper_never_gets_there():
     assert ttq.verdict({"fast": [row(1, 0.1, 9)], "paper": []}, 1.0)["ratio"] is None
 
 
+def test_photos_agreement_target_is_relative_to_real_crops():
+    assert ttq.agreement_target("digits", None) == ttq.AGREEMENT_TARGET
+    target = ttq.agreement_target("photos", 0.9)
+    assert target == pytest.approx(0.75)
+    assert ttq.meets_target(row(1, 0.76, 2.0), 1.0, target) and not ttq.meets_target(row(1, 0.76, 2.0), 1.0)
+    assert ttq.time_to_quality([row(100, 0.74, 1.0), row(200, 0.8, 1.0)], 1.0, target)["step"] == 200
+
+
 def test_flops_per_step_is_six_forward_macs_per_image_and_counts_the_learned_sigma_head():
     import torch
     from torch.utils.flop_counter import FlopCounterMode
