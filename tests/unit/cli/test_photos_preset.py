@@ -1,0 +1,28 @@
+"""`dit train --config small-photos`: the preset is the photo command of docs/small-data.md, and differs from the
+digits preset exactly where photos need it (patch 4, flips)."""
+
+from __future__ import annotations
+
+from dit.config.files import PRESETS, preset_names
+from tests.unit.cli.test_run_config import REQUIRED, configs
+
+PHOTO_COMMAND = (
+    *("--recipe", "fast", "--lr", "2e-3", "--image-size", "32", "--vae", "none"),
+    *("--depth", "6", "--hidden-size", "192", "--num-heads", "3", "--patch-size", "4"),
+    *("--global-batch-size", "32", "--num-workers", "0", "--max-minutes", "30"),
+)
+
+
+def test_small_photos_preset_is_the_documented_command():
+    assert "small-photos" in preset_names() and (PRESETS / "small-photos.toml").is_file()
+    assert configs(*REQUIRED, "--config", "small-photos") == configs(*REQUIRED, *PHOTO_COMMAND)
+
+
+def test_small_photos_differs_from_small_digits_in_patch_and_flips_only():
+    photos = configs(*REQUIRED, "--config", "small-photos")
+    digits = configs(*REQUIRED, "--config", "small-digits")
+    assert photos["train"].flip and not digits["train"].flip
+    assert (photos["model"].patch_size, digits["model"].patch_size) == (4, 8)
+    photos["train"].flip = digits["train"].flip
+    photos["model"].patch_size = digits["model"].patch_size
+    assert photos == digits
