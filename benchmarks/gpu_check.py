@@ -180,7 +180,7 @@ def profile_breakdown(step, device, steps: int = 3) -> dict:
 
 def sample_case(model: str, batch: int, steps: int, device, precision: str, compile_on: bool = False) -> dict:
     from benchmarks.train_speed import MODELS, build_dit
-    from dit.config import SampleConfig
+    from dit.config import GenerationRequest
     from dit.diffusion import create_diffusion
     from dit.sampling import ImageSampler
     from dit.vae import load_codec
@@ -190,9 +190,7 @@ def sample_case(model: str, batch: int, steps: int, device, precision: str, comp
     if compile_on:
         for block in net.blocks:
             block.compile()
-    cfg = SampleConfig(
-        sampler="ddpm", num_sampling_steps=steps, cfg_scale=1.5, seed=0, precision=precision, progress=False
-    )
+    cfg = GenerationRequest(sampler="ddpm", num_sampling_steps=steps, cfg_scale=1.5, seed=0, precision=precision)
     sampler = ImageSampler(net, create_diffusion(""), load_codec("none"), cfg, device)
     labels = [i % int(net.num_classes) for i in range(batch)]
     with torch.inference_mode():

@@ -53,7 +53,7 @@ def expected_rows(sampler: str, steps: int, guidance: str, batch: int) -> int:
 
 def build_runs(model_name: str, batch: int, device: torch.device, steps_scale: float = 1.0):
     """Callables (one per sampler × guidance case) and their row counters."""
-    from dit.config import SampleConfig
+    from dit.config import GenerationRequest
     from dit.diffusion import create_diffusion
     from dit.sampling import ImageSampler
     from dit.vae import load_codec
@@ -71,14 +71,13 @@ def build_runs(model_name: str, batch: int, device: torch.device, steps_scale: f
     for sampler, steps in SOLVERS:
         steps = max(2, int(round(steps * steps_scale)))
         for g, (scale, interval) in GUIDANCE.items():
-            cfg = SampleConfig(
+            cfg = GenerationRequest(
                 sampler=sampler,
                 num_sampling_steps=steps,
                 cfg_scale=scale,
                 guidance_interval=interval,
                 seed=0,
                 precision="fp32",
-                progress=False,
             )
             s = ImageSampler(model, diffusion, codec, cfg, device)
             key = f"{sampler}-{steps}/{g}"

@@ -136,21 +136,14 @@ def measure(
     say=lambda m: print(m, file=sys.stderr, flush=True),
 ) -> dict:
     """Sample every configuration, evaluate it, and return the JSON-ready result."""
-    from dit.config import SampleConfig
+    from dit.config import GenerationRequest, SampleConfig
     from dit.diffusion import build_objective
     from dit.evaluation.evaluate import compute_metrics, reference_features
     from dit.evaluation.features import make_extractor
     from dit.sampling import ImageSampler, generate_images, load_for_sampling, sample_labels
 
-    base = SampleConfig(
-        ckpt=str(run.checkpoint),
-        cfg_scale=run.cfg_scale,
-        precision=run.precision,
-        seed=seed,
-        batch_size=batch_size,
-        progress=False,
-    )
-    loaded = load_for_sampling(base, device)
+    base = GenerationRequest(cfg_scale=run.cfg_scale, precision=run.precision, seed=seed, batch_size=batch_size)
+    loaded = load_for_sampling(SampleConfig(ckpt=str(run.checkpoint), progress=False), device)
     diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
     extractor = make_extractor(f"classifier:{run.classifier}", device=str(device))
     ref = reference_features(str(run.reference), extractor, cache=False)  # leave the run folder untouched

@@ -14,14 +14,13 @@ seed and i, never on what else is in the batch.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from dit.config import GuidanceChannels, Precision, SampleConfig, WeightsChoice
+from dit.config import OUTPUT_TYPES, GenerationRequest, Precision, SampleConfig, WeightsChoice, request_from_api
 from dit.data.class_names import class_index, default_class_names
 from dit.errors import UserError
 from dit.sampling import card as protocol
@@ -39,13 +38,15 @@ from dit.sampling.writers import to_uint8
 from dit.runtime.distributed import resolve_device
 
 ClassSpec = Union[str, int]
-OUTPUT_TYPES = ("pil", "pt", "np")
+Classes = Union[ClassSpec, Sequence[ClassSpec], None]
+StepCallback = Callable[[int, int, torch.Tensor], Any]
+"""callback(step index over the whole call, total steps, the batch's x_0 prediction (B, C, h, w))."""
+API_DEFAULTS: dict[str, Any] = {"cfg_scale": 4.0}  # the official sample.py's guidance for pictures
 _PRECISION_OF_DTYPE: dict[torch.dtype, Precision] = {
     torch.float32: "fp32",
     torch.bfloat16: "bf16",
     torch.float16: "fp16",
 }
-_DEFAULTS = SampleConfig()  # `dit sample`'s defaults (sampler and steps: the checkpoint objective's), batch 32
 
 
 def precision_of(dtype: Union[torch.dtype, str, None]) -> Precision:
@@ -135,100 +136,66 @@ class Pipeline:
 
     # -- drawing --------------------------------------------------------------------------------
 
-    def sample_config(
-        self,
-        classes: Union[ClassSpec, Sequence[ClassSpec], None] = None,
-        num_steps: Optional[int] = None,
-        cfg_scale: float = 4.0,
-        sampler: Optional[str] = None,
-        seed: int = 0,
-        guidance_interval: Optional[Sequence[int]] = None,
-        *,
-        num_images: Optional[int] = None,
-        guidance_channels: GuidanceChannels = "all",
-        eta: float = 0.0,
-        batch_size: Optional[int] = None,
-    ) -> SampleConfig:
-        """The :class:`SampleConfig` (what `dit sample` would be given) of a call's arguments."""
+    def request(
+        self, classes: Union[ClassSpec, Sequence[ClassSpec], None] = None, **settings: Any
+    ) -> GenerationRequest:
+        """The :class:`GenerationRequest` of API keyword arguments, validated.
+
+        ``classes`` are names or ids (resolved here); every other setting is a request field by its
+        API name (``num_images``, ``num_steps``, ``sampler``, ``cfg_scale``, ``eta``, ``time_shift``, ...;
+        ``dit.config.API_FIELDS`` lists them). Defaults are `dit sample`'s except :data:`API_DEFAULTS`
+        (guidance 4, the official sample.py's) and the precision set by :meth:`to`.
+        """
         if isinstance(classes, (str, int)):
             classes = [classes]
         labels = tuple(self.class_index(c) for c in classes) if classes else None
-        if num_images is not None and int(num_images) < 1:
-            raise UserError(f"num_images must be positive, got {num_images}")
-        interval = tuple(int(v) for v in guidance_interval) if guidance_interval else ()
-        if interval and len(interval) != 2:
-            raise UserError(f"guidance_interval takes two timesteps (low, high), got {list(interval)}")
-        return dataclasses.replace(
-            _DEFAULTS,
-            ckpt=str(self.path),
-            out="",
-            weights=self.weights,
-            num_samples=num_images,
-            class_labels=labels,
-            sampler=sampler or _DEFAULTS.sampler,
-            num_sampling_steps=int(num_steps) if num_steps is not None else _DEFAULTS.num_sampling_steps,
-            cfg_scale=float(cfg_scale),
-            guidance_channels=guidance_channels,
-            guidance_interval=(interval[0], interval[1]) if interval else None,
-            eta=float(eta),
-            seed=int(seed),
-            precision=self.precision,
-            batch_size=int(batch_size) if batch_size is not None else _DEFAULTS.batch_size,
-            progress=False,
-        )
+        settings = {**API_DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}  # None: the default
+        return request_from_api(GenerationRequest(precision=self.precision), classes=labels, **settings).validate()
+
+    def generate(self, request: GenerationRequest, callback: Optional[StepCallback] = None) -> tuple[Any, dict]:
+        """Draw ``request``: (its images in ``request.output_type``, the protocol card `dit sample` writes).
+
+        ``callback(step_index, total_steps, x0_prediction)`` runs after every sampler step
+        (``x0_prediction``: the current batch's predicted latents (B, C, h, w); batches of
+        ``batch_size`` run one after another, so ``step_index`` counts over all of them); an exception
+        raised in it stops the draw.
+        """
+        drawer = make_sampler(self.loaded, request.validate(), self.device)
+        n = num_samples_of(request.num_samples, request.class_labels)
+        labels = sample_labels(n, drawer.num_classes, request.class_labels)
+        images = self._draw(drawer, request, n, labels, callback)  # (N, H, W, 3) uint8
+        return convert_images(images, request.output_type), self._card(drawer, request, n, "")
 
     def __call__(
         self,
-        classes: Union[ClassSpec, Sequence[ClassSpec], None] = None,
+        classes: Classes = None,
         num_steps: Optional[int] = None,
-        cfg_scale: float = 4.0,
+        cfg_scale: Optional[float] = None,
         sampler: Optional[str] = None,
-        seed: int = 0,
+        seed: Optional[int] = None,
         guidance_interval: Optional[Sequence[int]] = None,
-        output_type: str = "pil",
-        callback: Optional[Callable[[int, int, torch.Tensor], Any]] = None,
-        *,
-        num_images: Optional[int] = None,
-        guidance_channels: GuidanceChannels = "all",
-        eta: float = 0.0,
-        batch_size: Optional[int] = None,
+        output_type: Optional[str] = None,
+        callback: Optional[StepCallback] = None,
+        **settings: Any,
     ):
         """Draw one image per entry of ``classes`` (names or ids; ``num_images`` cycles through them).
 
         Without ``classes``: ``num_images`` (default 16) images, classes balanced (i mod num_classes),
         or an unconditional model's samples. ``num_steps``/``sampler`` default to `dit sample`'s
-        (``ddpm`` 250 for gaussian checkpoints, ``heun`` 25 for flow ones); ``cfg_scale`` 1 turns guidance off;
-        ``guidance_interval=(lo, hi)`` guides
-        only for lo <= t <= hi. ``output_type``: ``"pil"`` (a list of PIL images), ``"np"`` (uint8
-        (N, H, W, 3), what `dit sample` writes) or ``"pt"`` (float32 (N, 3, H, W) in [0, 1], the same
-        pixels / 255). ``callback(step_index, total_steps, x0_prediction)`` runs after every sampler
-        step (``x0_prediction``: the current batch's predicted latents (B, C, h, w); batches of
-        ``batch_size`` run one after another, so ``step_index`` counts over all of them); an exception
-        raised in it stops the call.
+        (``ddpm`` 250 for gaussian checkpoints, ``heun`` 25 for flow ones); ``cfg_scale`` (default 4) 1
+        turns guidance off; ``guidance_interval=(lo, hi)`` guides only for lo <= t <= hi. ``output_type``:
+        ``"pil"`` (default: a list of PIL images), ``"np"`` (uint8 (N, H, W, 3), what `dit sample`
+        writes) or ``"pt"`` (float32 (N, 3, H, W) in [0, 1], the same pixels / 255). Any other request
+        setting by its API name (``num_images``, ``eta``, ``batch_size``, ...). ``callback``: see
+        :meth:`generate`. Shorthand for ``pipe.generate(pipe.request(...))[0]``.
         """
-        if output_type not in OUTPUT_TYPES:
-            raise UserError(f"output_type {output_type!r} is unknown; use one of {', '.join(OUTPUT_TYPES)}")
-        cfg = self.sample_config(
-            classes,
-            num_steps,
-            cfg_scale,
-            sampler,
-            seed,
-            guidance_interval,
-            num_images=num_images,
-            guidance_channels=guidance_channels,
-            eta=eta,
-            batch_size=batch_size,
-        )
-        drawer = make_sampler(self.loaded, cfg, self.device)
-        n = num_samples_of(cfg.num_samples, cfg.class_labels)
-        labels = sample_labels(n, drawer.num_classes, cfg.class_labels)
-        images = self._draw(drawer, cfg, n, labels, callback)  # (N, H, W, 3) uint8
-        return convert_images(images, output_type)
+        named: dict[str, Any] = dict(num_steps=num_steps, cfg_scale=cfg_scale, sampler=sampler, seed=seed)
+        named.update(guidance_interval=guidance_interval, output_type=output_type)
+        return self.generate(self.request(classes, **named, **settings), callback)[0]
 
-    def _draw(self, drawer: ImageSampler, cfg: SampleConfig, n: int, labels, callback) -> np.ndarray:
-        chunks = chunk_ranges(n, cfg.batch_size)
-        steps = drawer.num_steps  # resolved: None in cfg means the objective's default
+    def _draw(self, drawer: ImageSampler, request: GenerationRequest, n: int, labels, callback) -> np.ndarray:
+        chunks = chunk_ranges(n, request.batch_size)
+        steps = drawer.num_steps  # resolved: None in the request means the objective's default
         total = len(chunks) * steps
         parts = []
         for k, chunk in enumerate(chunks):
@@ -257,46 +224,24 @@ class Pipeline:
             self._sha256 = protocol.file_sha256(self.path)
         return self._sha256
 
-    def protocol_card(
-        self,
-        classes=None,
-        num_steps=None,
-        cfg_scale: float = 4.0,
-        sampler=None,
-        seed: int = 0,
-        guidance_interval=None,
-        *,
-        num_images=None,
-        guidance_channels: GuidanceChannels = "all",
-        eta: float = 0.0,
-        batch_size=None,
-        output: str = "",
-    ) -> dict:
-        """The protocol card `dit sample` writes as ``<out>.protocol.json`` for the same settings."""
-        cfg = self.sample_config(
-            classes,
-            num_steps,
-            cfg_scale,
-            sampler,
-            seed,
-            guidance_interval,
-            num_images=num_images,
-            guidance_channels=guidance_channels,
-            eta=eta,
-            batch_size=batch_size,
-        )
-        drawer = make_sampler(self.loaded, cfg, self.device)
-        n = num_samples_of(cfg.num_samples, cfg.class_labels)
+    def protocol_card(self, classes=None, output: str = "", **settings: Any) -> dict:
+        """The protocol card `dit sample` writes as ``<out>.protocol.json`` for the same settings
+        (those of :meth:`request`), without drawing."""
+        request = self.request(classes, **settings)
+        drawer = make_sampler(self.loaded, request, self.device)
+        return self._card(drawer, request, num_samples_of(request.num_samples, request.class_labels), output)
+
+    def _card(self, drawer: ImageSampler, request: GenerationRequest, n: int, output: str) -> dict:
         settings = protocol.card_settings(
             checkpoint_record(self.loaded, self.checkpoint_sha256()),
             self.loaded.model_config,
             self.loaded.diffusion_config,
             drawer,
             n,
-            cfg.class_labels,
-            cfg.batch_size,
+            request.class_labels,
+            request.batch_size,
         )
-        chunks = len(chunk_ranges(n, cfg.batch_size))
+        chunks = len(chunk_ranges(n, request.batch_size))
         extra = {
             "checkpoint_path": str(self.path.resolve()),
             **protocol.provenance(1, str(self.device)),

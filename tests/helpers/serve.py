@@ -11,7 +11,8 @@ import uvicorn
 
 
 class GatedPipe:
-    """Wraps a pipeline; each call blocks in the progress callback of step ``hold_at`` until ``gate`` opens.
+    """Wraps a pipeline; each draw (``generate``) blocks in the progress callback of step ``hold_at`` until
+    ``gate`` opens.
 
     ``reached`` is set when a call is inside that callback (a job is running); ``steps_run`` counts
     the sampler steps the wrapped pipeline really took (to see that a cancelled job stopped).
@@ -25,7 +26,7 @@ class GatedPipe:
     def __getattr__(self, name):
         return getattr(self.pipe, name)
 
-    def __call__(self, *args, callback=None, **kwargs):
+    def generate(self, request, callback=None):
         def held(i, n, latent):
             self.steps_run += 1
             if i >= self.hold_at:
@@ -34,7 +35,7 @@ class GatedPipe:
             if callback is not None:
                 callback(i, n, latent)
 
-        return self.pipe(*args, callback=held, **kwargs)
+        return self.pipe.generate(request, held)
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from dit.cli.main import main
-from dit.config import ModelConfig, SampleConfig
+from dit.config import GenerationRequest, ModelConfig
 from dit.diffusion import create_diffusion
 from dit import sampling as gen
 from dit.evaluation.io import read_protocol_card
@@ -78,7 +78,7 @@ def test_npz_equals_an_independent_in_process_draw_and_weights_choice_matters(ck
     state = load_checkpoint(ckpt)  # independent loading path: the checkpoint dict by hand
     model = build_model(ModelConfig.from_dict(state["config"]["model"]))
     model.load_state_dict(state["ema"], strict=True)
-    cfg = SampleConfig(num_sampling_steps=3, seed=3)
+    cfg = GenerationRequest(num_sampling_steps=3, seed=3)
     ref = gen.ImageSampler(model, create_diffusion(""), PixelCodec(), cfg).images(list(range(5)), labels)
     np.testing.assert_array_equal(images, ref)
 
@@ -283,7 +283,7 @@ def test_official_train_dict_npz_uses_ema_and_matches_the_latent_path(vae8, tmp_
     model = DiT_models["DiT-S/8"](input_size=8, num_classes=1000)
     model.load_state_dict(ema, strict=True)
     codec = load_codec(str(vae8))
-    cfg = SampleConfig(sampler="ddim", num_sampling_steps=2, cfg_scale=1.5)
+    cfg = GenerationRequest(sampler="ddim", num_sampling_steps=2, cfg_scale=1.5)
     s = gen.ImageSampler(model, create_diffusion(""), codec, cfg)
     latents = s.latents([0, 1], labels)
     with torch.no_grad():  # decode by hand: latent / scale factor through the diffusers VAE

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from dit.cli.main import main
-from dit.config import ModelConfig, SampleConfig
+from dit.config import GenerationRequest, ModelConfig
 from dit.diffusion import create_diffusion
 from dit import sampling as gen
 from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
@@ -92,7 +92,7 @@ def test_metrics_logged_beside_the_loss_and_reproducible_from_the_checkpoint(run
         model,
         create_diffusion(""),
         PixelCodec(),
-        SampleConfig(sampler="ddpm", num_sampling_steps=2, cfg_scale=1.0, seed=7),
+        GenerationRequest(sampler="ddpm", num_sampling_steps=2, cfg_scale=1.0, seed=7),
     )
     labels = gen.sample_labels(9, 3)
     images = sampler.images(list(range(9)), labels)

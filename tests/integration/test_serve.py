@@ -84,6 +84,11 @@ def test_page_assets_and_openapi_are_served_locally(client):
         "cfg_scale",
         "guidance_interval",
         "seed",
+        # every other setting of a GenerationRequest the server does not decide (precision, batching, form)
+        "guidance_channels",
+        "eta",
+        "time_shift",
+        "sde_diffusion",
     }
 
 
@@ -123,6 +128,9 @@ BAD = [
     ("seed", {"seed": -1}, "greater than or equal to 0"),
     ("seed", {"seed": "x"}, "integer"),
     ("bogus", {"bogus": 1}, "unknown field"),
+    ("eta", {"eta": 2}, "eta must be in [0, 1]"),  # a setting generated from GenerationRequest, checked by it
+    ("time_shift", {"time_shift": 0}, "time_shift must be a positive number"),
+    ("guidance_channels", {"guidance_channels": "some"}, "guidance_channels"),
 ]
 
 
@@ -239,7 +247,7 @@ def test_an_unconditional_model_takes_no_classes():
     pipe = SimpleNamespace(num_classes=0, class_index=None)
     model = Model("gaussian", ("ddpm",), "ddpm", 250, 999)
     work = check_request(GenerateRequest(num_images=3, num_steps=2), pipe, LIMITS, model)
-    assert work.classes is None and work.num_images == 3
+    assert work.class_labels is None and work.num_samples == 3
     with pytest.raises(BadRequest, match="unconditional"):
         check_request(GenerateRequest(classes=[1], num_steps=2), pipe, LIMITS, model)
 

@@ -12,13 +12,16 @@ from dit.config import (
     ClassifierTrainConfig,
     EvalConfig,
     ModelConfig,
+    GenerationRequest,
     SampleConfig,
     TrainSamplingConfig,
 )
 from dit.errors import UserError
 
 
-@pytest.mark.parametrize("cls", [ModelConfig, EvalConfig, ClassifierTrainConfig, SampleConfig, TrainSamplingConfig])
+@pytest.mark.parametrize(
+    "cls", [ModelConfig, EvalConfig, ClassifierTrainConfig, SampleConfig, GenerationRequest, TrainSamplingConfig]
+)
 def test_defaults_are_valid(cls):
     cfg = cls()
     assert cfg.validate() is cfg
@@ -43,15 +46,15 @@ def test_defaults_are_valid(cls):
         (ClassifierTrainConfig, {"out": "c.pt"}, "--out must end with .safetensors"),
         (ClassifierTrainConfig, {"val_fraction": 1.0}, "--val-fraction must be in [0, 1)"),
         (ClassifierTrainConfig, {"lr": float("inf")}, "--lr must be a finite positive number"),
-        (SampleConfig, {"precision": "fp8"}, "--precision 'fp8' is unknown"),
-        (SampleConfig, {"guidance_channels": "some"}, "--guidance-channels 'some' is unknown"),
-        (SampleConfig, {"num_sampling_steps": 0}, "--num-sampling-steps must be >= 1"),
-        (SampleConfig, {"cfg_scale": float("inf")}, "--cfg-scale must be a finite number"),
-        (SampleConfig, {"cfg_scale": -1.0}, "--cfg-scale must be a finite number"),
-        (SampleConfig, {"eta": 1.5}, "--eta must be in [0, 1]"),
-        (SampleConfig, {"num_samples": 0}, "--num-samples must be positive"),
-        (SampleConfig, {"batch_size": 0}, "--batch-size must be positive"),
-        (SampleConfig, {"guidance_interval": (0, 500, 999)}, "--guidance-interval takes two timesteps LOW HIGH"),
+        (GenerationRequest, {"precision": "fp8"}, "--precision 'fp8' is unknown"),
+        (GenerationRequest, {"guidance_channels": "some"}, "--guidance-channels 'some' is unknown"),
+        (GenerationRequest, {"num_sampling_steps": 0}, "--num-sampling-steps must be >= 1"),
+        (GenerationRequest, {"cfg_scale": float("inf")}, "--cfg-scale must be a finite number"),
+        (GenerationRequest, {"cfg_scale": -1.0}, "--cfg-scale must be a finite number"),
+        (GenerationRequest, {"eta": 1.5}, "--eta must be in [0, 1]"),
+        (GenerationRequest, {"num_samples": 0}, "--num-samples must be positive"),
+        (GenerationRequest, {"batch_size": 0}, "--batch-size must be positive"),
+        (GenerationRequest, {"guidance_interval": (0, 500, 999)}, "--guidance-interval takes two timesteps LOW HIGH"),
         (TrainSamplingConfig, {"sample_steps": 0}, "--eval-samples and --eval-batch-size must be positive"),
         (TrainSamplingConfig, {"eval_samples": 0}, "--eval-samples and --eval-batch-size must be positive"),
         (TrainSamplingConfig, {"eval_features": "fid"}, "--eval-features must be 'inception' or 'classifier:PATH'"),
@@ -69,7 +72,7 @@ def test_edges_are_accepted():
     """The bounds themselves are valid (a check that is off by one would refuse them)."""
     ModelConfig(class_dropout_prob=0.0).validate()
     ModelConfig(class_dropout_prob=1.0).validate()
-    SampleConfig(eta=1.0, cfg_scale=0.0, num_sampling_steps=1, num_samples=1, batch_size=1).validate()
+    GenerationRequest(eta=1.0, cfg_scale=0.0, num_sampling_steps=1, num_samples=1, batch_size=1).validate()
     ClassifierTrainConfig(image_size=4, val_fraction=0.0).validate()
     EvalConfig(features="classifier:c.safetensors", batch_size=1, nearest_k=1, is_split_size=1).validate()
 

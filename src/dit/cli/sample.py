@@ -1,4 +1,4 @@
-"""`dit sample`: parse flags → SampleConfig → dit.sampling.generate_to_file."""
+"""`dit sample`: parse flags → SampleConfig + GenerationRequest → dit.sampling.generate_to_file."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 from typing import get_args
 
 from dit.cli.argtypes import non_negative_float, positive_float, positive_int
-from dit.config import GUIDANCE_CHANNELS, PRECISIONS, SAMPLER_NAMES, SampleConfig, WeightsChoice
+from dit.config import GUIDANCE_CHANNELS, PRECISIONS, SAMPLER_NAMES, GenerationRequest, SampleConfig, WeightsChoice
 
-_C = SampleConfig()  # the flags' defaults: each setting is defined once, in dit.config.SampleConfig
+_C = SampleConfig()  # the flags' defaults: each setting is defined once, in dit.config
+_R = GenerationRequest()
 
 HELP = (
     "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs "
@@ -90,13 +91,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--cfg-scale",
         type=non_negative_float,
-        default=_C.cfg_scale,
+        default=_R.cfg_scale,
         help="classifier-free guidance scale (1 = off; paper FID: 1.5)",
     )
     s.add_argument(
         "--guidance-channels",
         choices=GUIDANCE_CHANNELS,
-        default=_C.guidance_channels,
+        default=_R.guidance_channels,
         help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)",
     )
     s.add_argument(
@@ -107,21 +108,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only",
     )
-    s.add_argument("--eta", type=non_negative_float, default=_C.eta, help="DDIM η (0 = deterministic)")
+    s.add_argument("--eta", type=non_negative_float, default=_R.eta, help="DDIM η (0 = deterministic)")
     s.add_argument(
         "--time-shift",
         type=positive_float,
-        default=_C.time_shift,
+        default=_R.time_shift,
         help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)",
     )
     s.add_argument(
         "--sde-diffusion",
         type=non_negative_float,
-        default=_C.sde_diffusion,
+        default=_R.sde_diffusion,
         help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)",
     )
     s.add_argument(
-        "--seed", "--global-seed", type=int, default=_C.seed, help="seed; sample i's noise comes from (seed, i) alone"
+        "--seed", "--global-seed", type=int, default=_R.seed, help="seed; sample i's noise comes from (seed, i) alone"
     )
 
     o = p.add_argument_group("output and speed")
@@ -141,13 +142,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         "--per-proc-batch-size",
         type=positive_int,
-        default=_C.batch_size,
+        default=_R.batch_size,
         help="images per forward pass per process (keep it when resuming)",
     )
     o.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default=_C.precision,
+        default=_R.precision,
         help="autocast precision of the DiT (the VAE decodes in fp32)",
     )
     o.add_argument(
@@ -167,39 +168,22 @@ def _folder(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dit.config import SampleConfig
+    import dataclasses
+
+    from dit.config.request import REQUEST_FIELDS
     from dit.errors import UserError
 
     if not args.out:
         raise UserError("no output: pass --out FILE.png, FILE.npz or DIR/ (or --sample-dir DIR)")
     from dit.sampling import generate_to_file
 
-    cfg = SampleConfig(
-        ckpt=args.ckpt,
-        out=args.out,
-        model=args.model,
-        image_size=args.image_size,
-        num_classes=args.num_classes,
-        weights=args.weights,
-        vae=args.vae,
-        num_samples=args.num_samples,
-        class_labels=tuple(args.class_labels) if args.class_labels else None,
-        sampler=args.sampler,
-        num_sampling_steps=args.num_sampling_steps,
-        cfg_scale=args.cfg_scale,
-        guidance_channels=args.guidance_channels,
-        guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
-        eta=args.eta,
-        time_shift=args.time_shift,
-        sde_diffusion=args.sde_diffusion,
-        seed=args.seed,
-        precision=args.precision,
-        tf32=args.tf32,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=args.progress,
-    )
-    out = generate_to_file(cfg, keep_shards=args.keep_shards)
+    def value(name: str):
+        v = getattr(args, name)
+        return tuple(v) if isinstance(v, list) else v
+
+    cfg = SampleConfig(**{f.name: value(f.name) for f in dataclasses.fields(SampleConfig)})
+    request = GenerationRequest(**{name: value(name) for name in REQUEST_FIELDS if hasattr(args, name)})
+    out = generate_to_file(cfg, request, keep_shards=args.keep_shards)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

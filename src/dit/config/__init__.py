@@ -63,6 +63,13 @@ from dit.config.sample import (
     WeightsChoice,
     guided_channel_count,
 )
+from dit.config.request import (
+    API_FIELDS,
+    OUTPUT_TYPES,
+    GenerationRequest,
+    OutputType,
+    request_from_api,
+)
 from dit.config.eval import (
     ClassifierTrainConfig,
     EvalConfig,
@@ -76,6 +83,11 @@ from dit.config.demo import (
 )
 
 __all__ = [
+    "API_FIELDS",
+    "GenerationRequest",
+    "OUTPUT_TYPES",
+    "OutputType",
+    "request_from_api",
     "check_choices",
     "check_settings",
     "setting",

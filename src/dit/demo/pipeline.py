@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dit.config import DEMO_NUM_CLASSES, DemoConfig, SampleConfig
+from dit.config import DEMO_NUM_CLASSES, DemoConfig, GenerationRequest, SampleConfig
 from dit.demo.plots import loss_curve_image, read_metrics_csv, strip_image
 from dit.diffusion import build_objective
 from dit.errors import UserError
@@ -186,19 +186,17 @@ def denoising_frames(
     """
     import torch
 
-    scfg = SampleConfig(
-        ckpt=checkpoint,
+    request = GenerationRequest(
         sampler=sampler_name,
         num_sampling_steps=cfg.sampling_steps,
         cfg_scale=cfg.cfg_scale,
         seed=cfg.seed,
         precision=cfg.precision,
-        device=cfg.device,
     )
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loaded = load_for_sampling(scfg, device)
+    loaded = load_for_sampling(SampleConfig(ckpt=checkpoint, device=cfg.device), device)
     diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
-    sampler = ImageSampler(loaded.model, diffusion, loaded.codec, scfg, device)
+    sampler = ImageSampler(loaded.model, diffusion, loaded.codec, request, device)
     # x_T exactly as ImageSampler draws it (the generation path's per-index noise contract)
     x_T = rng.randn_rows((1, *sampler.latent_shape), rng.example_generators(cfg.seed, [index], rng.SAMPLE_INIT))
     states, preds = [x_T], []

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from dit.config import SampleConfig, TrainConfig, TrainSamplingConfig
+from dit.config import GenerationRequest, TrainConfig, TrainSamplingConfig
 from dit.errors import UserError
 from dit import sampling as gen
 from dit.sampling import card as protocol
@@ -45,8 +45,8 @@ def _sampler(trainer, ema_model, steps: Optional[int], cfg_scale: float, seed: i
     """The trainer's EMA model, diffusion and codec as an :class:`ImageSampler` (fp32; the objective's
     default sampler: DDPM for Gaussian models, Heun for flow models)."""
     scale = cfg_scale if trainer.source.num_classes and trainer.model_cfg.class_dropout_prob > 0 else 1.0
-    cfg = SampleConfig(num_sampling_steps=steps, cfg_scale=scale, seed=seed, progress=False)
-    return gen.ImageSampler(ema_model, trainer.diffusion, trainer.source.codec, cfg, trainer.device)
+    request = GenerationRequest(num_sampling_steps=steps, cfg_scale=scale, seed=seed)
+    return gen.ImageSampler(ema_model, trainer.diffusion, trainer.source.codec, request, trainer.device)
 
 
 def _card(trainer, sampler: gen.ImageSampler, step: int, n: int, class_labels, out: Path) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dit.config import SampleConfig
+from dit.config import GenerationRequest
 from dit.diffusion import build_objective
 from dit.diffusion.denoiser import Denoiser
 from dit.diffusion.guidance import guided_model_fn
@@ -52,21 +52,22 @@ class ImageSampler:
 
     ``model``: a DiT (put in eval mode here: training mode would drop labels at random).
     ``diffusion``: the model's training diffusion (the sampler respaces it). ``codec``: a
-    :class:`dit.vae.LatentCodec` (pixel space or a VAE). ``cfg``: the sampling fields of a
-    :class:`SampleConfig` (sampler, steps, guidance, seed, precision).
+    :class:`dit.vae.LatentCodec` (pixel space or a VAE). ``request``: a :class:`GenerationRequest`
+    (its sampler, steps, options, guidance, seed and precision; None sampler and steps resolved here to
+    the objective's defaults).
     """
 
-    def __init__(self, model: DiT, diffusion, codec, cfg: SampleConfig, device: torch.device | str = "cpu"):
+    def __init__(self, model: DiT, diffusion, codec, request: GenerationRequest, device: torch.device | str = "cpu"):
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         # What the model predicts decides the samplers: ε (+Σ) for Gaussian diffusion, v for flow matching.
         self.objective = getattr(diffusion, "objective", "gaussian")
         default_sampler, default_steps = DEFAULTS[self.objective]
-        self.sampler_name: str = default_sampler if cfg.sampler is None else cfg.sampler
-        self.num_steps: int = default_steps if cfg.num_sampling_steps is None else cfg.num_sampling_steps
-        cfg = dataclasses.replace(cfg, sampler=self.sampler_name, num_sampling_steps=self.num_steps)
-        self.diffusion, self.codec, self.cfg = diffusion, codec, cfg
+        self.sampler_name: str = default_sampler if request.sampler is None else request.sampler
+        self.num_steps: int = default_steps if request.num_sampling_steps is None else request.num_sampling_steps
+        cfg = dataclasses.replace(request, sampler=self.sampler_name, num_sampling_steps=self.num_steps)
+        self.diffusion, self.codec, self.request = diffusion, codec, cfg
         self.entry = check_sampler(self.objective, self.sampler_name)
         cfg.validate()
         # The settings this sampler reads (its keyword-only options), by name from the request
@@ -95,7 +96,7 @@ class ImageSampler:
     def settings(self) -> dict[str, Any]:
         """What this sampler contributes to the protocol card's settings."""
 
-        c = self.cfg
+        c = self.request
         # Every option of the objective's samplers: the value where this sampler reads it, else None.
         options = {k: self.options.get(k) for k in options_for(self.objective)}
         # Cards of Gaussian models predate the objective key; they (and their shards' resume check) keep their form.
@@ -128,7 +129,7 @@ class ImageSampler:
         ``callback(step, t, x, pred_x0)`` is passed to the sampler (e.g. `dit demo`'s denoising strip).
         """
 
-        c = self.cfg
+        c = self.request
         b = len(indices)
         noise = rng.randn_rows((b, *self.latent_shape), rng.example_generators(c.seed, indices, rng.SAMPLE_INIT))
         step_gens = rng.example_generators(c.seed, indices, rng.SAMPLE_STEP)  # (B,) one per row
@@ -166,9 +167,9 @@ class ImageSampler:
         return to_uint8(x).numpy()  # (B, H, W, 3)
 
 
-def make_sampler(loaded: Loaded, cfg: SampleConfig, device: torch.device | str) -> ImageSampler:
-    """The :class:`ImageSampler` of ``cfg``'s sampling settings over a loaded model (the training objective:
-    a Gaussian diffusion, respaced by the sampler itself, or flow matching)."""
+def make_sampler(loaded: Loaded, request: GenerationRequest, device: torch.device | str) -> ImageSampler:
+    """The :class:`ImageSampler` of ``request`` over a loaded model (the training objective: a Gaussian
+    diffusion, respaced by the sampler itself, or flow matching)."""
 
     diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
-    return ImageSampler(loaded.model, diffusion, loaded.codec, cfg, device)
+    return ImageSampler(loaded.model, diffusion, loaded.codec, request, device)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from dit.config import SampleConfig
+from dit.config import GenerationRequest, SampleConfig
 from dit.errors import UserError
 from dit.runtime.distributed import (
     DistInfo,
@@ -58,19 +58,23 @@ def checkpoint_record(loaded: Loaded, sha256: str) -> dict:
     return {"sha256": sha256, "weights": c.weights, "format": c.format, "step": c.step}
 
 
-def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_shards: bool = False) -> Path:
-    """Run ``dit sample`` for ``cfg`` (one process or one rank under torchrun); returns the output path.
+def generate_to_file(
+    cfg: SampleConfig, request: GenerationRequest, info: Optional[DistInfo] = None, keep_shards: bool = False
+) -> Path:
+    """Run ``dit sample`` for ``cfg`` and ``request`` (one process or one rank under torchrun); returns the
+    output path.
 
     Ranks draw their chunks into shards (skipping shards already complete), rank 0 merges them
     into ``cfg.out``, writes the protocol card and removes the shards (unless ``keep_shards``).
     """
 
     out = check_out(cfg.out)
+    request.validate()  # before the (possibly large) checkpoint is read
     own_group = info is None
     info = info or init_distributed(cfg.device)
     set_tf32(info.device, cfg.tf32)
     try:
-        _draw_to_file(cfg, out, info, keep_shards)
+        _draw_to_file(cfg, request, out, info, keep_shards)
         barrier(info)
         return out
     finally:
@@ -78,12 +82,12 @@ def generate_to_file(cfg: SampleConfig, info: Optional[DistInfo] = None, keep_sh
             cleanup(info)
 
 
-def _draw_to_file(cfg: SampleConfig, out: Path, info: DistInfo, keep_shards: bool) -> None:
+def _draw_to_file(cfg: SampleConfig, request: GenerationRequest, out: Path, info: DistInfo, keep_shards: bool) -> None:
     loaded = load_for_sampling(cfg, info.device)
     ckpt_path = loaded.checkpoint.path  # the local file or folder (a hub id resolved)
-    sampler = make_sampler(loaded, cfg, info.device)
-    n = num_samples_of(cfg.num_samples, cfg.class_labels)
-    labels = sample_labels(n, sampler.num_classes, cfg.class_labels)
+    sampler = make_sampler(loaded, request, info.device)
+    n = num_samples_of(request.num_samples, request.class_labels)
+    labels = sample_labels(n, sampler.num_classes, request.class_labels)
     ckpt_hash = broadcast_object(card.file_sha256(ckpt_path) if info.is_main else None, info)
     settings = card.card_settings(
         checkpoint_record(loaded, ckpt_hash),
@@ -91,12 +95,12 @@ def _draw_to_file(cfg: SampleConfig, out: Path, info: DistInfo, keep_shards: boo
         loaded.diffusion_config,
         sampler,
         n,
-        cfg.class_labels,
-        cfg.batch_size,
+        request.class_labels,
+        request.batch_size,
     )
     folder = shard_dir(out)
     prepare_shards(folder, settings, info)
-    chunks = chunk_ranges(n, cfg.batch_size)
+    chunks = chunk_ranges(n, request.batch_size)
     todo = [
         c
         for c in rank_chunks(chunks, info.rank, info.world_size)

@@ -17,9 +17,11 @@ Every error is JSON ``{"error": "<one line>"}`` (plus ``field`` for bad input), 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Optional, Union
@@ -30,10 +32,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dit import __version__
+from dit.config import API_FIELDS, GenerationRequest, request_from_api
+from dit.config.fields import info
+from dit.config.request import api_name, flag
 from dit.diffusion.registry import DEFAULTS, names_for
 from dit.data.class_names import class_index
 from dit.errors import UserError, one_line, shorten
@@ -88,27 +93,66 @@ class Model:
         }
 
 
-class GenerateRequest(BaseModel):
-    """One generation: ``num_images`` images, image i of class ``classes[i mod len(classes)]``."""
+SERVER_DECIDES = ("precision", "batch_size", "output_type")  # the server's numerics and result form, not a request's
 
-    model_config = ConfigDict(extra="forbid")
 
-    classes: list[Union[int, str]] = Field(
-        [],
-        max_length=1000,
-        examples=[["golden retriever"], [207, 360]],
-        description="class ids or names; image i gets classes[i mod len] (empty for an unconditional model)",
-    )
-    num_images: Optional[int] = Field(None, ge=1, description="how many images (default: one per class given)")
-    sampler: Optional[str] = Field(None, description="a sampler name (GET /api/info lists them; default: the model's)")
-    num_steps: Optional[int] = Field(None, ge=1, description="sampler steps (default: the model's)")
-    cfg_scale: float = Field(
-        4.0, ge=0.0, le=MAX_CFG_SCALE, allow_inf_nan=False, description="classifier-free guidance scale (1 = off)"
-    )
-    guidance_interval: Optional[tuple[int, int]] = Field(
-        None, description="guide only at model timesteps lo <= t <= hi (0..999; flow: 0..1000); null = every step"
-    )
-    seed: int = Field(0, ge=0, lt=2**63, description="image i's noise depends on (seed, i) only")
+def _generated_fields() -> dict[str, Any]:
+    """Pydantic fields of every :class:`GenerationRequest` setting the server does not decide, under its API
+    name, with its type, default and help; the settings with server-side limits get them here."""
+    limited: dict[str, Any] = {
+        "classes": (
+            list[Union[int, str]],
+            Field(
+                [],
+                max_length=1000,
+                examples=[["golden retriever"], [207, 360]],
+                description="class ids or names; image i gets classes[i mod len] (empty for an unconditional model)",
+            ),
+        ),
+        "num_images": (Optional[int], Field(None, ge=1, description="how many images (default: one per class given)")),
+        "sampler": (
+            Optional[str],
+            Field(None, description="a sampler name (GET /api/info lists them; default: the model's)"),
+        ),
+        "num_steps": (Optional[int], Field(None, ge=1, description="sampler steps (default: the model's)")),
+        "cfg_scale": (
+            float,
+            Field(
+                4.0,
+                ge=0.0,
+                le=MAX_CFG_SCALE,
+                allow_inf_nan=False,
+                description="classifier-free guidance scale (1 = off)",
+            ),
+        ),
+        "guidance_interval": (
+            Optional[tuple[int, int]],
+            Field(
+                None,
+                description="guide only at model timesteps lo <= t <= hi (0..999; flow: 0..1000); null = every step",
+            ),
+        ),
+        "seed": (int, Field(0, ge=0, lt=2**63, description="image i's noise depends on (seed, i) only")),
+    }
+    fields: dict[str, Any] = {}
+    hints = typing.get_type_hints(GenerationRequest)
+    for f in dataclasses.fields(GenerationRequest):
+        if f.name in SERVER_DECIDES:
+            continue
+        name = api_name(f)
+        help_text = info(GenerationRequest, f).help
+        constraints: dict[str, Any] = {"allow_inf_nan": False} if hints[f.name] is float else {}  # no NaN over JSON
+        generated = (hints[f.name], Field(f.default, description=help_text, **constraints))
+        fields[name] = limited.get(name, generated)
+    return fields
+
+
+GenerateRequest = create_model(  # type: ignore[call-overload]
+    "GenerateRequest",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="One generation: ``num_images`` images, image i of class ``classes[i mod len(classes)]``.",
+    **_generated_fields(),
+)
 
 
 class BadRequest(Exception):
@@ -119,64 +163,67 @@ class BadRequest(Exception):
         self.field = field
 
 
-@dataclass(frozen=True)
-class Work:
-    """A validated request in the pipeline's terms."""
+def check_request(req: Any, pipe, limits: Limits, model: Model) -> GenerationRequest:
+    """The limits and the model's classes and samplers: :class:`BadRequest` naming the field.
 
-    classes: Optional[list[int]]  # one per image; None for an unconditional model
-    num_images: int
-    num_steps: int
-    cfg_scale: float
-    sampler: str
-    seed: int
-    guidance_interval: Optional[tuple[int, int]]
-
-    def pipeline_kwargs(self) -> dict[str, Any]:
-        return {
-            "classes": self.classes,
-            "num_images": self.num_images,
-            "num_steps": self.num_steps,
-            "cfg_scale": self.cfg_scale,
-            "sampler": self.sampler,
-            "seed": self.seed,
-            "guidance_interval": self.guidance_interval,
-        }
-
-
-def check_request(req: GenerateRequest, pipe, limits: Limits, model: Model) -> Work:
-    """The limits and the model's classes and samplers: :class:`BadRequest` naming the field."""
-    conditional = int(pipe.num_classes) > 0
-    if conditional and not req.classes:
-        raise BadRequest("classes", "give at least one class (a name or an id; GET /api/info lists them)")
-    if not conditional and req.classes:
-        raise BadRequest("classes", "this model is unconditional: send no classes")
-    n = req.num_images if req.num_images is not None else max(1, len(req.classes))
-    if n > limits.max_images:
-        raise BadRequest("num_images", f"at most {limits.max_images} images per request (asked {n})")
-    if len(req.classes) > n:
-        raise BadRequest("classes", f"{len(req.classes)} classes for {n} images; give at most one class per image")
-    steps = req.num_steps if req.num_steps is not None else min(model.default_steps, limits.max_steps)
+    Returns the :class:`GenerationRequest` the pipeline draws (every other setting passed on as sent).
+    """
+    body = req.model_dump()
+    classes = body.pop("classes")
+    n = _check_counts(classes, body.pop("num_images"), pipe, limits)
+    steps = body.pop("num_steps")
+    steps = steps if steps is not None else min(model.default_steps, limits.max_steps)
     if steps > limits.max_steps:
         raise BadRequest("num_steps", f"at most {limits.max_steps} steps per request (asked {steps})")
-    sampler = req.sampler if req.sampler is not None else model.default_sampler
+    sampler = body.pop("sampler") or model.default_sampler
     if sampler not in model.samplers:
         raise BadRequest(
             "sampler",
             f"unknown sampler {sampler!r} for this {model.objective} model; choose one of {', '.join(model.samplers)}",
         )
-    if req.guidance_interval is not None:
-        lo, hi = req.guidance_interval
-        if not 0 <= lo <= hi <= model.max_timestep:
-            raise BadRequest("guidance_interval", f"needs 0 <= lo <= hi <= {model.max_timestep}, got [{lo}, {hi}]")
+    interval = body.pop("guidance_interval")
+    if interval is not None and not 0 <= interval[0] <= interval[1] <= model.max_timestep:
+        raise BadRequest(
+            "guidance_interval", f"needs 0 <= lo <= hi <= {model.max_timestep}, got [{interval[0]}, {interval[1]}]"
+        )
     ids = []
-    for c in req.classes:
+    for c in classes:
         try:
             ids.append(class_index(c, int(pipe.num_classes), pipe.class_names, listing=CLASS_LISTING))
         except UserError as e:
             raise BadRequest("classes", one_line(e)) from None
-    classes = [ids[i % len(ids)] for i in range(n)] if ids else None
-    interval = (int(req.guidance_interval[0]), int(req.guidance_interval[1])) if req.guidance_interval else None
-    return Work(classes, n, steps, float(req.cfg_scale), sampler, req.seed, interval)
+    settings = dict(num_images=n, num_steps=steps, sampler=sampler, guidance_interval=interval, **body)
+    try:
+        return request_from_api(
+            GenerationRequest(precision=getattr(pipe, "precision", "fp32")),
+            classes=tuple(ids[i % len(ids)] for i in range(n)) if ids else None,
+            **settings,
+        ).validate()
+    except UserError as e:  # a bound of a generated setting: the message starts with its flag
+        raise BadRequest(*_field_of(one_line(e))) from None
+
+
+def _check_counts(classes: list, num_images: Optional[int], pipe, limits: Limits) -> int:
+    """How many images: ``num_images`` or one per class, within the limits and the model's classes."""
+    conditional = int(pipe.num_classes) > 0
+    if conditional and not classes:
+        raise BadRequest("classes", "give at least one class (a name or an id; GET /api/info lists them)")
+    if not conditional and classes:
+        raise BadRequest("classes", "this model is unconditional: send no classes")
+    n = num_images if num_images is not None else max(1, len(classes))
+    if n > limits.max_images:
+        raise BadRequest("num_images", f"at most {limits.max_images} images per request (asked {n})")
+    if len(classes) > n:
+        raise BadRequest("classes", f"{len(classes)} classes for {n} images; give at most one class per image")
+    return n
+
+
+def _field_of(message: str) -> tuple[str, str]:
+    """(API name, message naming it) of the setting whose flag starts ``message`` (``body`` when none does)."""
+    for api, name in API_FIELDS.items():
+        if message.startswith(flag(name) + " "):
+            return api, api + message[len(flag(name)) :]
+    return "body", message
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -207,9 +254,8 @@ def run_job(pipe, job: Job, previews: int = 8) -> Result:
     A preview is the current batch's predicted x_0 decoded (``pipe.decode``) as a grid, at
     ``previews`` evenly spaced steps: it shows the images forming while the sampler runs.
     """
-    work: Work = job.request
-    job.num_steps = work.num_steps
-    kwargs = work.pipeline_kwargs()
+    request: GenerationRequest = job.request
+    job.num_steps = int(request.num_sampling_steps or 0)  # check_request resolved it
 
     def on_step(i: int, total: int, x0) -> None:
         job.progress(i + 1, total)  # raises Cancelled once the job was cancelled
@@ -217,9 +263,8 @@ def run_job(pipe, job: Job, previews: int = 8) -> Result:
             job.preview = png_bytes(grid_image(pipe.decode(x0, output_type="np")))  # (H', W', 3)
             job.version += 1
 
-    images = pipe(**kwargs, output_type="np", callback=on_step)  # (N, H, W, 3) uint8
-    card = pipe.protocol_card(**kwargs)
-    return Result([png_bytes(a) for a in images], png_bytes(grid_image(images, work.classes)), card)
+    images, card = pipe.generate(dataclasses.replace(request, output_type="np"), on_step)  # (N, H, W, 3) uint8
+    return Result([png_bytes(a) for a in images], png_bytes(grid_image(images, request.class_labels)), card)
 
 
 def error(status: int, message: str, headers: Optional[dict[str, str]] = None, **extra: Any) -> JSONResponse:
@@ -235,7 +280,7 @@ def job_state(job: Job, queue: JobQueue) -> dict[str, Any]:
         "id": job.id,
         "status": status,
         "step": job.step,
-        "num_steps": job.num_steps or job.request.num_steps,
+        "num_steps": job.num_steps or job.request.num_sampling_steps,
         "position": queue.position(job),
         "error": job.error,
     }
@@ -354,7 +399,7 @@ def create_app(pipe, limits: Limits = Limits(), ckpt: str = "", previews: int = 
             429: {"description": "busy: {error}, try again after Retry-After seconds"},
         },
     )
-    def submit(req: GenerateRequest) -> dict[str, Any]:
+    def submit(req: GenerateRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         work = check_request(req, pipe, limits, model)
         try:
             job = jobs.submit(work)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from benchmarks import solver_quality as sq
-from dit.config import DiffusionConfig, EvalConfig, ModelConfig, SampleConfig
+from dit.config import DiffusionConfig, EvalConfig, GenerationRequest, ModelConfig, SampleConfig
 from dit.evaluation.classifier import ClassifierArch, SmallClassifier, save_classifier
 from dit.evaluation.evaluate import evaluate
 from dit.sampling import generate_to_file
@@ -103,17 +103,10 @@ def test_tiny_run_counts_evaluations_and_matches_the_sample_and_eval_paths(tmp_p
     # the same configuration through `dit sample`'s file path and `dit eval`: the same FID
     out = tmp_path / "dpm3.npz"
     generate_to_file(
-        SampleConfig(
-            ckpt=str(run.checkpoint),
-            out=str(out),
-            num_samples=n,
-            sampler="dpm++2m",
-            num_sampling_steps=3,
-            cfg_scale=2.0,
-            seed=run.seed,
-            batch_size=8,
-            progress=False,
-        )
+        SampleConfig(ckpt=str(run.checkpoint), out=str(out), progress=False),
+        GenerationRequest(
+            num_samples=n, sampler="dpm++2m", num_sampling_steps=3, cfg_scale=2.0, seed=run.seed, batch_size=8
+        ),
     )
     ev = evaluate(
         EvalConfig(samples=str(out), reference=str(run.reference), features=f"classifier:{run.classifier}", cache=False)

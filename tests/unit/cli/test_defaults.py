@@ -15,6 +15,7 @@ from dit.config import (
     DiffusionConfig,
     EvalConfig,
     ModelConfig,
+    GenerationRequest,
     SampleConfig,
     TrainConfig,
     TrainSamplingConfig,
@@ -28,7 +29,7 @@ REQUIRED = {
 }
 GIVEN = {"ckpt", "data_path", "results_dir", "samples", "reference", "out"}  # the required arguments above
 CONFIGS = {
-    "sample": (SampleConfig,),
+    "sample": (SampleConfig, GenerationRequest),
     "train": (TrainConfig, ModelConfig, TrainSamplingConfig, DiffusionConfig),
     "eval": (EvalConfig,),
     "train-classifier": (ClassifierTrainConfig,),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dit.config import ModelConfig, SampleConfig
+from dit.config import GenerationRequest, ModelConfig
 from dit.diffusion import create_diffusion
 from dit.diffusion import sample
 from dit.errors import UserError
@@ -35,7 +35,7 @@ def tiny_model(in_channels: int = 3, num_classes: int = 3, seed: int = 0, dropou
 
 
 def make_sampler(model=None, **overrides) -> gen.ImageSampler:
-    cfg = SampleConfig(**{"sampler": "ddpm", "num_sampling_steps": 3, "cfg_scale": 2.0, "seed": 5, **overrides})
+    cfg = GenerationRequest(**{"sampler": "ddpm", "num_sampling_steps": 3, "cfg_scale": 2.0, "seed": 5, **overrides})
     return gen.ImageSampler(model or tiny_model(), create_diffusion(""), PixelCodec(), cfg)
 
 
@@ -97,7 +97,7 @@ def test_initial_and_step_noise_come_from_the_per_index_streams():
 def test_guidance_matches_the_models_own_forward_with_cfg(channels):
     """Our guided path vs DiT.forward_with_cfg (the official batched form), 4-channel latents, DDIM."""
     model = tiny_model(in_channels=4)
-    cfg = SampleConfig(sampler="ddim", num_sampling_steps=3, cfg_scale=3.0, guidance_channels=channels, seed=1)
+    cfg = GenerationRequest(sampler="ddim", num_sampling_steps=3, cfg_scale=3.0, guidance_channels=channels, seed=1)
     codec = PixelCodec()
     codec.latent_channels = 4  # latents() never decodes; only the latent shape matters here
     s = gen.ImageSampler(model, create_diffusion(""), codec, cfg)

@@ -6,7 +6,7 @@ Each compares the GPU path with an independent reference: the same model in fp32
 import pytest
 import torch
 
-from dit.config import ModelConfig, SampleConfig
+from dit.config import GenerationRequest, ModelConfig
 from dit.diffusion import create_diffusion
 from dit.models import build_model
 
@@ -101,7 +101,7 @@ def test_guided_ddim_sampling_matches_cpu(no_tf32):
     from dit.sampling import ImageSampler
     from dit.vae import load_codec
 
-    cfg = SampleConfig(sampler="ddim", num_sampling_steps=10, cfg_scale=2.0, seed=0, precision="fp32", progress=False)
+    cfg = GenerationRequest(sampler="ddim", num_sampling_steps=10, cfg_scale=2.0, seed=0, precision="fp32")
     outs = []
     for device in ("cpu", "cuda"):
         sampler = ImageSampler(randomised_model(), create_diffusion(""), load_codec("none"), cfg, device)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dit.cli import train as train_cli
-from dit.config import DiffusionConfig, ModelConfig, SampleConfig, TrainConfig
+from dit.config import DiffusionConfig, GenerationRequest, ModelConfig, TrainConfig
 from dit.diffusion import create_diffusion, training_timesteps
 from dit.diffusion.flow import FlowMatching
 from dit.diffusion.timesteps import logit_normal
@@ -123,22 +123,22 @@ def _tiny(learn_sigma):
 
 def test_each_objective_gets_its_own_default_sampler_and_refuses_the_others():
     codec = load_codec("none")
-    flow = ImageSampler(_tiny(False), FlowMatching(), codec, SampleConfig())
-    assert (flow.cfg.sampler, flow.cfg.num_sampling_steps) == ("heun", 25)
+    flow = ImageSampler(_tiny(False), FlowMatching(), codec, GenerationRequest())
+    assert (flow.request.sampler, flow.request.num_sampling_steps) == ("heun", 25)
     assert flow.settings()["objective"] == "flow"
-    gauss = ImageSampler(_tiny(True), create_diffusion(""), codec, SampleConfig())
-    assert (gauss.cfg.sampler, gauss.cfg.num_sampling_steps) == ("ddpm", 250)
+    gauss = ImageSampler(_tiny(True), create_diffusion(""), codec, GenerationRequest())
+    assert (gauss.request.sampler, gauss.request.num_sampling_steps) == ("ddpm", 250)
     assert "objective" not in gauss.settings() and "time_shift" not in gauss.settings()  # paper cards unchanged
     with pytest.raises(UserError, match="is for a Gaussian-diffusion.*flow-matching.*euler, heun, sde"):
-        ImageSampler(_tiny(False), FlowMatching(), codec, SampleConfig(sampler="dpm++2m"))
+        ImageSampler(_tiny(False), FlowMatching(), codec, GenerationRequest(sampler="dpm++2m"))
     with pytest.raises(UserError, match="is for a flow-matching.*Gaussian-diffusion.*ddpm"):
-        ImageSampler(_tiny(True), create_diffusion(""), codec, SampleConfig(sampler="heun"))
+        ImageSampler(_tiny(True), create_diffusion(""), codec, GenerationRequest(sampler="heun"))
 
 
 def test_flow_image_sampler_rows_do_not_depend_on_the_batch():
     codec = load_codec("none")
     s = ImageSampler(
-        _tiny(False), FlowMatching(), codec, SampleConfig(sampler="sde", num_sampling_steps=4, cfg_scale=2.0)
+        _tiny(False), FlowMatching(), codec, GenerationRequest(sampler="sde", num_sampling_steps=4, cfg_scale=2.0)
     )
     together = s.latents([0, 1, 2], [0, 1, 0])
     alone = s.latents([1], [1])

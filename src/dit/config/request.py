@@ -1,0 +1,148 @@
+"""One generation request: which images, how to draw them, with what numerics, in what form.
+
+:class:`GenerationRequest` is the one description every way of asking for images shares: `dit sample`
+builds it from its flags, ``dit.Pipeline.__call__`` from keyword arguments, `dit serve` from a JSON
+body, the training hooks from their settings. Each field is declared once here (help, flag, choices,
+and the name the Python API and the server use, ``api``); command lines, the server's request model
+and the API's keyword arguments are generated from these fields, and :meth:`GenerationRequest.validate`
+is the one place a request is checked. Below this boundary, samplers and models only assert.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Tuple, get_args
+
+from dit.config.base import DictMixin
+from dit.config.fields import check_choices, flag_of, setting
+from dit.config.sample import SAMPLER_NAMES, GuidanceChannels, Precision
+from dit.errors import UserError
+
+OutputType = Literal["pil", "np", "pt"]
+OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
+API_KEY = "dit.api"  # field metadata: the field's name in the Python API and the server's JSON
+
+
+def _api(name: str) -> dict[str, Any]:
+    return {"metadata": {API_KEY: name}}
+
+
+@dataclass
+class GenerationRequest(DictMixin):
+    """What to draw (classes, how many), how (sampler, steps, its options, guidance), the seed, the
+    numerics and batching, and the form of the result (``output_type``, for the Python API).
+
+    ``sampler``/``num_sampling_steps`` None: the checkpoint objective's default (Gaussian: DDPM 250,
+    the paper's FID; flow: Heun 25). ``num_samples`` None: one image per class label given, else 16.
+    A sampler reads the options it declares (``eta``, ``time_shift``, ``sde_diffusion``; see
+    ``dit.diffusion.registry``), and the protocol card records them.
+    """
+
+    class_labels: Optional[Tuple[int, ...]] = setting(
+        None,
+        help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)",
+        **_api("classes"),
+    )
+    num_samples: Optional[int] = setting(
+        None,
+        aliases=("--num-fid-samples",),
+        help="number of images (default: one per --class-labels entry, else 16)",
+        **_api("num_images"),
+    )
+    sampler: Optional[str] = setting(
+        None,
+        choices=SAMPLER_NAMES,
+        help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
+        "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which",
+    )
+    num_sampling_steps: Optional[int] = setting(
+        None,
+        aliases=("--sampling-steps", "--sample-steps"),
+        help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)",
+        **_api("num_steps"),
+    )
+    cfg_scale: float = setting(1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
+    guidance_channels: GuidanceChannels = setting(
+        "all", help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)"
+    )
+    guidance_interval: Optional[Tuple[int, int]] = setting(
+        None,
+        help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only",
+    )
+    eta: float = setting(0.0, help="DDIM η (0 = deterministic)")
+    time_shift: float = setting(
+        1.0, help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)"
+    )
+    sde_diffusion: float = setting(
+        1.0, help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)"
+    )
+    seed: int = setting(0, aliases=("--global-seed",), help="seed; sample i's noise comes from (seed, i) alone")
+    precision: Precision = setting("fp32", help="autocast precision of the DiT (the VAE decodes in fp32)")
+    batch_size: int = setting(
+        32,
+        aliases=("--per-proc-batch-size",),
+        help="images per forward pass per process (keep it when resuming)",
+    )
+    output_type: OutputType = setting(
+        "pil",
+        cli=False,
+        flag="output_type",  # an API keyword only: errors name it as it is typed
+        help="the Python API's result: a list of PIL images, a uint8 (N, H, W, 3) array, or a float (N, 3, H, W) "
+        "tensor in [0, 1]",
+    )
+
+    def validate(self) -> "GenerationRequest":
+        """One-line errors (naming the flag) for a request no checkpoint can be sampled with; returns self.
+
+        What depends on the checkpoint (which samplers fit it, its classes, whether it can be guided)
+        is checked where it is loaded (``dit.sampling.ImageSampler``).
+        """
+        if self.sampler is not None and self.sampler not in SAMPLER_NAMES:  # said as samplers say it
+            raise UserError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+        check_choices(self)
+        positive = {"num_sampling_steps": ">= 1", "num_samples": "positive", "batch_size": "positive"}
+        for name, words in positive.items():
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{flag(name)} must be {words}, got {value}")
+        if self.guidance_interval is not None and len(self.guidance_interval) != 2:
+            raise UserError(f"--guidance-interval takes two timesteps LOW HIGH, got {list(self.guidance_interval)}")
+        if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+            raise UserError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {self.cfg_scale}")
+        if not 0.0 <= self.eta <= 1.0:  # beyond 1 the DDIM step takes the square root of a negative number
+            raise UserError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {self.eta}")
+        if not (math.isfinite(self.time_shift) and self.time_shift > 0):
+            raise UserError(f"--time-shift must be a positive number (1 = none), got {self.time_shift}")
+        if not (math.isfinite(self.sde_diffusion) and self.sde_diffusion >= 0):
+            raise UserError(f"--sde-diffusion must be a finite number >= 0, got {self.sde_diffusion}")
+        return self
+
+
+def flag(name: str) -> str:
+    """The command-line flag of request field ``name``."""
+    return flag_of(REQUEST_FIELDS[name])
+
+
+def api_name(f: dataclasses.Field) -> str:
+    """The field's name in the Python API and the server's JSON (its own name unless declared)."""
+    return str(f.metadata.get(API_KEY, f.name))
+
+
+REQUEST_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(GenerationRequest)}
+API_FIELDS: dict[str, str] = {api_name(f): f.name for f in dataclasses.fields(GenerationRequest)}
+"""API name → field name (``classes`` → ``class_labels``; most fields keep their name)."""
+
+
+def request_from_api(base: Optional[GenerationRequest] = None, **kwargs: Any) -> GenerationRequest:
+    """``base`` (default: the field defaults) with the given API keyword arguments; UserError names unknown ones.
+
+    Tuples stay tuples (a list of classes or an interval is accepted), so the request compares and
+    records the same however it was built.
+    """
+    unknown = sorted(set(kwargs) - set(API_FIELDS))
+    if unknown:
+        raise UserError(f"unknown generation settings {unknown}; the settings are {', '.join(API_FIELDS)}")
+    changes: dict[str, Any] = {API_FIELDS[k]: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    return dataclasses.replace(base or GenerationRequest(), **changes)
