@@ -9,7 +9,7 @@ safetensors. Files are written atomically by :mod:`dit.runtime.checkpoint`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
@@ -31,7 +31,11 @@ from dit.runtime.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from dit.runtime.revision import git_revision
 from dit.train.ema import EMA
+
+if TYPE_CHECKING:
+    from dit.train.trainer import Trainer
 
 CHECKPOINT_VERSION = 1
 REQUIRED_KEYS = ("model", "ema", "opt", "step", "config")
@@ -187,3 +191,46 @@ def _load_ema_sharded(ema: EMA, full: dict[str, torch.Tensor]) -> None:
                 dst.to_local().copy_(src.to_local())
             else:
                 dst.copy_(src)
+
+
+def write_trainer_checkpoint(trainer: Trainer, path: Path, model_sd: dict, ema_sd: dict, opt_sd: dict) -> None:
+    """The trainer's full state at ``path`` (rank 0) and its EMA weights exported beside it."""
+    t = trainer
+    state = {
+        "model": model_sd,
+        "ema": ema_sd,
+        "ema_updates": t.ema.num_updates,
+        "opt": opt_sd,
+        "scaler": t.scaler.state_dict() if t.scaler is not None else {},
+        "step": t.step,
+        "epoch": t.epoch,
+        "batch_in_epoch": t.batch_in_epoch,
+        "skipped_steps": t.skipped_total,
+        "rng": rng_state(),
+        "config": t.config_dict(),
+        "git": git_revision(),
+    }
+    export_metadata = {
+        "model": t.model_cfg.to_dict(),
+        "diffusion": t.diffusion_cfg.to_dict(),
+        "data": dict(t.source.header),
+        "step": t.step,
+        "ema": {"updates": t.ema.num_updates, "initial_weight": t.ema.schedule.initial_weight(t.ema.num_updates)},
+    }
+    write_training_checkpoint(path, state, ema_sd, export_metadata, t.cfg.keep_last)
+
+
+def restore_trainer(trainer: Trainer, path: Path) -> dict[str, Any]:
+    """Read and check checkpoint ``path`` against the run, restore weights, scaler and RNG; returns its state."""
+    t = trainer
+    state = read_training_checkpoint(path, t.model_cfg.to_dict(), t.cfg.global_batch_size, t.diffusion_cfg.to_dict())
+    saved_train = state["config"].get("train", {})
+    check_resume_settings(path, saved_train, t.cfg)
+    changes = resume_changes(saved_train, t.cfg)
+    if changes:
+        t.logger.info(f"resuming with settings changed from {path}: {', '.join(changes)}")
+    restore_weights(t.model, t.ema, t.opt, state, t.cfg.fsdp)
+    if t.scaler is not None and state.get("scaler"):
+        t.scaler.load_state_dict(state["scaler"])
+    restore_rng(state)
+    return state

@@ -138,3 +138,10 @@ def initialise(model: torch.nn.Module, pretrained: Pretrained) -> tuple[StateDic
         ema_sd[key] = model_sd[key].clone()
     model.load_state_dict(model_sd, strict=True)
     return ema_sd, report
+
+
+def describe(pretrained: Pretrained, report: InitReport) -> str:
+    """The run log's line: where the weights came from and what was re-made."""
+    step = f", step {pretrained.step}" if pretrained.step is not None else ""
+    origin = f"{pretrained.source} ({pretrained.format}{step}, model and EMA weights)"
+    return f"initialised from {origin}: {report.summary()}"

@@ -4,7 +4,8 @@ Recipe (paper §4 / official train.py): AdamW(lr 1e-4, wd 0, betas (0.9, 0.999))
 (optional linear warm-up and cosine decay), EMA 0.9999 of the weights, optional grad-norm
 clipping, uniform t ∈ {0..T−1}, labels dropped to the null class with p = 0.1.
 
-The jobs around the loop live beside it: data order, per-example randomness and the lr schedule
+The jobs around the loop live beside it: data source, model, objective and optimiser in
+:mod:`dit.train.components`; data order, per-example randomness and the lr schedule
 in :mod:`dit.train.schedule` (pure functions); the run folder and resume choice in
 :mod:`dit.train.run_folder`; checkpoint save/load in :mod:`dit.train.checkpointing`; stopping in
 :mod:`dit.train.stopping`; logging in :mod:`dit.train.progress`; the hooks protocol in
@@ -29,8 +30,7 @@ from torch import nn
 
 from dit.config import DiffusionConfig, ModelConfig, TrainConfig
 from dit.config.files import to_toml
-from dit.data import build_source
-from dit.diffusion import build_objective, training_timesteps
+from dit.diffusion import training_timesteps
 from dit.errors import UserError
 from dit.models import build_model
 from dit.runtime.checkpoint import checkpoint_path, remove_stray_temps
@@ -43,12 +43,11 @@ from dit.runtime.distributed import (
     on_main_rank,
     set_tf32,
 )
-from dit.runtime.hardware import resolve_speed
 from dit.runtime.logging import RunLogger
-from dit.runtime.revision import git_revision
 from dit.runtime.run_lock import lock_run_folder
 from dit.train import checkpointing, init_from
 from dit.train.callbacks import TrainCallback, due
+from dit.train.components import build_components, optimizer, resolve_run_speed
 from dit.train.ema import EMA, EMASchedule
 from dit.train.parallelize import parallelize
 from dit.train.progress import BadImageReport, LossWindow, progress_bar
@@ -61,7 +60,6 @@ from dit.train.schedule import (  # noqa: F401  (re-exported: the names tests an
     local_batches,
 )
 from dit.train.stopping import StopSignals, stop_reason
-from dit.vae import load_codec
 
 CHECKPOINT_VERSION = checkpointing.CHECKPOINT_VERSION
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -77,33 +75,6 @@ class TrainResult:
     last_checkpoint: Optional[Path]
     skipped_steps: int
     is_main: bool = True
-
-
-def build_components(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, device):
-    """Data source, model (with input size/channels/classes from the data) and diffusion."""
-    codec = load_codec(cfg.vae, device=device)
-    source = build_source(
-        cfg.data_path,
-        cfg.image_size,
-        codec,
-        num_classes=cfg.num_classes,
-        unconditional=cfg.unconditional,
-        flip=cfg.flip,
-        on_bad_image=cfg.on_bad_image,
-    )
-    c, h, w = source.latent_shape
-    model_cfg = dataclasses.replace(
-        model_cfg,
-        input_size=h if h == w else (h, w),
-        in_channels=c,
-        num_classes=source.num_classes,
-        learn_sigma=diffusion_cfg.learn_sigma,
-    )
-    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only (same on every rank)
-    model = build_model(model_cfg)
-    model_cfg = model.config  # resolved: the sizes of a named model filled in
-    diffusion = build_objective(diffusion_cfg)
-    return source, model, model_cfg, diffusion
 
 
 class Trainer:
@@ -125,12 +96,7 @@ class Trainer:
                 "sample_every/eval_every need their hooks: pass callbacks=dit.evaluation.hooks.training_callbacks(cfg)"
             )
         self.timesteps_from_coins = training_timesteps(diffusion_cfg)  # validates diffusion_cfg
-        # --precision auto / --compile unset: chosen for this machine and recipe (fp32 eager for the
-        # paper recipe everywhere); the run folder and checkpoints record the concrete values. Rank 0
-        # decides (a probe could differ between ranks) and every rank takes its choice.
-        speed = on_main_rank(lambda: resolve_speed(info.device, cfg.precision, cfg.compile, cfg.recipe), info)
-        assert speed is not None  # shared by on_main_rank
-        self.speed = speed
+        self.speed = resolve_run_speed(cfg, info)
         cfg = dataclasses.replace(cfg, precision=self.speed.precision, compile=self.speed.compile)
         self.cfg, self.info, self.diffusion_cfg = cfg, info, diffusion_cfg
         self.device = info.device
@@ -138,16 +104,7 @@ class Trainer:
         # Rank 0 reads (and hashes) the checkpoints once; every rank resumes from its choice or stops with its error.
         self.resume_from, skipped = on_main_rank(lambda: resolve_resume(cfg), info)
         set_tf32(info.device, cfg.tf32)  # the same switch as `dit sample --no-tf32`
-        # Fine-tuning: the source's weights (and its architecture when the run names no size)
-        pretrained = init_from.read_pretrained(cfg.init_from) if cfg.init_from else None
-        if pretrained is not None and model_cfg.name is None and model_cfg.depth is None:
-            model_cfg = init_from.architecture_of(pretrained.config, model_cfg)
-        self.source, model, self.model_cfg, self.diffusion = build_components(
-            cfg, model_cfg, diffusion_cfg, self.device
-        )
-        init_ema, init_report = None, None
-        if pretrained is not None and self.resume_from is None:  # a resumed run has it all in its checkpoint
-            init_ema, init_report = init_from.initialise(model, pretrained)
+        model, pretrained, init_ema, init_report = self._build(cfg, model_cfg, diffusion_cfg)
         if len(self.source.dataset) < cfg.global_batch_size:
             raise UserError(
                 f"the data has {len(self.source.dataset)} examples, fewer than --global-batch-size "
@@ -165,15 +122,7 @@ class Trainer:
         if init_ema is not None:
             checkpointing.load_full_ema(self.ema, init_ema)
         self.params = [p for p in self.train_model.parameters() if p.requires_grad]
-        # Fused AdamW (one kernel over all tensors) measured 3.6x faster than foreach on DiT-S/2 (CPU,
-        # benchmarks/README.md); FSDP2's sharded DTensors keep the foreach implementation.
-        self.opt = torch.optim.AdamW(
-            self.params,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            betas=(cfg.betas[0], cfg.betas[1]),
-            **({"foreach": True} if cfg.fsdp else {"fused": True}),
-        )
+        self.opt = optimizer(self.params, cfg)
         self.amp_dtype = _PRECISIONS[cfg.precision]
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.callbacks: list[TrainCallback] = list(callbacks or [])
@@ -183,11 +132,7 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
         self._report_bad = BadImageReport(self.run_dir / BAD_IMAGE_LOG, self.logger)
         if init_report is not None and pretrained is not None:
-            step = f", step {pretrained.step}" if pretrained.step is not None else ""
-            self.logger.info(
-                f"initialised from {pretrained.source} ({pretrained.format}{step}, model and EMA weights): "
-                f"{init_report.summary()}"
-            )
+            self.logger.info(init_from.describe(pretrained, init_report))
         for path, reason in skipped:
             self.logger.info(f"--resume auto skipped {path}: {reason}")
         if self.resume_from is not None:
@@ -195,6 +140,20 @@ class Trainer:
         if info.is_main:
             for p in remove_stray_temps(ckpt_dir(self.run_dir)):
                 self.logger.info(f"removed {p.name}, left by an interrupted checkpoint write")
+
+    def _build(self, cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig) -> tuple:
+        """Data, model and objective; fine-tuning: the source's weights (and its architecture when the
+        run names no size). Returns the model and (pretrained, its EMA, the report) for fine-tuning."""
+        pretrained = init_from.read_pretrained(cfg.init_from) if cfg.init_from else None
+        if pretrained is not None and model_cfg.name is None and model_cfg.depth is None:
+            model_cfg = init_from.architecture_of(pretrained.config, model_cfg)
+        self.source, model, self.model_cfg, self.diffusion = build_components(
+            cfg, model_cfg, diffusion_cfg, self.device
+        )
+        init_ema, init_report = None, None
+        if pretrained is not None and self.resume_from is None:  # a resumed run has it all in its checkpoint
+            init_ema, init_report = init_from.initialise(model, pretrained)
+        return model, pretrained, init_ema, init_report
 
     @staticmethod
     def _check_config(cfg: TrainConfig, info: DistInfo) -> None:
@@ -236,49 +195,14 @@ class Trainer:
         return path
 
     def _write_checkpoint(self, path: Path, model_sd: dict, ema_sd: dict, opt_sd: dict) -> None:
-        state = {
-            "model": model_sd,
-            "ema": ema_sd,
-            "ema_updates": self.ema.num_updates,
-            "opt": opt_sd,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "skipped_steps": self.skipped_total,
-            "rng": checkpointing.rng_state(),
-            "config": self.config_dict(),
-            "git": git_revision(),
-        }
-        export_metadata = {
-            "model": self.model_cfg.to_dict(),
-            "diffusion": self.diffusion_cfg.to_dict(),
-            "data": dict(self.source.header),
-            "step": self.step,
-            "ema": {
-                "updates": self.ema.num_updates,
-                "initial_weight": self.ema.schedule.initial_weight(self.ema.num_updates),
-            },
-        }
-        checkpointing.write_training_checkpoint(path, state, ema_sd, export_metadata, self.cfg.keep_last)
+        checkpointing.write_trainer_checkpoint(self, path, model_sd, ema_sd, opt_sd)
         self.logger.info(f"saved checkpoint {path}")
 
     def _load(self, path: Path) -> None:
-        state = checkpointing.read_training_checkpoint(
-            path, self.model_cfg.to_dict(), self.cfg.global_batch_size, self.diffusion_cfg.to_dict()
-        )
-        saved_train = state["config"].get("train", {})
-        checkpointing.check_resume_settings(path, saved_train, self.cfg)
-        changes = checkpointing.resume_changes(saved_train, self.cfg)
-        if changes:
-            self.logger.info(f"resuming with settings changed from {path}: {', '.join(changes)}")
-        checkpointing.restore_weights(self.model, self.ema, self.opt, state, self.cfg.fsdp)
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        state = checkpointing.restore_trainer(self, path)
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.skipped_total = int(state.get("skipped_steps", 0))
-        checkpointing.restore_rng(state)
         self.last_checkpoint = path
         self.logger.info(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
 
