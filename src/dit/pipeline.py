@@ -127,7 +127,7 @@ class Pipeline:
 
         The weights stay float32 and the VAE decodes in float32, as ``dit sample --precision`` does.
         """
-        self.device = torch.device(device)
+        self.device = resolve_device(device, what="Pipeline.to device")  # a bad name: one line, nothing moved
         self.loaded.model.to(self.device)
         self.loaded.codec.to(self.device)
         if dtype is not None:

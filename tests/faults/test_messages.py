@@ -80,3 +80,20 @@ def test_an_object_array_npz_is_refused_without_the_unsafe_hint(capsys, tmp_path
     np.savez(bad, arr_0=np.array([{"a": 1}], dtype=object))
     line = assert_refused(capsys, ["eval", bad, good], tmp_path, "could run code when loaded: refused")
     assert not any(w.lower() in line.lower() for w in UNSAFE_ADVICE), line
+
+
+@pytest.mark.parametrize("device, words", [("nonsense", "is not a device"), ("cuda:99", "cuda")])
+def test_pipeline_to_an_unknown_device_is_one_line_and_moves_nothing(tmp_path, device, words):
+    import torch
+
+    from dit.errors import UserError
+    from dit.pipeline import Pipeline
+    from tests.helpers.sample import trained_run
+
+    pipe = Pipeline.from_pretrained(trained_run(tmp_path), device="cpu")
+    if device.startswith("cuda") and torch.cuda.device_count() > 99:
+        pytest.skip("this machine has a GPU 99")
+    with pytest.raises(UserError, match=f"Pipeline.to device '{device}'") as e:
+        pipe.to(device)
+    assert words in str(e.value) and "\n" not in str(e.value) and "--device" not in str(e.value)
+    assert pipe.device == torch.device("cpu")

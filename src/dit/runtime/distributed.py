@@ -52,26 +52,28 @@ def set_tf32(device: torch.device, enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = bool(enabled)
 
 
-def resolve_device(spec: str | torch.device | None = None) -> torch.device:
+def resolve_device(spec: str | torch.device | None = None, what: str = "--device") -> torch.device:
     """The ``--device`` a user asked for, checked: None → CUDA when available, else CPU.
 
     An unknown name, or CUDA on a machine without it, is a one-line ``UserError`` rather than
-    a traceback from deep inside torch (or a silent fall-back to the CPU).
+    a traceback from deep inside torch (or a silent fall-back to the CPU). ``what`` names the setting
+    in the message: the flag for the command line, the argument for the Python API.
     """
     if spec is None or spec == "":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(spec)
     except (RuntimeError, TypeError, ValueError):
-        raise UserError(f"--device {spec!r} is not a device; use cpu or cuda (cuda:N for GPU N)") from None
+        raise UserError(f"{what} {spec!r} is not a device; use cpu or cuda (cuda:N for GPU N)") from None
     if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {spec!r}: only cpu and cuda are supported; use one of those")
+        raise UserError(f"{what} {spec!r}: only cpu and cuda are supported; use one of those")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {spec!r} but no CUDA device is available here; pass --device cpu")
+            cpu = f"{what} cpu" if what.startswith("--") else "'cpu'"
+            raise UserError(f"{what} {spec!r} but no CUDA device is available here; pass {cpu}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UserError(
-                f"--device {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; pick one below"
+                f"{what} {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; pick one below"
             )
     return dev
 
