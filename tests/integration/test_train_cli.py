@@ -43,9 +43,11 @@ def test_trains_end_to_end_and_loss_falls(data, tmp_path):
     assert info["config"]["train"]["max_steps"] == 40 and info["git"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "0000020.ema.safetensors",
+        "0000020.ema.safetensors.sha256",
         "0000020.pt",
         "0000020.pt.sha256",
         "0000040.ema.safetensors",
+        "0000040.ema.safetensors.sha256",
         "0000040.pt",
         "0000040.pt.sha256",
     ]

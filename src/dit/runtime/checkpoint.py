@@ -231,12 +231,12 @@ def latest_checkpoint(directory: str | os.PathLike) -> Optional[Path]:
 
 
 def prune_checkpoints(directory: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints (with their checksums and EMA exports); 0 keeps all."""
+    """Delete all but the newest ``keep_last`` checkpoints (with their EMA exports and both checksums); 0 keeps all."""
     if keep_last <= 0:
         return []
     removed = []
     for p in list_checkpoints(directory)[:-keep_last]:
-        for q in (p, checksum_path(p), ema_export_path(p)):
+        for q in (p, checksum_path(p), ema_export_path(p), checksum_path(ema_export_path(p))):
             try:
                 q.unlink()
                 removed.append(q)

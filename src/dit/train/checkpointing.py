@@ -30,6 +30,7 @@ from dit.runtime.checkpoint import (
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
+    write_checksum,
 )
 from dit.runtime.revision import git_revision
 from dit.train.ema import EMA
@@ -65,7 +66,7 @@ def write_training_checkpoint(
 ) -> None:
     """Write ``state`` to ``path``, the EMA weights beside it as safetensors, then prune old checkpoints."""
     save_checkpoint({"version": CHECKPOINT_VERSION, **state}, path)
-    export_safetensors(ema_sd, ema_export_path(path), metadata=export_metadata)
+    write_checksum(export_safetensors(ema_sd, ema_export_path(path), metadata=export_metadata))
     prune_checkpoints(path.parent, keep_last)
 
 

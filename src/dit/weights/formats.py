@@ -32,6 +32,7 @@ import torch
 
 from dit.config import ModelConfig
 from dit.errors import UserError
+from dit.runtime.checkpoint import checksum_problem
 from dit.runtime.file_kind import TORCH_KINDS, why_unreadable
 from dit.models.dit import DiT
 from dit.models.registry import build_model, resolve
@@ -209,6 +210,9 @@ def read_weights(path: str | Path, weights: str = "ema") -> RawWeights:
     kind = detect_format(p)
     if kind == "diffusers":
         return _read_diffusers(p)
+    problem = checksum_problem(p)  # training writes <file>.sha256 beside its .pt and .ema.safetensors
+    if problem is not None:
+        raise UserError(f"weights file {p} is damaged: {problem}; use another checkpoint")
     if kind == "safetensors":
         sd, raw_meta = _read_safetensors(p)
         meta = _meta_json(raw_meta)

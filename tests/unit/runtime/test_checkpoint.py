@@ -57,18 +57,20 @@ def test_latest_is_by_step_not_mtime_or_size(tmp_path):
 def test_prune_keeps_newest_k_with_their_checksums_and_ema_exports(tmp_path):
     for s in (1, 2, 3, 4):
         p = ck.save_checkpoint(_state(s), ck.checkpoint_path(tmp_path, s))
-        ck.export_safetensors({"w": torch.ones(2)}, ck.ema_export_path(p))
+        ck.write_checksum(ck.export_safetensors({"w": torch.ones(2)}, ck.ema_export_path(p)))
     ck.prune_checkpoints(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "0000003.ema.safetensors",
+        "0000003.ema.safetensors.sha256",
         "0000003.pt",
         "0000003.pt.sha256",
         "0000004.ema.safetensors",
+        "0000004.ema.safetensors.sha256",
         "0000004.pt",
         "0000004.pt.sha256",
     ]
     ck.prune_checkpoints(tmp_path, 0)  # 0 keeps all
-    assert len(list(tmp_path.iterdir())) == 6
+    assert len(list(tmp_path.iterdir())) == 8
 
 
 def test_truncated_and_foreign_files_raise_user_error(tmp_path):
