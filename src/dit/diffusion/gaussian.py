@@ -85,12 +85,12 @@ def draw_noise(shape: Sequence[int], generator: Generator, device=None, dtype=to
 
 
 def progress_bar(iterable, enabled: bool, desc: str):
-    """``iterable`` wrapped in a tqdm bar when ``enabled`` (tqdm imported only then)."""
+    """``iterable`` with progress when ``enabled`` (a bar on a terminal, log lines elsewhere)."""
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
+    from dit.runtime.progress import progress
 
-    return tqdm(iterable, desc=desc)
+    return progress(iterable, desc=desc, unit="step")
 
 
 class GaussianDiffusion:

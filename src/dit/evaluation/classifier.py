@@ -175,9 +175,9 @@ def train_classifier(cfg, progress: bool = False) -> dict:
     y_all = torch.from_numpy(labels[tr])
     bar = None
     if progress:
-        from tqdm import tqdm
+        from dit.runtime.progress import progress as with_progress
 
-        bar = tqdm(range(cfg.epochs), desc="train-classifier", unit="epoch")
+        bar = with_progress(range(cfg.epochs), desc="train-classifier", unit="epoch")
     for _ in bar if bar is not None else range(cfg.epochs):
         model.train()
         for idx in torch.randperm(len(tr), generator=g).split(cfg.batch_size):

@@ -57,9 +57,9 @@ class FeatureExtractor:
         """Like :meth:`features` for an iterable of uint8 (B, H, W, 3) batches (streamed files)."""
         out: dict[str, list[np.ndarray]] = {}
         if progress:
-            from tqdm import tqdm
+            from dit.runtime.progress import progress as with_progress
 
-            batches = tqdm(batches, total=total, desc=f"features ({self.name})", unit="batch")
+            batches = with_progress(batches, total=total, desc=f"features ({self.name})", unit="batch")
         for images in batches:
             if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
                 raise UserError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")

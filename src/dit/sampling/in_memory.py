@@ -38,6 +38,6 @@ def generate_images(
 def progress_bar(items, enabled: bool, desc: str):
     if not enabled:
         return items
-    from tqdm import tqdm
+    from dit.runtime.progress import progress
 
-    return tqdm(items, desc=desc, unit="batch", dynamic_ncols=True)
+    return progress(items, desc=desc, unit="batch")

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from tqdm import tqdm
 
 from dit.data.image_folder import read_bad_image_log
 from dit.runtime.distributed import DistInfo, all_reduce_mean
 from dit.runtime.logging import RunLogger
+from dit.runtime.progress import progress
 
 
-def progress_bar(total: Optional[int], initial: int, enabled: bool) -> tqdm:
-    """The ``train`` progress bar (rank 0 only)."""
-    return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc="train")
+def progress_bar(total: Optional[int], initial: int, enabled: bool) -> Any:
+    """The ``train`` progress (rank 0 only): a bar on a terminal, a log line every so often elsewhere."""
+    return progress(total=total, initial=initial, enabled=enabled, desc="train", unit="step")
 
 
 class LossWindow:
