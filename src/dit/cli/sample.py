@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import get_args
 
-from dit.cli.argtypes import non_negative_float, positive_float, positive_int
-from dit.config import GUIDANCE_CHANNELS, PRECISIONS, SAMPLER_NAMES, GenerationRequest, SampleConfig, WeightsChoice
+from dit.cli.argtypes import positive_int
+from dit.cli.flags import add_fields, from_args
+from dit.config import GenerationRequest, SampleConfig, WeightsChoice
+from dit.config.sample import DRAW
 
 _C = SampleConfig()  # the flags' defaults: each setting is defined once, in dit.config
-_R = GenerationRequest()
 
 HELP = (
     "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs "
@@ -57,74 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(default: the one recorded in the checkpoint; mse for official files, as the official sample.py)",
     )
 
-    s = p.add_argument_group("what to draw")
-    s.add_argument(
-        "--num-samples",
-        "--num-fid-samples",
-        type=positive_int,
-        default=None,
-        help="number of images (default: one per --class-labels entry, else 16)",
-    )
-    s.add_argument(
-        "--class-labels",
-        type=int,
-        nargs="+",
-        default=None,
-        help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)",
-    )
-    s.add_argument(
-        "--sampler",
-        choices=SAMPLER_NAMES,
-        default=None,
-        help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
-        "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which",
-    )
-    s.add_argument(
-        "--num-sampling-steps",
-        "--sampling-steps",
-        "--sample-steps",
-        dest="num_sampling_steps",
-        type=positive_int,
-        default=None,
-        help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)",
-    )
-    s.add_argument(
-        "--cfg-scale",
-        type=non_negative_float,
-        default=_R.cfg_scale,
-        help="classifier-free guidance scale (1 = off; paper FID: 1.5)",
-    )
-    s.add_argument(
-        "--guidance-channels",
-        choices=GUIDANCE_CHANNELS,
-        default=_R.guidance_channels,
-        help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)",
-    )
-    s.add_argument(
-        "--guidance-interval",
-        type=int,
-        nargs=2,
-        metavar=("LO", "HI"),
-        default=None,
-        help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only",
-    )
-    s.add_argument("--eta", type=non_negative_float, default=_R.eta, help="DDIM η (0 = deterministic)")
-    s.add_argument(
-        "--time-shift",
-        type=positive_float,
-        default=_R.time_shift,
-        help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)",
-    )
-    s.add_argument(
-        "--sde-diffusion",
-        type=non_negative_float,
-        default=_R.sde_diffusion,
-        help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)",
-    )
-    s.add_argument(
-        "--seed", "--global-seed", type=int, default=_R.seed, help="seed; sample i's noise comes from (seed, i) alone"
-    )
-
+    p.add_argument_group(DRAW)
     o = p.add_argument_group("output and speed")
     o.add_argument(
         "--out",
@@ -139,19 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the official sample_ddp.py's name for --out DIR/ (one PNG per sample)",
     )
     o.add_argument(
-        "--batch-size",
-        "--per-proc-batch-size",
-        type=positive_int,
-        default=_R.batch_size,
-        help="images per forward pass per process (keep it when resuming)",
-    )
-    o.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=_R.precision,
-        help="autocast precision of the DiT (the VAE decodes in fp32)",
-    )
-    o.add_argument(
         "--tf32",
         action=argparse.BooleanOptionalAction,
         default=_C.tf32,
@@ -161,6 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     o.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")
     o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_fields(p, GenerationRequest)  # what to draw and how: every flag from its GenerationRequest field
 
 
 def _folder(text: str) -> str:
@@ -170,7 +92,6 @@ def _folder(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from dit.config.request import REQUEST_FIELDS
     from dit.errors import UserError
 
     if not args.out:
@@ -182,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         return tuple(v) if isinstance(v, list) else v
 
     cfg = SampleConfig(**{f.name: value(f.name) for f in dataclasses.fields(SampleConfig)})
-    request = GenerationRequest(**{name: value(name) for name in REQUEST_FIELDS if hasattr(args, name)})
+    request = from_args(GenerationRequest, args)
     out = generate_to_file(cfg, request, keep_shards=args.keep_shards)
     import os
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Tuple, get_args
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_choices, flag_of, setting
-from dit.config.sample import SAMPLER_NAMES, GuidanceChannels, Precision
+from dit.config.fields import check_settings, flag_of, setting
+from dit.config.sample import DRAW, OUTPUT, SAMPLER_NAMES, GuidanceChannels, Precision
 from dit.errors import UserError
 
 OutputType = Literal["pil", "np", "pt"]
@@ -43,12 +43,15 @@ class GenerationRequest(DictMixin):
     class_labels: Optional[Tuple[int, ...]] = setting(
         None,
         help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)",
+        group=DRAW,
         **_api("classes"),
     )
     num_samples: Optional[int] = setting(
         None,
         aliases=("--num-fid-samples",),
         help="number of images (default: one per --class-labels entry, else 16)",
+        group=DRAW,
+        bound=">0",
         **_api("num_images"),
     )
     sampler: Optional[str] = setting(
@@ -56,34 +59,51 @@ class GenerationRequest(DictMixin):
         choices=SAMPLER_NAMES,
         help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
         "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which",
+        group=DRAW,
     )
     num_sampling_steps: Optional[int] = setting(
         None,
-        aliases=("--sampling-steps", "--sample-steps"),
         help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)",
+        group=DRAW,
+        bound=">0",
         **_api("num_steps"),
     )
-    cfg_scale: float = setting(1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)")
+    cfg_scale: float = setting(
+        1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)", group=DRAW, bound=">=0"
+    )
     guidance_channels: GuidanceChannels = setting(
-        "all", help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)"
+        "all",
+        help="guide all ε channels (standard) or the first 3 only (official DiT, needed to match FID 2.27)",
+        group=DRAW,
     )
     guidance_interval: Optional[Tuple[int, int]] = setting(
         None,
         help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only",
+        group=DRAW,
     )
-    eta: float = setting(0.0, help="DDIM η (0 = deterministic)")
+    eta: float = setting(0.0, help="DDIM η (0 = deterministic)", group=DRAW, bound=">=0")
     time_shift: float = setting(
-        1.0, help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)"
+        1.0,
+        help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)",
+        group=DRAW,
+        bound=">0",
     )
     sde_diffusion: float = setting(
-        1.0, help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)"
+        1.0,
+        help="flow sampler sde: diffusion coefficient g(t)² = c·t of the reverse SDE (0 = the ODE)",
+        group=DRAW,
+        bound=">=0",
     )
-    seed: int = setting(0, aliases=("--global-seed",), help="seed; sample i's noise comes from (seed, i) alone")
-    precision: Precision = setting("fp32", help="autocast precision of the DiT (the VAE decodes in fp32)")
+    seed: int = setting(
+        0, help="seed; sample i's noise comes from (seed, i) alone", aliases=("--global-seed",), group=DRAW
+    )
+    precision: Precision = setting("fp32", help="autocast precision of the DiT (the VAE decodes in fp32)", group=OUTPUT)
     batch_size: int = setting(
         32,
         aliases=("--per-proc-batch-size",),
         help="images per forward pass per process (keep it when resuming)",
+        group=OUTPUT,
+        bound=">0",
     )
     output_type: OutputType = setting(
         "pil",
@@ -101,7 +121,6 @@ class GenerationRequest(DictMixin):
         """
         if self.sampler is not None and self.sampler not in SAMPLER_NAMES:  # said as samplers say it
             raise UserError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
-        check_choices(self)
         positive = {"num_sampling_steps": ">= 1", "num_samples": "positive", "batch_size": "positive"}
         for name, words in positive.items():
             value = getattr(self, name)
@@ -117,6 +136,7 @@ class GenerationRequest(DictMixin):
             raise UserError(f"--time-shift must be a positive number (1 = none), got {self.time_shift}")
         if not (math.isfinite(self.sde_diffusion) and self.sde_diffusion >= 0):
             raise UserError(f"--sde-diffusion must be a finite number >= 0, got {self.sde_diffusion}")
+        check_settings(self)  # the remaining choices and bounds, in the generic words
         return self
 
 

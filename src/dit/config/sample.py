@@ -32,6 +32,9 @@ WeightsChoice = Literal["ema", "model"]
 # so that command lines list them without importing torch (tests/unit/cli/test_help.py keeps them equal).
 SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++2m-time", "dpm++2m-karras", "euler", "heun", "sde")
 
+# --help sections of `dit sample`
+WEIGHTS, DRAW, OUTPUT = "weights", "what to draw", "output and speed"
+
 
 @dataclass
 class SampleConfig(DictMixin):
