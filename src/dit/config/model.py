@@ -80,6 +80,11 @@ class ModelConfig(DictMixin):
     long_skip: bool = setting(
         False, help="U-ViT long skips: block i's output feeds block depth-1-i (concat + linear)", group=GROUP
     )
+    # A second time input, the interval t − r of MeanFlow's average velocity u(z_t, r, t): its own
+    # timestep embedding, zero-initialised and added to t's (set by the trainer for --objective meanflow)
+    interval_embedding: bool = setting(
+        False, help="MeanFlow's interval embedding (set by --objective meanflow)", cli=False
+    )
 
     def sizes(self) -> ModelSizes:
         """The size fields, which a resolved config (``dit.models.registry.resolve``) always has."""
@@ -101,4 +106,11 @@ class ModelConfig(DictMixin):
         return self
 
 
-BLOCK_OPTIONS = ("norm", "qk_norm", "mlp", "rope", "long_skip")  # ModelConfig fields beyond the paper's DiT
+BLOCK_OPTIONS = (
+    "norm",
+    "qk_norm",
+    "mlp",
+    "rope",
+    "long_skip",
+    "interval_embedding",
+)  # ModelConfig fields beyond the paper's DiT

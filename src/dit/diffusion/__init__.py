@@ -1,7 +1,8 @@
 """Gaussian diffusion and flow matching, their samplers and classifier-free guidance.
 
 ``build_objective(DiffusionConfig)`` gives the training object of either objective (Gaussian:
-DDPM / Improved DDPM / ADM as in DiT; flow: SiT's linear interpolant, :mod:`.flow`);
+DDPM / Improved DDPM / ADM as in DiT; flow: SiT's linear interpolant, :mod:`.flow`; meanflow:
+average velocities, :mod:`.meanflow`);
 ``create_diffusion`` has the official DiT signature; :mod:`.registry` holds every sampler of both
 objectives (DDPM, DDIM, DPM-Solver++; Euler, Heun, SDE) over one denoiser interface
 (:mod:`.denoiser`), and ``sample`` is its functional entry; ``guidance.guided_model_fn`` wraps a
@@ -15,6 +16,7 @@ from typing import Callable, Optional, Sequence, Union
 from dit.config import PREDICTION_TYPES, DiffusionConfig
 from dit.diffusion.flow import FlowMatching
 from dit.diffusion.gaussian import GaussianDiffusion, LossType, ModelMeanType, ModelVarType
+from dit.diffusion.meanflow import IntervalTimes, MeanFlow
 from dit.diffusion.respace import SpacedDiffusion
 from dit.diffusion.schedules import get_named_beta_schedule, space_timesteps
 from dit.diffusion.timesteps import continuous_map, discrete_map
@@ -72,6 +74,10 @@ def build_objective(cfg: DiffusionConfig, timestep_respacing: Optional[str] = No
     cfg.validate()
     if cfg.objective == "flow":
         return FlowMatching(prediction=cfg.prediction_type or "v")
+    if cfg.objective == "meanflow":
+        return MeanFlow(
+            cfg.prediction_type or "v", cfg.meanflow_guidance, cfg.meanflow_adaptive_power, cfg.meanflow_adaptive_c
+        )
     kwargs = cfg.diffusion_kwargs()
     if timestep_respacing is not None:
         kwargs["timestep_respacing"] = timestep_respacing
@@ -85,6 +91,10 @@ def training_timesteps(cfg: DiffusionConfig) -> Callable:
     if cfg.objective == "flow":
         cont = continuous_map(cfg.timestep_sampling, cfg.logit_normal_mean, cfg.logit_normal_std)
         return lambda u: cont(u).float()
+    if cfg.objective == "meanflow":  # three coins per example → (t, r) (n, 2)
+        return IntervalTimes(
+            continuous_map(cfg.timestep_sampling, cfg.logit_normal_mean, cfg.logit_normal_std), cfg.meanflow_share
+        )
     return discrete_map(cfg.timestep_sampling, cfg.diffusion_steps, cfg.logit_normal_mean, cfg.logit_normal_std)
 
 

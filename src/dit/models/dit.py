@@ -80,6 +80,7 @@ class DiT(nn.Module):
         mlp: MlpType = "gelu",
         rope: bool = False,
         long_skip: bool = False,
+        interval_embedding: bool = False,
     ):
         super().__init__()
         h, w = as_hw(input_size)
@@ -113,12 +114,15 @@ class DiT(nn.Module):
             mlp=mlp,
             rope=bool(rope),
             long_skip=bool(long_skip),
+            interval_embedding=bool(interval_embedding),
         )
         self.config.validate()
         self.rope = bool(rope)
 
         self._build_modules(self.config)
         self.initialize_weights()
+        # Built after the paper's initialisation, so every other weight is drawn exactly as without it.
+        self.interval_embedder = self._interval_embedder(hidden_size) if interval_embedding else None
 
     def _build_modules(self, c: ModelConfig) -> None:
         """Every submodule, in the official order (the state dict's key order and the init's RNG order)."""
@@ -137,6 +141,17 @@ class DiT(nn.Module):
         skips = [nn.Linear(2 * width, width) for _ in range(depth // 2)] if c.long_skip else None
         self.skip_linears = nn.ModuleList(skips) if skips is not None else None
         self.final_layer = FinalLayer(width, patch, self.out_channels, c.norm)
+
+    @staticmethod
+    def _interval_embedder(hidden_size: int) -> TimestepEmbedder:
+        """MeanFlow's second time input (the interval t − r): t's embedder design, its output layer
+        zero-initialised so that the model starts as the instantaneous-velocity model it extends."""
+        emb = TimestepEmbedder(hidden_size)
+        nn.init.normal_(linear_at(emb.mlp, 0).weight, std=0.02)
+        nn.init.zeros_(linear_at(emb.mlp, 0).bias)
+        nn.init.zeros_(linear_at(emb.mlp, 2).weight)
+        nn.init.zeros_(linear_at(emb.mlp, 2).bias)
+        return emb
 
     # ------------------------------------------------------------------ initialisation
     def initialize_weights(self) -> None:
@@ -218,20 +233,28 @@ class DiT(nn.Module):
         t: torch.Tensor,
         y: Optional[torch.Tensor] = None,
         drop_mask: Optional[torch.Tensor] = None,
+        interval: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Predict (N, C_out, H, W) from noisy x (N, C, H, W), timesteps t (N,) and labels y (N,).
 
         t may be int or float (a scalar is broadcast). y is ignored by unconditional models
         (num_classes=0); ``y=None`` on a conditional model means the null class. In training mode labels are dropped
         to the null class with probability ``class_dropout_prob`` (torch.rand), unless the caller passes
-        ``drop_mask`` (bool (N,)), which is then used as is, in any mode.
+        ``drop_mask`` (bool (N,)), which is then used as is, in any mode. ``interval`` (N,) or scalar, in
+        t's units: MeanFlow's t − r, for a model built with ``interval_embedding`` (None: 0, r = t).
         """
         self._check_input(x)
         n = x.shape[0]
         t = torch.as_tensor(t, device=x.device)
         t = t.expand(n) if t.dim() == 0 else t  # (N,)
         x = self.x_embedder(x) + self.pos_embed  # (N, T, D)
-        cond = [self.t_embedder(t)]  # [(N, D)]
+        t_emb = self.t_embedder(t)  # (N, D)
+        if self.interval_embedder is not None:
+            h = torch.zeros_like(t) if interval is None else torch.as_tensor(interval, device=x.device).expand(n)
+            t_emb = t_emb + self.interval_embedder(h)  # (N, D)
+        elif interval is not None:
+            raise UserError("this model has no interval embedding (it was not trained with --objective meanflow)")
+        cond = [t_emb]  # [(N, D)]
         if self.y_embedder is not None:
             labels = self._labels(y, n, x.device)  # (N,)
             cond.append(self.y_embedder(labels, self.training, force_drop_ids=drop_mask))  # (N, D)

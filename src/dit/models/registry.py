@@ -95,6 +95,7 @@ def build_model(cfg: ModelConfig) -> DiT:
         mlp=r.mlp,
         rope=r.rope,
         long_skip=r.long_skip,
+        interval_embedding=r.interval_embedding,
     )
     model.config.name = r.name
     return model

@@ -35,6 +35,7 @@ def build_components(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: Di
         in_channels=c,
         num_classes=source.num_classes,
         learn_sigma=diffusion_cfg.learn_sigma,
+        interval_embedding=diffusion_cfg.objective == "meanflow",
     )
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only (same on every rank)
     model = build_model(model_cfg)

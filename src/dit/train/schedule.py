@@ -40,7 +40,7 @@ class StepRandomness:
     """One rank's random draws for one step (rows = its local examples)."""
 
     noise: torch.Tensor  # (n, C, h, w)
-    t: torch.Tensor  # (n,) int64 (Gaussian) or float32 in [0, 1] (flow)
+    t: torch.Tensor  # (n,) int64 (Gaussian) or float32 in [0, 1] (flow); (n, 2) = (t, r) for meanflow
     drop_mask: torch.Tensor  # (n,) bool
     flip_mask: torch.Tensor  # (n,) bool
     posterior_gens: list[torch.Generator]
@@ -69,11 +69,16 @@ def draw_step_randomness(
     """
     local = global_batch // world
     slots = [step * global_batch + rank * local + j for j in range(local)]
-    coins = rng.rand_rows((local, 3), rng.example_generators(seed, slots, rng.TIMESTEP), dtype=torch.float64)
+    # A map that needs k > 1 time coins (MeanFlow's (t, r)) says so in ``coins``; its extra coins
+    # follow the three of every objective in the example's stream.
+    k = int(getattr(timesteps_from_coins, "coins", 1))
+    coins = rng.rand_rows((local, 2 + k), rng.example_generators(seed, slots, rng.TIMESTEP), dtype=torch.float64)
     if timesteps_from_coins is None:
         t = (coins[:, 0] * num_timesteps).long().clamp_(max=num_timesteps - 1)  # (n,) uniform over 0..T-1
-    else:
+    elif k == 1:
         t = timesteps_from_coins(coins[:, 0])  # (n,) int64 (Gaussian) or float in [0, 1] (flow)
+    else:
+        t = timesteps_from_coins(torch.cat([coins[:, :1], coins[:, 3:]], dim=1))  # (n, 2): (t, r) for meanflow
     drop = coins[:, 1] < drop_prob  # (n,)
     flip_mask = (coins[:, 2] < 0.5) & flip  # (n,)
     noise = rng.randn_rows((local, *latent_shape), rng.example_generators(seed, slots, rng.NOISE, device))
