@@ -184,9 +184,11 @@ def test_options_round_trip_through_config_and_build_model():
         depth=4,
         num_heads=2,
         **ALL_ON,
+        interval_embedding=True,  # MeanFlow's second time input
     )
     m = build_model(ModelConfig.from_dict(cfg.to_dict()))
-    assert m.config.options() == ALL_ON and set(ALL_ON) == set(BLOCK_OPTIONS)
+    every = {**ALL_ON, "interval_embedding": True}
+    assert m.config.options() == every and set(every) == set(BLOCK_OPTIONS)
     with pytest.raises(UserError):
         build_model(ModelConfig(name="DiT-S/8", norm="batch"))
     with pytest.raises(UserError, match="divisible by 4"):
