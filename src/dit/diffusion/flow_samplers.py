@@ -39,7 +39,7 @@ import torch
 
 from dit.diffusion.denoiser import Callback, Denoiser
 from dit.diffusion.flow import TIME_SCALE, score_from_velocity, x0_from_velocity
-from dit.diffusion.gaussian import Generator, draw_noise, progress_bar
+from dit.diffusion.noise import Generator, draw_noise, progress_bar
 
 DEFAULT_STEPS = 25
 """Steps of a flow sampler when none are given: Heun's 25 are 50 model calls."""

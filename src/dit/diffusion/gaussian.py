@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
 
 from dit.diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
-from dit.runtime.rng import randn_rows
-
-Generator = Union[None, torch.Generator, Sequence[torch.Generator]]
+from dit.diffusion.noise import Generator, draw_noise, progress_bar
 
 
 class ModelMeanType(enum.Enum):
@@ -69,28 +67,6 @@ def extract(arr: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Ten
         copies[key] = arr.to(dtype=like.dtype).to(like.device)
     out = copies[key][t.to(like.device).long()]  # (N,)
     return out.view(-1, *([1] * (like.ndim - 1)))
-
-
-def draw_noise(shape: Sequence[int], generator: Generator, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Standard normal noise from nothing, one generator, or one generator per batch row.
-
-    With a list of generators, row i comes from generator i only, so a sample's trajectory
-    does not depend on the batch (or process) it is drawn in.
-    """
-    if generator is None:
-        return torch.randn(*shape, device=device, dtype=dtype)
-    if isinstance(generator, torch.Generator):
-        return torch.randn(*shape, generator=generator, device=generator.device, dtype=dtype).to(device)
-    return randn_rows(shape, list(generator), device=device, dtype=dtype)
-
-
-def progress_bar(iterable, enabled: bool, desc: str):
-    """``iterable`` with progress when ``enabled`` (a bar on a terminal, log lines elsewhere)."""
-    if not enabled:
-        return iterable
-    from dit.runtime.progress import progress
-
-    return progress(iterable, desc=desc, unit="step")
 
 
 class GaussianDiffusion:

@@ -26,7 +26,7 @@ import torch
 
 from dit.diffusion import flow_samplers, samplers
 from dit.diffusion.denoiser import Callback, Denoiser
-from dit.diffusion.gaussian import Generator, draw_noise
+from dit.diffusion.noise import Generator, draw_noise
 from dit.errors import UserError
 
 _COMMON = {"generator", "callback", "progress"}

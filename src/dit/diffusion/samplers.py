@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from dit.diffusion.denoiser import Callback, Denoiser
-from dit.diffusion.gaussian import GaussianDiffusion, Generator, ModelMeanType, progress_bar
+from dit.diffusion.gaussian import GaussianDiffusion, ModelMeanType
+from dit.diffusion.noise import Generator, progress_bar
 from dit.diffusion.respace import SpacedDiffusion
 from dit.diffusion.schedules import space_timesteps
 from dit.errors import UserError
