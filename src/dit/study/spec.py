@@ -31,7 +31,7 @@ BUDGET_KINDS = ("steps", "images", "flops", "minutes")
 GRID_AXES = ("models", "patch_sizes", "blocks", "recipes", "seeds")
 DIGITS = "digits"  # the bundled digits: the study exports them and trains its own evaluation classifier
 # The recipe's own fast sampler (as `dit demo`): Heun for the flow model, DPM-Solver++(2M) for the ε-model.
-DEFAULT_SAMPLERS = {"fast": "heun", "paper": "dpm++2m"}
+RECIPE_SAMPLER = {"fast": "heun", "paper": "dpm++2m"}
 _CUSTOM = re.compile(r"^d(\d+)-w(\d+)-h(\d+)$")
 
 
@@ -200,7 +200,7 @@ class StudySpec:
         return self.image_size if self.vae == "none" else self.image_size // VAE_DOWNSAMPLE
 
     def sampler_for(self, recipe: str) -> str:
-        return self.sampler or DEFAULT_SAMPLERS[recipe]
+        return self.sampler or RECIPE_SAMPLER[recipe]
 
     def sub_grids(self) -> list[SubGrid]:
         """The sub-grids (one named "main" from the top-level axes when there are no [[grid]] tables)."""
