@@ -34,7 +34,7 @@ SHORT = [
     "30",
     "--grid-per-class",
     "2",
-    "--sampling-steps",
+    "--num-sampling-steps",
     "4",
     "--strip-frames",
     "4",

@@ -112,6 +112,32 @@ def _parser(tp: Any, bound: Optional[str], optional: bool) -> Callable[[str], An
     return parse
 
 
+def add_alias(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    name: str,
+    flag: str,
+    *,
+    parse: Callable[[str], Any],
+    metavar: str,
+    note: str,
+) -> None:
+    """Another spelling of setting ``name`` of ``cls`` whose text ``parse`` reads (the official ``--sample-dir DIR``
+    for ``--out DIR/``); listed beside the setting's own flag."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    s = info(cls, f)
+    target = next((g for g in parser._action_groups if g.title == s.group), parser)
+    target.add_argument(
+        flag,
+        dest=name,
+        type=parse,
+        action=_Recording,
+        default=argparse.SUPPRESS,
+        metavar=metavar,
+        help=f"{s.flag} {note}",
+    )
+
+
 def from_args(cls: type, args: argparse.Namespace, base: Any = None) -> Any:
     """``base`` (default: ``cls()``) with the value of every flag of ``cls`` that was given."""
     names = {f.name for f, _ in fields_of(cls)}

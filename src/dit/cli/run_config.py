@@ -21,15 +21,17 @@ Sections = Mapping[str, type]
 Configs = dict[str, Any]
 
 
-def add_config_flags(p: argparse.ArgumentParser, tables: str) -> None:
+def add_config_flags(p: argparse.ArgumentParser, sections: Sections) -> None:
     """``--config`` and ``--print-config`` (hand-written: they choose where settings come from, not one setting)."""
     g = p.add_argument_group("config file")
+    tables = ", ".join(f"[{s}]" for s in sections)
+    presets = ", ".join(preset_names(sections)) or "none yet"
     g.add_argument(
         "--config",
         metavar="FILE_OR_PRESET",
         default=None,
-        help=f"TOML settings ({tables} tables; a run folder's config.toml repeats that run) or the name of a "
-        f"shipped preset ({', '.join(preset_names()) or 'none'}); flags typed here override it",
+        help=f"TOML settings (tables {tables}; what --print-config writes) or a shipped preset ({presets}); "
+        "flags typed here override it",
     )
     g.add_argument("--print-config", action="store_true", help="write the resolved settings as TOML and exit")
 
@@ -64,4 +66,4 @@ def check_required(sections: Sections, explicit: set) -> None:
         if (s := info(cls, f)).required and (section, f.name) not in explicit
     ]
     if missing:
-        raise UserError(f"the following arguments are required: {', '.join(missing)} (as flags or in --config)")
+        raise UserError(f"the following arguments are required: {', '.join(missing)}")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import get_args
 
-from dit.cli.argtypes import positive_int
-from dit.cli.flags import add_fields, from_args
-from dit.config import GenerationRequest, SampleConfig, WeightsChoice
-from dit.config.sample import DRAW
-
-_C = SampleConfig()  # the flags' defaults: each setting is defined once, in dit.config
+from dit.cli.flags import add_alias, add_fields
+from dit.cli.run_config import add_config_flags, check_required, resolve
+from dit.config import GenerationRequest, SampleConfig
+from dit.config.sample import DRAW, OUTPUT, WEIGHTS
 
 HELP = (
     "draw samples from a checkpoint into a PNG grid, an .npz or a folder of PNGs "
@@ -29,60 +26,18 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    # Official script names (sample.py / sample_ddp.py) are accepted where they mean the same:
-    # --global-seed, --per-proc-batch-size, --num-fid-samples, --sample-dir, --tf32/--no-tf32.
-    w = p.add_argument_group("weights")
-    w.add_argument(
-        "--ckpt",
-        required=True,
-        help="a dit checkpoint (.pt), its .safetensors export, an official DiT .pt, "
-        "a diffusers folder or a Hugging Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)",
-    )
-    w.add_argument(
-        "--weights", choices=get_args(WeightsChoice), default=_C.weights, help="which weights of a training checkpoint"
-    )
-    w.add_argument(
-        "--model", default=None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)"
-    )
-    w.add_argument(
-        "--image-size", type=positive_int, default=None, help="official files only: image side in pixels (256, 512)"
-    )
-    w.add_argument(
-        "--num-classes", type=positive_int, default=None, help="official files only: number of classes (default 1000)"
-    )
-    w.add_argument(
-        "--vae",
-        default=None,
-        help="decoder: ema, mse, none (pixel space) or an AutoencoderKL folder "
-        "(default: the one recorded in the checkpoint; mse for official files, as the official sample.py)",
-    )
+SECTIONS: dict[str, type] = {"sample": SampleConfig, "request": GenerationRequest}  # config file tables
 
-    p.add_argument_group(DRAW)
-    o = p.add_argument_group("output and speed")
-    o.add_argument(
-        "--out",
-        default=None,
-        help="FILE.png (grid), FILE.npz (arr_0 images, arr_1 labels) or DIR/ (one PNG per sample; new or empty)",
-    )
-    o.add_argument(
-        "--sample-dir",
-        dest="out",
-        type=_folder,
-        metavar="DIR",
-        help="the official sample_ddp.py's name for --out DIR/ (one PNG per sample)",
-    )
-    o.add_argument(
-        "--tf32",
-        action=argparse.BooleanOptionalAction,
-        default=_C.tf32,
-        help="TensorFloat-32 matmuls/convolutions on CUDA "
-        "(on by default, as in training and the official sample_ddp.py)",
-    )
-    o.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    o.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")
-    o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    add_fields(p, GenerationRequest)  # what to draw and how: every flag from its GenerationRequest field
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_flags(p, SECTIONS)
+    for title in (WEIGHTS, DRAW, OUTPUT):  # --help lists the sections in this order
+        p.add_argument_group(title)
+    for cls in SECTIONS.values():
+        add_fields(p, cls)
+    add_alias(p, SampleConfig, "out", "--sample-dir", parse=_folder, metavar="DIR", note="DIR/ (a folder)")
+    output = next(g for g in p._action_groups if g.title == OUTPUT)
+    output.add_argument("--keep-shards", action="store_true", help="keep FILE.shards/ after merging (default: removed)")
 
 
 def _folder(text: str) -> str:
@@ -90,23 +45,20 @@ def _folder(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from dit.errors import UserError
-
-    if not args.out:
-        raise UserError("no output: pass --out FILE.png, FILE.npz or DIR/ (or --sample-dir DIR)")
+    from dit.config.files import to_toml
     from dit.sampling import generate_to_file
 
-    def value(name: str):
-        v = getattr(args, name)
-        return tuple(v) if isinstance(v, list) else v
-
-    cfg = SampleConfig(**{f.name: value(f.name) for f in dataclasses.fields(SampleConfig)})
-    request = from_args(GenerationRequest, args)
-    out = generate_to_file(cfg, request, keep_shards=args.keep_shards)
+    configs, explicit = resolve(SECTIONS, args)
+    if args.print_config:
+        print(to_toml(configs, header=SETTINGS_HEADER), end="")
+        return 0
+    check_required(SECTIONS, explicit)
+    out = generate_to_file(configs["sample"], configs["request"], keep_shards=args.keep_shards)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {out} and {out}.protocol.json")
     return 0
+
+
+SETTINGS_HEADER = "dit sample: the resolved settings (defaults < config file < flags); use: dit sample --config FILE"

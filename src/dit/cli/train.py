@@ -41,7 +41,7 @@ CUSTOM_SIZE = ("depth", "hidden_size", "num_heads", "patch_size")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_config_flags(p, "[train], [model], [diffusion], [sampling]")
+    add_config_flags(p, SECTIONS)
     for section, cls in SECTIONS.items():
         notes = _recipe_notes(section)
         if section == "train":

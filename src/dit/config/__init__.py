@@ -33,6 +33,7 @@ from dit.config.diffusion import (
     TIMESTEP_SAMPLINGS,
     TimestepSampling,
 )
+from dit.config.serve import ServeConfig
 from dit.config.train import (
     EMA_TYPES,
     EmaType,
@@ -131,6 +132,7 @@ __all__ = [
     "RecipeName",
     "SAMPLER_NAMES",
     "SampleConfig",
+    "ServeConfig",
     "TIMESTEP_SAMPLINGS",
     "TRAIN_PRECISIONS",
     "TimestepSampling",

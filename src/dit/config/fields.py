@@ -29,7 +29,7 @@ class Setting(NamedTuple):
     choices: Optional[tuple[Any, ...]]
     aliases: tuple[str, ...]
     flag: str
-    metavar: Optional[str]
+    metavar: Union[str, tuple[str, ...], None]
     cli: bool
     group: Optional[str]
     bound: Optional[Bound]
@@ -43,7 +43,7 @@ def setting(
     choices: Optional[Iterable[Any]] = None,
     aliases: Iterable[str] = (),
     flag: Optional[str] = None,
-    metavar: Optional[str] = None,
+    metavar: Union[str, tuple[str, ...], None] = None,
     default_factory: Any = MISSING,
     cli: bool = True,
     group: Optional[str] = None,

@@ -14,7 +14,7 @@ import difflib
 import math
 import sys
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union, get_args, get_origin
+from typing import Any, Literal, Mapping, Optional, Union, get_args, get_origin
 
 from dit.config.fields import field_types, strip_optional
 from dit.errors import UserError
@@ -28,9 +28,15 @@ PRESETS = Path(__file__).resolve().parent / "presets"
 NONE = "none"  # how a file says None for a field whose default is something else
 
 
-def preset_names() -> list[str]:
-    """Names of the presets shipped with dit (``dit train --config NAME``)."""
-    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+def preset_names(sections: Optional[Mapping[str, type]] = None) -> list[str]:
+    """Names of the presets shipped with dit (``dit train --config NAME``); with ``sections``, those whose
+    tables are all among them (a command's own)."""
+    names = []
+    for path in sorted(PRESETS.glob("*.toml")):
+        tables = {k for k, v in load_toml(path).items() if isinstance(v, dict)}
+        if sections is None or tables <= set(sections):
+            names.append(path.stem)
+    return names
 
 
 def find_config(name: str) -> Path:

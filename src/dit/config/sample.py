@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional, get_args
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_settings
+from dit.config.fields import check_settings, setting
 from dit.errors import UserError
 
 # Classifier-free guidance on every ε channel ("all", the standard form) or on the first 3 only
@@ -46,18 +46,45 @@ class SampleConfig(DictMixin):
     checkpoint (official files: ``"mse"``, the official sample.py default).
     """
 
-    ckpt: str = ""
-    out: str = "samples.png"
+    ckpt: str = setting(
+        "",
+        help="a dit checkpoint (.pt), its .safetensors export, an official DiT .pt, a diffusers folder or a Hugging "
+        "Face hub id (org/name, read through its cache; HF_HUB_OFFLINE=1: cache only)",
+        group=WEIGHTS,
+        required=True,
+    )
+    out: str = setting(
+        "samples.png",
+        help="FILE.png (grid), FILE.npz (arr_0 images, arr_1 labels) or DIR/ (one PNG per sample; new or empty)",
+        group=OUTPUT,
+        required=True,
+    )
     # Model (official .pt files; ignored when the checkpoint describes itself, except to check it)
-    model: Optional[str] = None
-    image_size: Optional[int] = None
-    num_classes: Optional[int] = None
-    weights: WeightsChoice = "ema"
-    vae: Optional[str] = None
+    model: Optional[str] = setting(
+        None, help="official files only: the size, e.g. DiT-XL/2 (our checkpoints carry it)", group=WEIGHTS
+    )
+    image_size: Optional[int] = setting(
+        None, help="official files only: image side in pixels (256, 512)", group=WEIGHTS, bound=">0"
+    )
+    num_classes: Optional[int] = setting(
+        None, help="official files only: number of classes (default 1000)", group=WEIGHTS, bound=">0"
+    )
+    weights: WeightsChoice = setting("ema", help="which weights of a training checkpoint", group=WEIGHTS)
+    vae: Optional[str] = setting(
+        None,
+        help="decoder: ema, mse, none (pixel space) or an AutoencoderKL folder (default: the one recorded in the "
+        "checkpoint; mse for official files, as the official sample.py)",
+        group=WEIGHTS,
+    )
     # TensorFloat-32 matmuls/convolutions on CUDA, as TrainConfig.tf32 (official sample_ddp.py: on)
-    tf32: bool = True
-    device: Optional[str] = None
-    progress: bool = True
+    tf32: bool = setting(
+        True,
+        help="TensorFloat-32 matmuls/convolutions on CUDA (on by default, as in training and the official "
+        "sample_ddp.py)",
+        group=OUTPUT,
+    )
+    device: Optional[str] = setting(None, help="cuda or cpu (default: cuda when available)", group=OUTPUT)
+    progress: bool = setting(True, help="a progress bar", group=OUTPUT)
 
     def validate(self) -> "SampleConfig":
         """One-line errors for settings no checkpoint can be read with; returns self."""

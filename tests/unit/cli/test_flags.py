@@ -17,12 +17,16 @@ import pytest
 
 from dit.cli import flags
 from dit.cli import train as train_cli
+from dit.config import DemoConfig, GenerationRequest, SampleConfig, ServeConfig
 from dit.cli.main import build_parser
 from dit.config.fields import info, setting
 
 CLI = Path(flags.__file__).resolve().parent
 COMMANDS: dict[str, tuple[type, ...]] = {
     "train": tuple(train_cli.SECTIONS.values()),
+    "sample": (SampleConfig, GenerationRequest),
+    "demo": (DemoConfig,),
+    "serve": (ServeConfig,),
 }
 
 
@@ -42,12 +46,13 @@ def settings_of(command: str):
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_setting_is_one_generated_flag(command):
-    actions = {a.dest: a for a in PARSERS[command]._actions}
+    actions = {a.option_strings[0]: a for a in PARSERS[command]._actions if a.option_strings}
     settings = settings_of(command)
     assert len(settings) >= 5
     for cls, f, s in settings:
-        action = actions[f.name]
+        action = actions[s.flag]
         assert isinstance(action, GENERATED), f"dit {command} {s.flag}: not generated from {cls.__name__}.{f.name}"
+        assert action.dest == f.name
         strings = [s.flag, *s.aliases]
         if isinstance(action, argparse.BooleanOptionalAction):
             strings += ["--no-" + x[2:] for x in strings]

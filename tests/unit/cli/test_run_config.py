@@ -99,3 +99,24 @@ def test_writer_round_trips_every_value_kind(tmp_path):
     path.write_text(to_toml({"train": cfg}, header="two\nlines"))
     assert load_toml(path)["train"]["ema_rampup_ratio"] == "none"
     assert TrainConfig(**read_config(str(path), {"train": TrainConfig})["train"]) == cfg
+
+
+def test_sample_config_round_trips_through_print_config(tmp_path, capsys):
+    from dit.cli import sample as sample_cli
+    from dit.config import GenerationRequest, SampleConfig
+
+    argv = ["sample", "--ckpt", "c.pt", "--out", "s.npz", "--class-labels", "1", "2", "--guidance-interval", "0", "500"]
+    assert main([*argv, "--sampler", "ddim", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    path = write(tmp_path, printed)
+    assert main(["sample", "--config", path, "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    read = read_config(path, sample_cli.SECTIONS)
+    assert SampleConfig(**read["sample"]) == SampleConfig(ckpt="c.pt", out="s.npz")
+    assert GenerationRequest(**read["request"]) == GenerationRequest(
+        class_labels=(1, 2), guidance_interval=(0, 500), sampler="ddim"
+    )
+    assert main(["sample", "--config", path, "--seed", "3", "--print-config"]) == 0
+    assert "seed = 3\n" in capsys.readouterr().out
+    assert main(["sample", "--out", "x.png"]) == 2
+    assert "required: --ckpt" in capsys.readouterr().err
