@@ -40,14 +40,8 @@ from dit.weights.diffusers_keys import (
     official_to_diffusers,
     scheduler_config,
 )
-from dit.weights.formats import (
-    RawWeights,
-    check_fits,
-    image_side,
-    read_weights,
-    resolve_config,
-    sidecar_path,
-)
+from dit.weights.formats import RawWeights, read_weights, resolve_config, sidecar_path
+from dit.weights.shapes import check_fits, image_side
 
 StateDict = Dict[str, torch.Tensor]
 FORMATS = ("official", "dit", "safetensors", "diffusers")

@@ -18,7 +18,8 @@ import torch
 from dit.cli.main import main
 from dit.config import ModelConfig
 from dit.errors import UserError
-from dit.weights.formats import detect_format, infer_config, load_model, read_weights
+from dit.weights.formats import detect_format, load_model, read_weights
+from dit.weights.shapes import infer_config
 from dit.weights.diffusers_keys import (
     config_from_diffusers,
     config_to_diffusers,
