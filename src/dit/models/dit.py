@@ -92,9 +92,7 @@ class DiT(nn.Module):
         self.in_channels = in_channels
         self.out_channels = in_channels * 2 if learn_sigma else in_channels
         self.learn_sigma = learn_sigma
-        self.num_classes = num_classes
-        self.num_heads = num_heads
-        self.block = block
+        self.num_classes, self.num_heads, self.block = num_classes, num_heads, block
         self.grid_size = (h // patch_size, w // patch_size)
         self.config = ModelConfig(
             name=None,
