@@ -87,6 +87,7 @@ def test_page_assets_and_openapi_are_served_locally(client):
         # every other setting of a GenerationRequest the server does not decide (precision, batching, form)
         "guidance_channels",
         "eta",
+        "time_schedule",
         "time_shift",
         "sde_diffusion",
     }

@@ -25,6 +25,11 @@ OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
 API_KEY = "dit.api"  # field metadata: the field's name in the Python API and the server's JSON
 
 
+# The flow samplers' step grids: the names of dit.diffusion.flow_samplers.TIME_SCHEDULES, copied here so that
+# command lines list them without importing torch (tests/unit/diffusion/test_time_schedules.py keeps them equal).
+TIME_SCHEDULE_NAMES = ("uniform", "cosine")
+
+
 def _api(name: str) -> dict[str, Any]:
     return {"metadata": {API_KEY: name}}
 
@@ -36,7 +41,7 @@ class GenerationRequest(DictMixin):
 
     ``sampler``/``num_sampling_steps`` None: the checkpoint objective's default (Gaussian: DDPM 250,
     the paper's FID; flow: Heun 25). ``num_samples`` None: one image per class label given, else 16.
-    A sampler reads the options it declares (``eta``, ``time_shift``, ``sde_diffusion``; see
+    A sampler reads the options it declares (``eta``, ``time_schedule``, ``time_shift``, ``sde_diffusion``; see
     ``dit.diffusion.registry``), and the protocol card records them.
     """
 
@@ -82,6 +87,13 @@ class GenerationRequest(DictMixin):
         group=DRAW,
     )
     eta: float = setting(0.0, help="DDIM η (0 = deterministic)", group=DRAW, bound=">=0")
+    time_schedule: str = setting(
+        "uniform",
+        choices=TIME_SCHEDULE_NAMES,
+        help="flow samplers: the step grid before the time shift: uniform in t, or cosine (the uniform steps of "
+        "a cosine-schedule diffusion: finer mid-way, coarser at both ends)",
+        group=DRAW,
+    )
     time_shift: float = setting(
         1.0,
         help="flow samplers: SD3 time shift s of the step grid, t' = s·t/(1+(s-1)·t) (1 = uniform in t)",

@@ -1,16 +1,18 @@
 """Samplers for flow-matching models, on the one sampler signature (:mod:`dit.diffusion.registry`).
 
-    euler(denoiser, x, steps, *, time_shift=1.0, generator=None, callback=None, progress=False)
+    euler(denoiser, x, steps, *, time_schedule="uniform", time_shift=1.0, generator=None, callback=None, ...)
 
 ``denoiser.velocity(x, t)`` gives v̂ (N, C, ...) with the model called at model time t·1000 (see
 :mod:`dit.diffusion.denoiser`), so classifier-free guidance
 (:func:`dit.diffusion.guidance.guided_model_fn`, both channel modes) and its interval (in 0..1000)
-wrap it unchanged. Time runs from t = 1 (noise) to t = 0 (data) on the grid
-t_i = shift(1 − i/K), i = 0..K, with the SD3 time shift (Esser et al. 2024, eq. 23)
+wrap it unchanged. Time runs from t = 1 (noise) to t = 0 (data) on the grid t_i = shift(g_i),
+i = 0..K: a schedule's K + 1 times g_i from 1 to 0 (:data:`TIME_SCHEDULES`: ``uniform``,
+g_i = 1 − i/K; ``cosine``, the times at which a cosine-schedule diffusion takes uniform steps),
+then the SD3 time shift (Esser et al. 2024, eq. 23)
 
     shift(t) = s·t / (1 + (s − 1)·t)
 
-(s = 1: uniform; s > 1 spends more steps near the noise end, as larger images want).
+(s = 1: none; s > 1 spends more steps near the noise end, as larger images want).
 
 Samplers (K = ``steps`` steps, default 25):
 - ``euler``: explicit Euler on dx/dt = v̂ (K model calls, first order).
@@ -50,11 +52,30 @@ def shift_time(t: torch.Tensor | float, shift: float):
     return shift * t / (1 + (shift - 1) * t)
 
 
-def time_grid(num_steps: int, shift: float = 1.0) -> torch.Tensor:
-    """K + 1 decreasing times from 1 to 0 (float64): shift(linspace(1, 0, K + 1))."""
+def uniform_times(num_steps: int) -> torch.Tensor:
+    """K + 1 times uniform in t from 1 to 0 (float64)."""
+    return torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64)
+
+
+def cosine_times(num_steps: int) -> torch.Tensor:
+    """K + 1 times (float64, 1 → 0) of the uniform steps τ_i = 1 − i/K of the cosine schedule (Nichol &
+    Dhariwal 2021, ᾱ(τ) = cos²(πτ/2)): x_t = (1 − t)x_0 + tε has that diffusion's signal-to-noise ratio
+    cot²(πτ/2) at t = sin(πτ/2) / (sin(πτ/2) + cos(πτ/2)). Steps are finer mid-way, coarser at both ends."""
+    half_pi_tau = (math.pi / 2) * torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64)
+    s, c = torch.sin(half_pi_tau), torch.cos(half_pi_tau)
+    return s / (s + c)
+
+
+TIME_SCHEDULES = {"uniform": uniform_times, "cosine": cosine_times}
+"""Name → the K + 1 times (1 → 0) a flow sampler steps through before the time shift; ``--time-schedule``."""
+
+
+def time_grid(num_steps: int, shift: float = 1.0, schedule: str = "uniform") -> torch.Tensor:
+    """K + 1 decreasing times from 1 to 0 (float64): shift(the schedule's times)."""
     assert num_steps >= 1, f"a time grid needs at least one step, got {num_steps}"
     assert math.isfinite(shift) and shift > 0, f"the time shift must be a positive number, got {shift}"
-    return shift_time(torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64), shift)
+    assert schedule in TIME_SCHEDULES, f"unknown time schedule {schedule!r}; the schedules: {list(TIME_SCHEDULES)}"
+    return shift_time(TIME_SCHEDULES[schedule](num_steps), shift)
 
 
 def _x0(x: torch.Tensor, t: float, v: torch.Tensor) -> torch.Tensor:
@@ -66,13 +87,14 @@ def euler(
     x: torch.Tensor,
     steps: Optional[int] = None,
     *,
+    time_schedule: str = "uniform",
     time_shift: float = 1.0,
     generator: Generator = None,
     callback: Optional[Callback] = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Explicit Euler on dx/dt = v̂ over the shifted grid (1 → 0): x ← x + (t_{i+1} − t_i)·v̂(x, t_i)."""
-    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift)
+    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift, time_schedule)
     for i in progress_bar(range(len(ts) - 1), progress, "euler"):
         t, t_next = float(ts[i]), float(ts[i + 1])
         v = denoiser.velocity(x, t)
@@ -89,6 +111,7 @@ def heun(
     x: torch.Tensor,
     steps: Optional[int] = None,
     *,
+    time_schedule: str = "uniform",
     time_shift: float = 1.0,
     generator: Generator = None,
     callback: Optional[Callback] = None,
@@ -99,7 +122,7 @@ def heun(
     1. predictor: x' = x + h·v̂(x, t_i), h = t_{i+1} − t_i
     2. corrector: x ← x + h·(v̂(x, t_i) + v̂(x', t_{i+1}))/2
     """
-    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift)
+    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift, time_schedule)
     for i in progress_bar(range(len(ts) - 1), progress, "heun"):
         t, t_next = float(ts[i]), float(ts[i + 1])
         h = t_next - t
@@ -119,6 +142,7 @@ def sde(
     x: torch.Tensor,
     steps: Optional[int] = None,
     *,
+    time_schedule: str = "uniform",
     time_shift: float = 1.0,
     sde_diffusion: float = 1.0,
     generator: Generator = None,
@@ -132,7 +156,7 @@ def sde(
       x ← x − t·v̂ = x̂_0                                             (last step, to t = 0)
     """
     assert math.isfinite(sde_diffusion) and sde_diffusion >= 0, f"the SDE's c must be >= 0, got {sde_diffusion}"
-    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift)
+    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift, time_schedule)
     n = len(ts) - 1
     for i in progress_bar(range(n), progress, "sde"):
         t, t_next = float(ts[i]), float(ts[i + 1])
