@@ -2,7 +2,8 @@
 
 Each ``setting(...)`` field of a config dataclass becomes one flag (``dit.config.fields``): its type
 from the annotation (``bool`` → ``--x/--no-x``, ``Literal`` → choices, ``Tuple[int, ...]`` → one or
-more values, ``Tuple[float, float]`` → two, ``Optional[number]`` also takes ``none``), its help,
+more values, ``Tuple[float, float]`` → two, ``list[int]`` → one comma-separated word,
+``Optional[number]`` also takes ``none``), its help,
 aliases and default from the field. The parsed namespace remembers which flags were given
 (:func:`given`), so that a flag overrides a recipe or a config file only when it was typed.
 """
@@ -80,6 +81,11 @@ def _argument(cls: type, f: dataclasses.Field, s: Setting, note: Optional[str]) 
         return {**kw, "action": _RecordingBool}
     kw["action"] = _Recording
     kw["metavar"] = s.metavar or s.flag.lstrip("-").upper().replace("-", "_")
+    if get_origin(tp) is list:  # a comma-separated list in one word: --seeds 0,1,2
+        (item,) = get_args(tp) or (str,)
+        kw["type"] = _comma_list(item if item in (int, float) else str)
+        kw["metavar"] = s.metavar or "A,B,..."
+        return kw
     if get_origin(tp) is tuple:
         args = get_args(tp)
         kw["nargs"] = "+" if args[-1] is Ellipsis else len(args)
@@ -136,6 +142,14 @@ def add_alias(
         metavar=metavar,
         help=f"{s.flag} {note}",
     )
+
+
+def _comma_list(item: Callable[[str], Any]) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        return [item(v) for v in text.split(",") if v.strip()]
+
+    parse.__name__ = f"comma-separated {getattr(item, '__name__', 'value')} list"
+    return parse
 
 
 def from_args(cls: type, args: argparse.Namespace, base: Any = None) -> Any:

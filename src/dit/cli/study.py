@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from dit.cli.argtypes import positive_float, positive_int
-from dit.config import BLOCK_DESIGNS, RECIPES, SAMPLER_NAMES
-from dit.study.spec import StudySpec
+from dit.cli.flags import add_fields, from_args, given
+from dit.study.spec import BUDGET, GRID, StudySpec
 
 HELP = "the paper's design-space and scaling study: a grid of runs, evaluated at checkpoints, with a report"
 DESCRIPTION = (
@@ -22,15 +22,6 @@ DESCRIPTION = (
     "compute). Rerunning skips finished runs and evaluations; a run killed mid-way resumes from its last "
     "checkpoint. --plot RESULTS.json redraws the report from results alone."
 )
-
-_S = StudySpec()
-
-
-def _csv(kind):
-    def parse(text: str) -> list:
-        return [kind(v) for v in text.split(",") if v.strip()]
-
-    return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,34 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plot", metavar="RESULTS_JSON", default=None, help="only redraw report.md and plots from results")
     g.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one run, in its own process
 
-    a = p.add_argument_group("grid (comma-separated lists; override the spec's top-level axes)")
-    a.add_argument("--models", type=_csv(str), default=None, help="sizes: registry (S, B, ...) or custom dD-wW-hH")
-    a.add_argument("--patch-sizes", type=_csv(int), default=None, help="patch sizes")
-    a.add_argument("--blocks", type=_csv(str), default=None, help=f"block designs: {', '.join(BLOCK_DESIGNS)}")
-    a.add_argument("--recipes", type=_csv(str), default=None, help=f"recipes: {', '.join(RECIPES)}")
-    a.add_argument("--seeds", type=_csv(int), default=None, help="seeds")
-
-    b = p.add_argument_group("budget (one of) and evaluation")
-    b.add_argument("--steps", type=positive_int, default=None, help="training steps per run")
-    b.add_argument("--images", type=positive_int, default=None, help="training images per run")
-    b.add_argument("--flops", type=positive_float, default=None, help="training FLOPs per run")
-    b.add_argument("--minutes", type=positive_float, default=None, help="training wall minutes per run")
-    b.add_argument(
-        "--evaluations", type=positive_int, default=None, help=f"checkpoints evaluated per run ({_S.evaluations})"
-    )
-    b.add_argument("--batch-size", type=positive_int, default=None, help=f"global batch size ({_S.batch_size})")
-    b.add_argument("--image-size", type=positive_int, default=None, help=f"image side ({_S.image_size})")
-    b.add_argument("--sampler", choices=SAMPLER_NAMES, default=None, help="sampler (default: the recipe's own)")
-    b.add_argument("--sampling-steps", type=positive_int, default=None, help=f"sampler steps ({_S.sampling_steps})")
-    b.add_argument("--cfg-scale", type=float, default=None, help=f"guidance scale ({_S.cfg_scale})")
-    b.add_argument("--num-samples", type=positive_int, default=None, help=f"samples per evaluation ({_S.num_samples})")
-    b.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    for title in (GRID, BUDGET):  # --help lists the sections in this order
+        p.add_argument_group(title)
+    add_fields(p, StudySpec)
 
 
-OVERRIDES = (
-    "models", "patch_sizes", "blocks", "recipes", "seeds", "evaluations", "batch_size", "image_size",
-    "sampler", "sampling_steps", "cfg_scale", "num_samples", "device",
-)  # fmt: skip
 BUDGET_FLAGS = ("steps", "images", "flops", "minutes")
 
 
@@ -80,11 +48,9 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     import dataclasses
 
     spec = StudySpec.load(args.spec) if args.spec else StudySpec()
-    changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    budget = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k) is not None}
-    if budget:  # a budget flag replaces the spec's budget
-        changes.update({k: budget.get(k) for k in BUDGET_FLAGS})
-    return dataclasses.replace(spec, **changes).validate()
+    if given(args) & set(BUDGET_FLAGS):  # a budget flag replaces the spec's budget
+        spec = dataclasses.replace(spec, steps=None, images=None, flops=None, minutes=None)
+    return from_args(StudySpec, args, spec).validate()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,11 +18,12 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from dit.config import BLOCK_DESIGNS, PRECISIONS, RECIPES, SAMPLER_NAMES
+from dit.config.fields import setting
 from dit.errors import UserError
 from dit.models.flops import VAE_DOWNSAMPLE
 from dit.models.registry import SIZES
@@ -95,53 +96,80 @@ class SubGrid:
     seeds: tuple[int, ...]
 
 
+# --help sections of `dit study`
+GRID = "grid (comma-separated lists; override the spec's top-level axes)"
+BUDGET = "budget (one of) and evaluation"
+
+
 @dataclass
 class StudySpec:
     """Everything a study needs; ``validate()`` refuses a bad spec in one line before anything runs."""
 
-    name: str = "study"
+    name: str = setting("study", help="the study's name (report titles)", cli=False)
     # Data: "digits" (the bundled digits at image_size, a held-out split for the classifier and the
     # FID reference) or an image folder (one sub-folder per class) with `reference` and `features`.
-    data: str = DIGITS
-    reference: Optional[str] = None
-    features: Optional[str] = None  # "inception" or "classifier:PATH"; digits: the study's own classifier
-    image_size: int = 16
-    vae: str = "none"
-    held_out_fraction: float = 0.3
-    classifier_epochs: int = 30
-    classifier_width: int = 32
+    data: str = setting(DIGITS, help="'digits' or an image folder (one sub-folder per class)", cli=False)
+    reference: Optional[str] = setting(None, help="FID reference images of an image folder", cli=False)
+    features: Optional[str] = setting(  # digits: the study's own classifier
+        None, help="'inception' or 'classifier:PATH' (an image folder's feature network)", cli=False
+    )
+    image_size: int = setting(16, help="image side", group=BUDGET, bound=">0")
+    vae: str = setting("none", help="latent codec of every run (none: pixel space)", cli=False)
+    held_out_fraction: float = setting(0.3, help="digits: share held out for the classifier", cli=False)
+    classifier_epochs: int = setting(30, help="digits: evaluation classifier epochs", cli=False)
+    classifier_width: int = setting(32, help="digits: evaluation classifier channels", cli=False)
     # Seed of the held-out split, the evaluation classifier, the real subset and every run's sampling
     # noise: one for the whole study, so every run is judged alike (runs' own seeds are the `seeds` axis)
-    eval_seed: int = 0
+    eval_seed: int = setting(0, help="seed of the split, classifier, real subset and sampling noise", cli=False)
     # Axes (the top-level grid; [[grid]] tables override them per sub-grid)
-    models: list = field(default_factory=lambda: ["d4-w128-h4"])
-    patch_sizes: list = field(default_factory=lambda: [4])
-    blocks: list = field(default_factory=lambda: ["adaln-zero"])
-    recipes: list = field(default_factory=lambda: ["fast"])
-    seeds: list = field(default_factory=lambda: [0])
-    grids: list = field(default_factory=list)  # [{"name": ..., <axis>: [...]}, ...]
+    models: list[Any] = setting(
+        default_factory=lambda: ["d4-w128-h4"], help="sizes: registry (S, B, ...) or custom dD-wW-hH", group=GRID
+    )
+    patch_sizes: list[int] = setting(default_factory=lambda: [4], help="patch sizes", group=GRID)
+    blocks: list[str] = setting(
+        default_factory=lambda: ["adaln-zero"], help=f"block designs: {', '.join(BLOCK_DESIGNS)}", group=GRID
+    )
+    recipes: list[str] = setting(default_factory=lambda: ["fast"], help=f"recipes: {', '.join(RECIPES)}", group=GRID)
+    seeds: list[int] = setting(default_factory=lambda: [0], help="seeds", group=GRID)
+    grids: list = setting(default_factory=list, help="[[grid]] tables: sub-grids", cli=False)
     # Budget: exactly one of steps, images, flops (training FLOPs, 2 per multiply-add) or minutes
-    steps: Optional[int] = None
-    images: Optional[int] = None
-    flops: Optional[float] = None
-    minutes: Optional[float] = None
-    evaluations: int = 4  # checkpoints evaluated, evenly spaced over the budget (the last at its end)
-    eval_steps: Optional[list] = None  # or exactly these steps (e.g. log-spaced: 100, 200, 400, ...), and the last
-    ckpt_every: Optional[int] = None  # steps between checkpoints: overrides both (needed for a minutes budget)
+    steps: Optional[int] = setting(None, help="training steps per run", group=BUDGET, bound=">0")
+    images: Optional[int] = setting(None, help="training images per run", group=BUDGET, bound=">0")
+    flops: Optional[float] = setting(None, help="training FLOPs per run", group=BUDGET, bound=">0")
+    minutes: Optional[float] = setting(None, help="training wall minutes per run", group=BUDGET, bound=">0")
+    evaluations: int = setting(  # evenly spaced over the budget, the last at its end
+        4, help="checkpoints evaluated per run", group=BUDGET, bound=">0"
+    )
+    eval_steps: Optional[list] = setting(
+        None, help="or exactly these steps (e.g. log-spaced: 100, 200, 400, ...), and the last", cli=False
+    )
+    ckpt_every: Optional[int] = setting(
+        None, help="steps between checkpoints: overrides both (needed for a minutes budget)", cli=False
+    )
     # Training (dit train; the recipe brings the rest)
-    batch_size: int = 32
-    lr: Optional[float] = 1e-3
-    warmup_steps: Optional[int] = 50
-    max_minutes: Optional[float] = None  # stop each run's training (with a checkpoint) after this many minutes
-    log_every: Optional[int] = None  # steps between loss-log lines (None: every checkpoint, at most 50)
-    precision: Optional[str] = None  # autocast precision of training and sampling (None: `dit train`'s own)
-    train_args: list = field(default_factory=list)  # any further `dit train` flags, passed as they are
+    batch_size: int = setting(32, help="global batch size", group=BUDGET, bound=">0")
+    lr: Optional[float] = setting(1e-3, help="AdamW learning rate of every run", cli=False)
+    warmup_steps: Optional[int] = setting(50, help="linear lr warm-up steps of every run", cli=False)
+    max_minutes: Optional[float] = setting(
+        None, help="stop each run's training (with a checkpoint) after this many minutes", cli=False
+    )
+    log_every: Optional[int] = setting(
+        None, help="steps between loss-log lines (None: every checkpoint, at most 50)", cli=False
+    )
+    precision: Optional[str] = setting(
+        None, help="autocast precision of training and sampling (None: `dit train`'s own)", cli=False
+    )
+    train_args: list = setting(
+        default_factory=list, help="any further `dit train` flags, passed as they are", cli=False
+    )
     # Evaluation: one fixed sampler and guidance for every checkpoint
-    sampler: Optional[str] = None  # None: the recipe's own (heun for fast, dpm++2m for paper)
-    sampling_steps: int = 10
-    cfg_scale: float = 2.0
-    num_samples: int = 500
-    device: Optional[str] = None
+    sampler: Optional[str] = setting(
+        None, help="sampler (default: the recipe's own)", choices=SAMPLER_NAMES, group=BUDGET
+    )
+    sampling_steps: int = setting(10, help="sampler steps", flag="--num-sampling-steps", group=BUDGET, bound=">0")
+    cfg_scale: float = setting(2.0, help="guidance scale", group=BUDGET)
+    num_samples: int = setting(500, help="samples per evaluation", group=BUDGET, bound=">0")
+    device: Optional[str] = setting(None, help="cuda or cpu (default: cuda when available)", group=BUDGET)
 
     # ---- reading -------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from dit.cli import train as train_cli
 from dit.config import DemoConfig, GenerationRequest, SampleConfig, ServeConfig
 from dit.cli.main import build_parser
 from dit.config.fields import info, setting
+from dit.study.spec import StudySpec
 
 CLI = Path(flags.__file__).resolve().parent
 COMMANDS: dict[str, tuple[type, ...]] = {
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[type, ...]] = {
     "sample": (SampleConfig, GenerationRequest),
     "demo": (DemoConfig,),
     "serve": (ServeConfig,),
+    "study": (StudySpec,),
 }
 
 
