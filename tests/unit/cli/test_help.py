@@ -77,7 +77,7 @@ def test_sampler_choices_are_the_registry():
         assert "{" + ",".join(SAMPLER_NAMES) + "}" in PARSERS[name].format_help()
 
 
-# One name per concept; the old names and the official scripts' names parse to the same setting.
+# One name per concept; the official scripts' names parse to the same setting as ours.
 ALIASES = {
     "sample": {
         "num_sampling_steps": (["--num-sampling-steps"], "7", 7),
