@@ -49,14 +49,13 @@ from dit.runtime.checkpoint import atomic_write_json, latest_checkpoint, load_ch
 from dit.study.commands import TRAIN, RunCommand, fill, flags, format_command
 from dit.study.grid import Run, expand
 from dit.study.runner import evaluate_checkpoint, plan_of, train_run, write_plan
-from dit.study.setup import Setup, planned_setup, prepare, setup_commands
+from dit.study.setup import EVAL_KEYS, Setup, planned_setup, prepare, setup_commands
 from dit.study.spec import DIGITS, StudySpec
 
 __all__ = ["check_config", "demo_study", "format_command", "run_demo", "stage_commands"]
 
 NUM_CLASSES = DEMO_NUM_CLASSES
 CHECKPOINT_PLACEHOLDER = "<last checkpoint>"
-HEADLINE = ("fid", "sfid", "inception_score", "precision", "recall", "class_accuracy")
 
 
 @dataclass(frozen=True)
@@ -73,9 +72,7 @@ class RunPaths:
 
 
 _LAYOUT = {
-    "data": "data",
     "train_data": "data/train",
-    "test_data": "data/test",
     "classifier": "classifier.safetensors",
     "run": "train",
     "samples": "samples.npz",
@@ -348,8 +345,8 @@ def _gather_metrics(cfg, paths, run, ckpt, cls, ev, real, seconds, total) -> dic
         "per_class_agreement": ev["per_class_accuracy"],
         "fid": ev["fid"],
         "fid_real_vs_real": real["fid"],
-        "samples": {k: ev[k] for k in HEADLINE if k in ev},
-        "real_vs_real": {k: real[k] for k in HEADLINE if k in real},
+        "samples": {k: ev[k] for k in EVAL_KEYS if k in ev},
+        "real_vs_real": {k: real[k] for k in EVAL_KEYS if k in real},
         "classifier": cls,
         "train": {
             **_final_losses(paths.run, ckpt),
