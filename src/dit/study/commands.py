@@ -14,7 +14,15 @@ import shlex
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from dit.config import ClassifierTrainConfig, DiffusionConfig, EvalConfig, ModelConfig, SampleConfig, TrainConfig
+from dit.config import (
+    ClassifierTrainConfig,
+    DiffusionConfig,
+    EvalConfig,
+    GenerationRequest,
+    ModelConfig,
+    SampleConfig,
+    TrainConfig,
+)
 from dit.config.fields import flag_of
 from dit.errors import UserError
 from dit.study.grid import Run
@@ -22,11 +30,13 @@ from dit.study.spec import DIGITS, StudySpec
 
 RunCommand = Callable[[list[str]], int]
 TRAIN = (TrainConfig, ModelConfig, DiffusionConfig)  # the configs `dit train`'s flags set
+SAMPLE = (SampleConfig, GenerationRequest)  # `dit sample`'s
 SAMPLE_BATCH = 100
 
 
 def flag(configs: Sequence[type], name: str) -> str:
-    """The flag of setting ``name``: that config field's own (:func:`dit.config.fields.flag_of`), else ``--name``."""
+    """The flag of setting ``name``: that config field's own (:func:`dit.config.fields.flag_of`), else
+    ``--name`` (a flag that sets no config field, such as `dit eval`'s ``--out``)."""
     for cls in configs:
         f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
         if f is not None:
@@ -128,7 +138,7 @@ def sample_argv(spec: StudySpec, run: Run) -> list[str]:
         out="{samples}",
         device=spec.device,
     )
-    return ["sample", *flags((SampleConfig,), **settings)]
+    return ["sample", *flags(SAMPLE, **settings)]
 
 
 def eval_argv(

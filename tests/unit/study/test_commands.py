@@ -11,8 +11,9 @@ import pytest
 from dit.cli.main import build_parser
 from dit.config import DemoConfig
 from dit.demo.pipeline import demo_study, stage_commands
-from dit.config.fields import setting
-from dit.study.commands import TRAIN, fill, flag, flags
+from dit.config import ClassifierTrainConfig
+from dit.config.fields import flag_of, setting
+from dit.study.commands import SAMPLE, TRAIN, classifier_argv, fill, flag, flags, sample_argv, train_argv
 from dit.study.grid import expand
 from dit.study.runner import plan_of
 from dit.study.setup import planned_setup, setup_commands
@@ -31,6 +32,26 @@ def test_a_field_with_its_own_flag_is_spelled_so():
         steps: int = setting(1, help="h", flag="--num-steps")
 
     assert flag((C,), "steps") == "--num-steps" and flags((C,), steps=3, other=None) == ["--num-steps", "3"]
+
+
+SPEC = StudySpec(steps=1, max_minutes=1.0, precision="fp32", device="cpu")
+(RUN,) = expand(SPEC)
+
+
+@pytest.mark.parametrize(
+    "configs, argv",
+    [
+        (TRAIN, train_argv(SPEC, RUN, Path("r"), "d") + flags(TRAIN, ema_decay=0.9, ema_warmup=True)),
+        (SAMPLE, sample_argv(SPEC, RUN)),
+        ((ClassifierTrainConfig,), classifier_argv(SPEC, "t", "c.safetensors")),
+    ],
+    ids=["train", "sample", "train-classifier"],
+)
+def test_every_flag_is_a_config_fields_own(configs, argv):
+    """No flag is spelled by the ``--name`` fallback: a renamed setting would break the command lines."""
+    names = {flag_of(f) for cls in configs for f in dataclasses.fields(cls)}
+    names |= {"--no-" + n.removeprefix("--") for n in names}
+    assert [a for a in argv[1:] if a.startswith("--") and a not in names] == []
 
 
 def test_a_study_plan_parses_with_the_real_commands(tmp_path):
