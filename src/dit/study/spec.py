@@ -17,13 +17,13 @@ import dataclasses
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from dit.config import BLOCK_DESIGNS, PRECISIONS, RECIPES, SAMPLER_NAMES
 from dit.config.fields import setting
+from dit.config.files import tomllib  # the stdlib's, or tomli on Python 3.10
 from dit.errors import UserError
 from dit.models.flops import VAE_DOWNSAMPLE
 from dit.models.registry import SIZES
