@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dit.cli.flags import add_fields, from_args
 from dit.config import EvalConfig
-
-_E = EvalConfig()  # the flags' defaults: each setting is defined once, in dit.config.EvalConfig
 
 HELP = "compute FID, sFID, IS, precision and recall of samples against a reference (ADM's definitions)"
 DESCRIPTION = (
@@ -26,38 +25,11 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # The two image sets are positional: inputs, not settings a flag changes
     parser.add_argument("samples", metavar="SAMPLES", help="generated images: .npz or folder of images")
     parser.add_argument("reference", metavar="REFERENCE", help="reference images: .npz or folder of images")
-    parser.add_argument(
-        "--inception",
-        metavar="PATH",
-        default=None,
-        help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth or "
-        "inception-2015-12-05-tf-graph.pth (`dit convert-inception`) in the cache folder",
-    )
-    parser.add_argument(
-        "--features",
-        default=_E.features,
-        help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)",
-    )
+    add_fields(parser, EvalConfig)
     parser.add_argument("--out", metavar="JSON", default=None, help="result file; when unset, <SAMPLES>.eval.json")
-    parser.add_argument(
-        "--batch-size", type=int, default=_E.batch_size, help="images per forward pass of the feature network"
-    )
-    parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
-    parser.add_argument(
-        "--no-cache", action="store_true", help="recompute reference features instead of using/writing the cache"
-    )
-    parser.add_argument(
-        "--nearest-k", type=int, default=_E.nearest_k, help="k of the k-NN manifolds of precision/recall (ADM: 3)"
-    )
-    parser.add_argument(
-        "--is-split-size",
-        type=int,
-        default=_E.is_split_size,
-        help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk "
-        "is shorter when N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)",
-    )
     # Other evaluators (torch-fidelity) take a number of equal splits; ADM chunks by size, so that
     # flag is refused with a pointer rather than silently computing another Inception Score.
     parser.add_argument("--is-splits", type=int, default=None, help=argparse.SUPPRESS)
@@ -84,17 +56,7 @@ def run(args: argparse.Namespace) -> int:
             "--is-splits (a number of equal splits) is not ADM's Inception Score, which uses consecutive "
             "chunks of 5,000 samples; use --is-split-size (default 5000)"
         )
-    cfg = EvalConfig(
-        samples=args.samples,
-        reference=args.reference,
-        features=args.features,
-        inception=args.inception,
-        batch_size=args.batch_size,
-        device=args.device,
-        cache=not args.no_cache,
-        nearest_k=args.nearest_k,
-        is_split_size=args.is_split_size,
-    )
+    cfg = from_args(EvalConfig, args, EvalConfig(samples=args.samples, reference=args.reference))
     result = evaluate(cfg, progress=True)
     out = args.out or args.samples.rstrip("/") + ".eval.json"
     write_json(out, {**result, "config": cfg.to_dict()})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from dit.cli.flags import add_fields, from_args, given
+from dit.cli.run_config import check_required
 from dit.config import ClassifierTrainConfig
-
-_C = ClassifierTrainConfig()  # the flags' defaults, defined once in dit.config
 
 HELP = "train a small image classifier whose features replace Inception's in `dit eval` (for small data such as digits)"
 DESCRIPTION = (
@@ -16,42 +16,18 @@ DESCRIPTION = (
 )
 
 
+SECTIONS: dict[str, type] = {"classifier": ClassifierTrainConfig}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-path", required=True, help="labelled images: .npz with arr_0/arr_1 or a class-folder tree"
-    )
-    parser.add_argument("--out", required=True, help="output weights file, ending in .safetensors")
-    parser.add_argument(
-        "--image-size", type=int, default=None, help="side the classifier works at; when unset, the data's"
-    )
-    parser.add_argument(
-        "--width", type=int, default=_C.width, help="channels of the first conv stage (the second has twice)"
-    )
-    parser.add_argument("--epochs", type=int, default=_C.epochs, help="passes over the training split")
-    parser.add_argument("--batch-size", type=int, default=_C.batch_size, help="images per optimisation step")
-    parser.add_argument("--lr", type=float, default=_C.lr, help="peak AdamW learning rate (cosine decay to 0)")
-    parser.add_argument(
-        "--val-fraction", type=float, default=_C.val_fraction, help="fraction of the data held out for accuracy"
-    )
-    parser.add_argument("--seed", type=int, default=_C.seed, help="seed of the split, initialisation and batches")
-    parser.add_argument("--device", default=None, help="torch device; when unset, cuda if available, else cpu")
+    add_fields(parser, ClassifierTrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     from dit.evaluation.classifier import train_classifier
 
-    cfg = ClassifierTrainConfig(
-        data_path=args.data_path,
-        out=args.out,
-        image_size=args.image_size,
-        width=args.width,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        device=args.device,
-    )
+    check_required(SECTIONS, {("classifier", name) for name in given(args)})
+    cfg = from_args(ClassifierTrainConfig, args)
     result = train_classifier(cfg, progress=True)
     val = result["val_accuracy"]
     print(f"held-out accuracy {val:.4f} on {result['num_val']} images" if val is not None else "no held-out split")

@@ -31,19 +31,31 @@ def validate_features(spec: str, flag: str) -> None:
 class EvalConfig(DictMixin):
     """What `dit eval` needs: the two image sets and the feature network (ADM's metrics)."""
 
-    samples: str = ""
-    reference: str = ""
+    # The two image sets: `dit eval`'s positional arguments SAMPLES and REFERENCE
+    samples: str = setting("", help="generated images: .npz or folder of images", cli=False)
+    reference: str = setting("", help="reference images: .npz or folder of images", cli=False)
     # "inception" (the FID Inception-v3, weights from ``inception`` or the cache folder) or
     # "classifier:PATH" (a network made by `dit train-classifier`)
-    features: str = "inception"
-    inception: Optional[str] = None
-    batch_size: int = 64
-    device: Optional[str] = None
-    cache: bool = True
+    features: str = setting(
+        "inception", help="feature network: 'inception' or 'classifier:PATH' (a `dit train-classifier` .safetensors)"
+    )
+    inception: Optional[str] = setting(
+        None,
+        help="FID Inception weights file; when unset, pt_inception-2015-12-05-6726825d.pth or "
+        "inception-2015-12-05-tf-graph.pth (`dit convert-inception`) in the cache folder",
+        metavar="PATH",
+    )
+    batch_size: int = setting(64, help="images per forward pass of the feature network")
+    device: Optional[str] = setting(None, help="torch device; when unset, cuda if available, else cpu")
+    cache: bool = setting(True, help="use/write the reference features' cache (--no-cache recomputes them)")
     # k of the k-NN manifolds (ADM: 3) and the Inception Score's chunk size (ADM: consecutive
     # chunks of 5,000 samples, the last one shorter; 50K samples → 10 splits)
-    nearest_k: int = 3
-    is_split_size: int = 5000
+    nearest_k: int = setting(3, help="k of the k-NN manifolds of precision/recall (ADM: 3)")
+    is_split_size: int = setting(
+        5000,
+        help="Inception Score over consecutive chunks of this many samples, averaged; the last chunk is shorter when "
+        "N is not a multiple (ADM's evaluator: 5000, so 50K samples give 10 splits)",
+    )
 
     def validate(self) -> "EvalConfig":
         """One-line errors for settings `dit eval` and ``evaluate()`` cannot run with; returns self."""
@@ -57,16 +69,16 @@ class EvalConfig(DictMixin):
 class ClassifierTrainConfig(DictMixin):
     """What `dit train-classifier` needs: labelled images in, a small CNN out (safetensors + JSON)."""
 
-    data_path: str = ""
-    out: str = "classifier.safetensors"
-    image_size: Optional[int] = None  # None: the data's own size
-    width: int = 32
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 2e-3
-    val_fraction: float = 0.1
-    seed: int = 0
-    device: Optional[str] = None
+    data_path: str = setting("", help="labelled images: .npz with arr_0/arr_1 or a class-folder tree", required=True)
+    out: str = setting("classifier.safetensors", help="output weights file, ending in .safetensors", required=True)
+    image_size: Optional[int] = setting(None, help="side the classifier works at; when unset, the data's")
+    width: int = setting(32, help="channels of the first conv stage (the second has twice)")
+    epochs: int = setting(30, help="passes over the training split")
+    batch_size: int = setting(64, help="images per optimisation step")
+    lr: float = setting(2e-3, help="peak AdamW learning rate (cosine decay to 0)")
+    val_fraction: float = setting(0.1, help="fraction of the data held out for accuracy")
+    seed: int = setting(0, help="seed of the split, initialisation and batches")
+    device: Optional[str] = setting(None, help="torch device; when unset, cuda if available, else cpu")
 
     def validate(self) -> "ClassifierTrainConfig":
         """One-line errors for settings `dit train-classifier` and ``train_classifier()`` cannot run with."""

@@ -17,7 +17,7 @@ import pytest
 
 from dit.cli import flags
 from dit.cli import train as train_cli
-from dit.config import DemoConfig, GenerationRequest, SampleConfig, ServeConfig
+from dit.config import ClassifierTrainConfig, DemoConfig, EvalConfig, GenerationRequest, SampleConfig, ServeConfig
 from dit.cli.main import build_parser
 from dit.config.fields import info, setting
 from dit.study.spec import StudySpec
@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[type, ...]] = {
     "demo": (DemoConfig,),
     "serve": (ServeConfig,),
     "study": (StudySpec,),
+    "eval": (EvalConfig,),
+    "train-classifier": (ClassifierTrainConfig,),
 }
 
 
