@@ -48,6 +48,7 @@ class GenerationRequest(DictMixin):
     class_labels: Optional[Tuple[int, ...]] = setting(
         None,
         help="class indices; sample i gets label i mod their number (default: balanced, i mod num_classes)",
+        metavar="LABEL",
         group=DRAW,
         **_api("classes"),
     )
@@ -84,6 +85,7 @@ class GenerationRequest(DictMixin):
     guidance_interval: Optional[Tuple[int, int]] = setting(
         None,
         help="guide only at timesteps LO <= t <= HI (of 0..999; flow models: t·1000); other steps run conditional only",
+        metavar=("LO", "HI"),
         group=DRAW,
     )
     eta: float = setting(0.0, help="DDIM η (0 = deterministic)", group=DRAW, bound=">=0")
