@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Callable, Iterable, Literal, Optional, get_args, get_origin
+from typing import Any, Callable, Literal, Optional, get_args, get_origin
 
 from dit.cli.argtypes import non_negative_float, positive_float, positive_int
 from dit.config.fields import Setting, field_types, info, strip_optional
@@ -43,31 +43,28 @@ def given(args: argparse.Namespace) -> frozenset[str]:
     return getattr(args, GIVEN, frozenset())
 
 
-def fields_of(cls: type, skip: Iterable[str] = ()) -> list[tuple[dataclasses.Field, Setting]]:
+def fields_of(cls: type) -> list[tuple[dataclasses.Field, Setting]]:
     """The fields of ``cls`` that are flags (``cli=True``), with their settings."""
-    return [(f, s) for f in dataclasses.fields(cls) if (s := info(cls, f)).cli and f.name not in skip]
+    return [(f, s) for f in dataclasses.fields(cls) if (s := info(cls, f)).cli]
 
 
 def add_fields(
     parser: argparse.ArgumentParser,
     cls: type,
     *,
-    skip: Iterable[str] = (),
-    title: Optional[str] = None,
     notes: Optional[dict[str, str]] = None,
 ) -> None:
-    """One flag per setting of ``cls`` (fields in ``skip`` or with ``cli=False`` aside).
+    """One flag per setting of ``cls`` (fields with ``cli=False`` aside).
 
-    Flags are listed under their field's ``group`` (else ``title``); ``notes`` adds words to a
-    field's help (e.g. what a recipe sets it to).
+    Flags are listed under their field's ``group`` (a --help section, made on first use); ``notes``
+    adds words to a field's help (e.g. what a recipe sets it to).
     """
     groups = {g.title: g for g in parser._action_groups}
-    for f, s in fields_of(cls, skip):
-        where = s.group or title
-        if where is None:
+    for f, s in fields_of(cls):
+        if s.group is None:
             target: Any = parser
         else:
-            target = groups.get(where) or groups.setdefault(where, parser.add_argument_group(where))
+            target = groups.get(s.group) or groups.setdefault(s.group, parser.add_argument_group(s.group))
         target.add_argument(s.flag, *s.aliases, **_argument(cls, f, s, (notes or {}).get(f.name)))
 
 

@@ -27,6 +27,7 @@ DESCRIPTION = (
 
 
 SECTIONS: dict[str, type] = {"sample": SampleConfig, "request": GenerationRequest}  # config file tables
+SETTINGS_HEADER = "dit sample: the resolved settings (defaults < config file < flags); use: dit sample --config FILE"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +60,3 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {out} and {out}.protocol.json")
     return 0
-
-
-SETTINGS_HEADER = "dit sample: the resolved settings (defaults < config file < flags); use: dit sample --config FILE"

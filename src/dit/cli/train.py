@@ -38,6 +38,10 @@ SECTIONS: dict[str, type] = {
     "sampling": TrainSamplingConfig,
 }
 CUSTOM_SIZE = ("depth", "hidden_size", "num_heads", "patch_size")
+SETTINGS_HEADER = (
+    "dit train: the resolved settings (defaults < recipe < config file < flags).\n"
+    "Repeat the run with: dit train --config config.toml --results-dir NEW_FOLDER"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,9 +112,3 @@ def run(args: argparse.Namespace) -> int:
     if result.is_main:
         print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint: {result.last_checkpoint}")
     return 0
-
-
-SETTINGS_HEADER = (
-    "dit train: the resolved settings (defaults < recipe < config file < flags).\n"
-    "Repeat the run with: dit train --config config.toml --results-dir NEW_FOLDER"
-)
