@@ -97,3 +97,22 @@ def test_pipeline_to_an_unknown_device_is_one_line_and_moves_nothing(tmp_path, d
         pipe.to(device)
     assert words in str(e.value) and "\n" not in str(e.value) and "--device" not in str(e.value)
     assert pipe.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("inside", ["run", "runs/today", "."])
+def test_a_run_folder_inside_the_data_folder_is_refused_naming_both(capsys, tmp_path, inside):
+    from tests.helpers.train import make_image_folder
+
+    data = make_image_folder(tmp_path / "data")
+    run = data / inside
+    line = assert_refused(
+        capsys, train_args(data, run, "--max-steps", "1"), tmp_path, "lies inside --data-path", str(data)
+    )
+    assert "choose a --results-dir outside the data folder" in line and "holds no images" not in line
+    assert sorted(p.name for p in data.iterdir()) == ["class0", "class1", "class2"]  # no run folder made
+
+
+def test_more_class_labels_than_samples_is_refused(capsys, tmp_path):
+    argv = ["sample", "--ckpt", tmp_path / "c.pt", "--out", tmp_path / "x.png", "--class-labels", "0", "1", "2"]
+    line = assert_refused(capsys, [*argv, "--num-samples", "2"], tmp_path, "gives 3 labels but --num-samples is 2")
+    assert "[2] would never be drawn" in line and "--num-samples 3" in line

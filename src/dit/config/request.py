@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional, Tuple, get_args
 from dit.config.base import DictMixin
 from dit.config.fields import check_settings, flag_of, setting
 from dit.config.sample import DRAW, OUTPUT, SAMPLER_NAMES, GuidanceChannels, Precision
-from dit.errors import UserError
+from dit.errors import UserError, shorten
 
 OutputType = Literal["pil", "np", "pt"]
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
@@ -140,6 +140,13 @@ class GenerationRequest(DictMixin):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"{flag(name)} must be {words}, got {value}")
+        labels, n = self.class_labels, self.num_samples
+        if labels and n is not None and n < len(labels):  # sample i gets labels[i mod len]: the rest never drawn
+            raise UserError(
+                f"{flag('class_labels')} gives {len(labels)} labels but {flag('num_samples')} is {n}, so "
+                f"{shorten(list(labels[n:]))} would never be drawn; pass {flag('num_samples')} {len(labels)} "
+                "(or a multiple of it for balanced classes), or fewer labels"
+            )
         if self.guidance_interval is not None and len(self.guidance_interval) != 2:
             raise UserError(f"--guidance-interval takes two timesteps LOW HIGH, got {list(self.guidance_interval)}")
         if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Literal, Optional, Tuple, get_args
 
@@ -203,6 +204,18 @@ class TrainConfig(DictMixin):
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr must be a finite positive number, got {self.lr}")
         self.validate_optimiser()
+        self.validate_folders()
+
+    def validate_folders(self) -> None:
+        """The run folder must not lie inside the data: it would be read as one more class folder."""
+        if not (self.data_path and self.results_dir):
+            return
+        data, run = Path(self.data_path).resolve(), Path(self.results_dir).resolve()
+        if run == data or data in run.parents:
+            raise UserError(
+                f"--results-dir {self.results_dir} lies inside --data-path {self.data_path}, where the run folder "
+                "would be read as one more class of images; choose a --results-dir outside the data folder"
+            )
 
     def validate_optimiser(self) -> None:
         """One-line errors for AdamW β and EMA settings a user can get wrong (and every choice and bound)."""

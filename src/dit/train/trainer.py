@@ -403,6 +403,7 @@ def train(
     info = init_distributed(cfg.device)
     lock = None
     try:
+        cfg.validate_folders()  # before the lock makes the run folder (and its parents) inside the data
         lock = lock_run_folder(cfg.results_dir, info)  # one run per folder; torchrun ranks share rank 0's lock
         trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks, settings)
         if lock is not None and (stale := lock.describe_stale()):
