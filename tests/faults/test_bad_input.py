@@ -229,8 +229,9 @@ def test_batch_not_divisible_by_the_world_size():
 )
 def test_invalid_sampler_or_guidance_settings(capsys, world, tmp_path, flags, words):
     out = tmp_path / "out.npz"
-    np.savez(out, arr_0=np.zeros((1, 8, 8, 3), np.uint8))  # an earlier result that must survive
-    assert_refused(capsys, ["sample", "--ckpt", world["ckpt"], "--out", out, *FAST_SAMPLE, *flags], tmp_path, *words)
+    np.savez(out, arr_0=np.zeros((1, 8, 8, 3), np.uint8))  # an earlier result that must survive, even --overwrite
+    argv = ["sample", "--ckpt", world["ckpt"], "--out", out, "--overwrite", *FAST_SAMPLE, *flags]
+    assert_refused(capsys, argv, tmp_path, *words)
 
 
 @pytest.mark.parametrize(
@@ -261,7 +262,11 @@ def test_checkpoint_with_non_finite_weights_gives_no_black_images(capsys, world,
     out = tmp_path / "out.npz"
     np.savez(out, arr_0=np.zeros((1, 8, 8, 3), np.uint8))
     assert_refused(
-        capsys, ["sample", "--ckpt", bad, "--out", out, *FAST_SAMPLE], tmp_path, "2 of 2 samples", "not finite"
+        capsys,
+        ["sample", "--ckpt", bad, "--out", out, "--overwrite", *FAST_SAMPLE],
+        tmp_path,
+        "2 of 2 samples",
+        "not finite",
     )
 
 

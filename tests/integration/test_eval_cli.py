@@ -57,8 +57,8 @@ def test_eval_with_classifier_features(classifier_run):
     assert res["fid"] == pytest.approx(fid, rel=1e-4)
     assert (res["precision"], res["recall"]) == pytest.approx(metrics.precision_recall(fr["pool"], fs["pool"]))
 
-    # The cached reference gives the same result.
-    rc, again = _eval(d, "--features", f"classifier:{d / 'clf.safetensors'}", "--batch-size", "16")
+    # The cached reference gives the same result (into the same --out, replacing the first result).
+    rc, again = _eval(d, "--features", f"classifier:{d / 'clf.safetensors'}", "--batch-size", "16", "--overwrite")
     assert rc == 0 and {k: again[k] for k in KEYS} == pytest.approx({k: res[k] for k in KEYS}, rel=1e-9)
 
 

@@ -70,6 +70,24 @@ def test_plain_repo_one_file_and_revisions(offline):
     assert path.name == "other.ema.safetensors" and OLD_COMMIT in str(path)
 
 
+def test_dit_sample_reads_the_revision_it_is_given(offline, tmp_path, capsys):
+    import json
+
+    from dit.cli.main import main
+
+    argv = ["sample", "--num-samples", "2", "--num-sampling-steps", "2", "--no-progress", "--device", "cpu"]
+    one = "org/tiny-dit/other.ema.safetensors"  # only in the older commit
+    out = tmp_path / "old.npz"
+    assert main([*argv, "--ckpt", one, "--revision", OLD_COMMIT, "--out", str(out)]) == 0
+    card = json.loads((tmp_path / "old.npz.protocol.json").read_text())
+    assert OLD_COMMIT in card["checkpoint_path"] and card["checkpoint_path"].endswith("other.ema.safetensors")
+    capsys.readouterr()
+    assert main([*argv, "--ckpt", one, "--out", str(tmp_path / "main.npz")]) == 2  # not on the main branch
+    assert main([*argv, "--ckpt", str(offline["ckpt"]), "--revision", "v1", "--out", str(tmp_path / "l.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "applies to hub ids only" in err[-1] and len([e for e in err if e.startswith("error:")]) == 2
+
+
 def test_missing_ids_and_paths_are_one_line_errors(offline):
     with pytest.raises(UserError, match="org/unknown is not in the Hugging Face cache .* HF_HUB_OFFLINE is set"):
         resolve_pretrained("org/unknown")

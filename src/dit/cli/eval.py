@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from dit.cli.flags import add_fields, from_args
-from dit.config import EvalConfig
+from dit.config import EvalConfig, OutputPolicy
 
 HELP = "compute FID, sFID, IS, precision and recall of samples against a reference (ADM's definitions)"
 DESCRIPTION = (
@@ -29,7 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", metavar="SAMPLES", help="generated images: .npz or folder of images")
     parser.add_argument("reference", metavar="REFERENCE", help="reference images: .npz or folder of images")
     add_fields(parser, EvalConfig)
-    parser.add_argument("--out", metavar="JSON", default=None, help="result file; when unset, <SAMPLES>.eval.json")
+    parser.add_argument(
+        "--out",
+        metavar="JSON",
+        default=None,
+        help="result file; when unset, <SAMPLES>.eval.json (replaced on each run: it follows from the inputs)",
+    )
+    add_fields(parser, OutputPolicy, notes={"overwrite": "applies to a --out you name"})
     # Other evaluators (torch-fidelity) take a number of equal splits; ADM chunks by size, so that
     # flag is refused with a pointer rather than silently computing another Inception Score.
     parser.add_argument("--is-splits", type=int, default=None, help=argparse.SUPPRESS)
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from dit.errors import UserError
     from dit.evaluation.evaluate import evaluate
     from dit.evaluation.io import write_json
+    from dit.runtime.outputs import refuse_existing
 
     if args.is_splits is not None:
         raise UserError(
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             "chunks of 5,000 samples; use --is-split-size (default 5000)"
         )
     cfg = from_args(EvalConfig, args, EvalConfig(samples=args.samples, reference=args.reference))
+    if args.out:
+        refuse_existing(args.out, args.overwrite, "--out")  # before the long part
     result = evaluate(cfg, progress=True)
     out = args.out or args.samples.rstrip("/") + ".eval.json"
     write_json(out, {**result, "config": cfg.to_dict()})

@@ -47,6 +47,7 @@ from dit.config.train import (
     TrainPrecision,
     default_num_workers,
 )
+from dit.config.outputs import OutputPolicy
 from dit.config.recipes import (
     RECIPES,
     RECIPE_NAMES,
@@ -125,6 +126,7 @@ __all__ = [
     "PREDICTION_TYPES",
     "Precision",
     "PredictionType",
+    "OutputPolicy",
     "QK_NORM_TYPES",
     "QkNormType",
     "RECIPES",

@@ -85,6 +85,15 @@ class SampleConfig(DictMixin):
     )
     device: Optional[str] = setting(None, help="cuda or cpu (default: cuda when available)", group=OUTPUT)
     progress: bool = setting(True, help="a progress bar", group=OUTPUT)
+    overwrite: bool = setting(
+        False,
+        help="replace an existing --out (the new file or folder is written beside it, then renamed over it; "
+        "the old samples are lost). Without it an existing output stops the command",
+        group=OUTPUT,
+    )
+    revision: Optional[str] = setting(
+        None, help="hub ids only: the branch, tag or commit of --ckpt to read (default: the main branch)", group=WEIGHTS
+    )
 
     def validate(self) -> "SampleConfig":
         """One-line errors for settings no checkpoint can be read with; returns self."""

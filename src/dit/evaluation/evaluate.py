@@ -40,6 +40,7 @@ from dit.evaluation.io import (
 from dit.evaluation.set_shape import shape_mismatch
 from dit.runtime.checkpoint import atomic_write
 from dit.runtime.distributed import resolve_device
+from dit.runtime.outputs import refuse_existing
 
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
 FEATURES_KEY = "dit_features"  # in files made by make_reference: the extractor that made the statistics
@@ -169,7 +170,12 @@ def reference_features(
 
 
 def make_reference(
-    images: str, out: str | os.PathLike, extractor: FeatureExtractor, batch_size: int = 64, progress: bool = False
+    images: str,
+    out: str | os.PathLike,
+    extractor: FeatureExtractor,
+    batch_size: int = 64,
+    progress: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Write ``out``: an ADM-style reference ``.npz`` of ``images`` (an ``.npz`` or a folder).
 
@@ -179,6 +185,7 @@ def make_reference(
     """
     if Path(out).suffix != ".npz":
         raise UserError(f"{out}: the reference file must end in .npz")
+    refuse_existing(out, overwrite, "OUT.npz")  # before the long part; the write itself is atomic
     data = load_images(images)
     arrays = reference_arrays(extractor.features(data.images, batch_size, progress))
     blob = {"arr_0": data.images, **{k: arrays[k] for k in STAT_KEYS}, FEATURES_KEY: np.array(extractor.name)}

@@ -26,6 +26,7 @@ from dit.runtime.distributed import (
     init_distributed,
     set_tf32,
 )
+from dit.runtime.outputs import refuse_existing
 from dit.sampling import card
 from dit.sampling.image_sampler import make_sampler
 from dit.sampling.in_memory import progress_bar
@@ -37,18 +38,17 @@ from dit.sampling.writers import is_folder_output, write_npz, write_samples
 OUTPUT_SUFFIXES = (".png", ".npz")
 
 
-def check_out(out: str) -> Path:
-    """``out`` as a path, or one line saying which outputs exist (a non-empty folder is refused)."""
+def check_out(out: str, overwrite: bool = False) -> Path:
+    """``out`` as a path, or one line saying what is wrong: an unknown kind, or an existing output without
+    ``overwrite`` (:func:`dit.runtime.outputs.refuse_existing`; an empty folder is used as it is)."""
     p = Path(out)
-    if is_folder_output(out):
-        if p.is_dir() and any(p.iterdir()):
-            raise UserError(f"--out {out}: the folder is not empty; give a new or empty folder for the PNGs")
-        return p
-    if p.suffix.lower() not in OUTPUT_SUFFIXES:
+    if not is_folder_output(out) and p.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UserError(
             f"--out {out}: give a .png (a grid), an .npz (arr_0 images, arr_1 labels) or a folder "
             "ending in / (one PNG per sample)"
         )
+    if not shard_dir(p).is_dir():  # with its shards: a run killed after the merge, resumed (settings checked there)
+        refuse_existing(p, overwrite, "--out")
     return p
 
 
@@ -68,7 +68,7 @@ def generate_to_file(
     into ``cfg.out``, writes the protocol card and removes the shards (unless ``keep_shards``).
     """
 
-    out = check_out(cfg.out)
+    out = check_out(cfg.out, cfg.overwrite)
     request.validate()  # before the (possibly large) checkpoint is read
     own_group = info is None
     info = info or init_distributed(cfg.device)
@@ -83,7 +83,7 @@ def generate_to_file(
 
 
 def _draw_to_file(cfg: SampleConfig, request: GenerationRequest, out: Path, info: DistInfo, keep_shards: bool) -> None:
-    loaded = load_for_sampling(cfg, info.device)
+    loaded = load_for_sampling(cfg, info.device, cfg.revision)
     ckpt_path = loaded.checkpoint.path  # the local file or folder (a hub id resolved)
     sampler = make_sampler(loaded, request, info.device)
     n = num_samples_of(request.num_samples, request.class_labels)
@@ -115,7 +115,7 @@ def _draw_to_file(cfg: SampleConfig, request: GenerationRequest, out: Path, info
     if not info.is_main:
         return
     images = merge_shards(folder, chunks, sampler.image_shape)
-    write_samples(str(out) + "/" if is_folder_output(cfg.out) else out, images, labels)
+    write_samples(str(out) + "/" if is_folder_output(cfg.out) else out, images, labels, cfg.overwrite)
     extra = {
         "checkpoint_path": str(Path(ckpt_path).resolve()),
         **card.provenance(info.world_size, str(info.device)),

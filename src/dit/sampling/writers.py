@@ -23,8 +23,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from dit.errors import UserError
 from dit.runtime.checkpoint import atomic_write
+from dit.runtime.outputs import refuse_existing, replace_folder
 
 MAX_CLASS_ROWS = 32
 """A grid has one row per class only up to this many classes (beyond it rows become too thin)."""
@@ -102,34 +102,42 @@ def is_folder_output(path: str | os.PathLike) -> bool:
     return str(path).endswith(("/", os.sep)) or Path(path).is_dir()
 
 
-def write_png_folder(folder: str | os.PathLike, images: np.ndarray, labels: Optional[np.ndarray]) -> Path:
+def write_png_folder(
+    folder: str | os.PathLike, images: np.ndarray, labels: Optional[np.ndarray], overwrite: bool = False
+) -> Path:
     """One PNG per sample in ``folder`` (flat, names from :func:`png_name`).
 
     Written into ``.<folder>.tmp/`` beside it and renamed into place, so the folder never holds
-    a partial set; an existing folder must be empty (mixing two runs' images would spoil an FID).
+    a partial set; an existing folder must be empty (mixing two runs' images would spoil an FID)
+    unless ``overwrite``, which replaces it whole (:func:`dit.runtime.outputs.replace_folder`).
     """
     import shutil
     import tempfile
 
     folder = Path(folder)
-    if folder.is_dir() and any(folder.iterdir()):
-        raise UserError(f"{folder} is not empty; give a new or empty folder for the PNGs")
+    refuse_existing(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         for i, image in enumerate(images):
             write_png(tmp / png_name(i, None if labels is None else labels[i]), image)
-        os.replace(tmp, folder)  # onto an absent or empty folder
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # an empty folder: nothing to keep
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
 
 
-def write_samples(path: str | os.PathLike, images: np.ndarray, labels: Optional[np.ndarray]) -> Path:
-    """``DIR/`` → one PNG per sample, ``.png`` → a grid, ``.npz`` → the arrays (``dit sample``'s outputs)."""
+def write_samples(
+    path: str | os.PathLike, images: np.ndarray, labels: Optional[np.ndarray], overwrite: bool = False
+) -> Path:
+    """``DIR/`` → one PNG per sample, ``.png`` → a grid, ``.npz`` → the arrays (``dit sample``'s outputs).
+
+    Files are replaced atomically; a non-empty folder only with ``overwrite``."""
     if is_folder_output(path):
-        return write_png_folder(path, images, labels)
+        return write_png_folder(path, images, labels, overwrite)
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
         return write_png(path, grid_image(images, None if labels is None else labels.tolist()))

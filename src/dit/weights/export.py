@@ -18,7 +18,6 @@ a folder is assembled beside its destination and renamed into place.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from dit.config import DiffusionConfig, ModelConfig
 from dit.errors import UserError
+from dit.runtime.outputs import refuse_existing, replace_folder
 from dit.models.registry import build_model
 from dit.runtime.checkpoint import (
     atomic_write_json,
@@ -148,8 +148,7 @@ def write_diffusers(
     sched_name, sched_cfg = _pipeline_scheduler(scheduler, cfg, vae is not None, notes)
     codec = _pipeline_vae(vae, cfg) if vae is not None else None
     dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise UserError(f"{dst} exists; pass --overwrite to replace it, or another destination")
+    refuse_existing(dst, overwrite, "DST")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     try:
@@ -165,7 +164,7 @@ def write_diffusers(
                     f"DiTPipeline hard-codes the null class 1000; this model's null class is {cfg.num_classes}, "
                     "so use guidance_scale <= 1 in DiTPipeline or guide with `dit sample`"
                 )
-        _replace_folder(tmp, dst)
+        replace_folder(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -207,21 +206,6 @@ def _model_index(version: str, sched_name: str, id2label: Optional[Sequence[str]
         "transformer": ["diffusers", "DiTTransformer2DModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-
-
-def _replace_folder(tmp: Path, dst: Path) -> None:
-    """Move the finished folder ``tmp`` to ``dst``; an existing ``dst`` is set aside first, then removed."""
-    if not dst.exists():
-        os.replace(tmp, dst)
-        return
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(dst, old)
-    os.replace(tmp, dst)
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink()
 
 
 # ------------------------------------------------------------------------------ the conversion
@@ -284,8 +268,7 @@ def _check_destination(src: Path, dst: Path, fmt: str, vae: Optional[str], overw
         raise UserError("--vae builds a DiTPipeline folder; use it with a diffusers destination (--to diffusers)")
     if src.resolve() == dst.resolve():
         raise UserError(f"source and destination are the same path ({src}); pick another destination")
-    if fmt != "diffusers" and dst.exists() and not overwrite:
-        raise UserError(f"{dst} exists; pass --overwrite to replace it, or another destination")
+    refuse_existing(dst, overwrite, "DST")  # every format, before the source is read
 
 
 def _write_file(fmt: str, sd: StateDict, desc: Dict[str, Any], dst: Path) -> List[str]:
