@@ -26,6 +26,7 @@ from dit.runtime.distributed import (
     init_distributed,
     set_tf32,
 )
+from dit.runtime.interrupt import StopRequest
 from dit.runtime.outputs import refuse_existing
 from dit.sampling import card
 from dit.sampling.image_sampler import make_sampler
@@ -74,7 +75,8 @@ def generate_to_file(
     info = info or init_distributed(cfg.device)
     set_tf32(info.device, cfg.tf32)
     try:
-        _draw_to_file(cfg, request, out, info, keep_shards)
+        with StopRequest() as stop:  # Ctrl-C honoured between batches, never lost in a finalizer
+            _draw_to_file(cfg, request, out, info, keep_shards, stop)
         barrier(info)
         return out
     finally:
@@ -82,7 +84,9 @@ def generate_to_file(
             cleanup(info)
 
 
-def _draw_to_file(cfg: SampleConfig, request: GenerationRequest, out: Path, info: DistInfo, keep_shards: bool) -> None:
+def _draw_to_file(
+    cfg: SampleConfig, request: GenerationRequest, out: Path, info: DistInfo, keep_shards: bool, stop: StopRequest
+) -> None:
     loaded = load_for_sampling(cfg, info.device, cfg.revision)
     ckpt_path = loaded.checkpoint.path  # the local file or folder (a hub id resolved)
     sampler = make_sampler(loaded, request, info.device)
@@ -109,8 +113,10 @@ def _draw_to_file(cfg: SampleConfig, request: GenerationRequest, out: Path, info
     if info.is_main and (warning := stale_ema_warning(loaded.checkpoint, cfg.ckpt)):
         print(warning, file=sys.stderr)  # after every check that can fail: an error stays one line
     for c in progress_bar(todo, cfg.progress and info.is_main, f"sample (rank 0 of {info.world_size})"):
+        stop.check()
         images = sampler.images(list(c), None if labels is None else labels[c.start : c.stop])
         write_npz(shard_path(folder, c), images, None if labels is None else labels[c.start : c.stop])
+    stop.check()
     drawn = all_reduce_sum_int(len(todo), info)  # also the barrier before the merge
     if not info.is_main:
         return
