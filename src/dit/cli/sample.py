@@ -20,7 +20,8 @@ DESCRIPTION = (
     "--out FILE.npz writes arr_0 (N, H, W, 3) uint8 and arr_1 (N,) labels for `dit eval` and ADM's evaluator; "
     "--out DIR/ writes one PNG per sample (000000.png, or 000000_class207.png with labels), the input of clean-fid "
     "and torch-fidelity. A protocol card FILE.protocol.json (DIR.protocol.json) records everything that fixed "
-    "the pixels. Sample i depends only on the settings, the seed "
+    "the pixels, and FILE.config.toml the settings (--config FILE.config.toml --out OTHER draws them again). "
+    "Sample i depends only on the settings, the seed "
     "and i, so the file is the same for any number of processes: torchrun --nproc_per_node 8 -m dit.cli.main sample "
     "... splits the work; an interrupted run picks up the shards already written in FILE.shards/ when rerun."
 )
@@ -58,5 +59,10 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"wrote {out} and {out}.protocol.json")
+        from dit.runtime.checkpoint import atomic_write
+
+        # beside the protocol card: `dit sample --config OUT.config.toml --out OTHER` draws the same images
+        text = to_toml(configs, header=SETTINGS_HEADER).encode("utf-8")
+        atomic_write(f"{out}.config.toml", lambda f: f.write(text))
+        print(f"wrote {out}, {out}.protocol.json and {out}.config.toml")
     return 0
