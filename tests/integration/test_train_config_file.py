@@ -22,6 +22,7 @@ def test_run_folder_config_repeats_the_run_bit_for_bit(data, tmp_path):
     settings = load_toml(saved)
     assert settings["train"]["recipe"] == "paper" and settings["train"]["max_steps"] == 3
     assert settings["model"]["depth"] == 2 and settings["train"]["seed"] == 7  # the flags are recorded
+    assert "num_classes" not in settings["model"]  # read from the data, so not recorded as a setting
     # nothing but the config file and a new folder
     assert main(["train", "--config", str(saved), "--results-dir", str(again)]) == 0
     a, b = final_state(first), final_state(again)

@@ -38,6 +38,7 @@ SECTIONS: dict[str, type] = {
     "sampling": TrainSamplingConfig,
 }
 CUSTOM_SIZE = ("depth", "hidden_size", "num_heads", "patch_size")
+FROM_DATA = {"model": ("input_size", "in_channels", "num_classes")}  # the trainer reads these from the data
 SETTINGS_HEADER = (
     "dit train: the resolved settings (defaults < recipe < config file < flags).\n"
     "Repeat the run with: dit train --config config.toml --results-dir NEW_FOLDER"
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from dit.config.files import to_toml
 
     configs = resolve_configs(args)
-    settings = to_toml(configs, header=SETTINGS_HEADER)
+    settings = to_toml(configs, header=SETTINGS_HEADER, omit=FROM_DATA)
     if args.print_config:
         print(settings, end="")
         return 0

@@ -14,7 +14,7 @@ import difflib
 import math
 import sys
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union, get_args, get_origin
+from typing import Any, Iterable, Literal, Mapping, Optional, Union, get_args, get_origin
 
 from dit.config.fields import field_types, strip_optional
 from dit.errors import UserError
@@ -149,12 +149,15 @@ def _name(tp: Any) -> str:
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
-def to_toml(sections: Mapping[str, Any], header: str = "") -> str:
-    """The configs ``{section: dataclass instance}`` as a TOML document that ``read_config`` reads back equal."""
+def to_toml(sections: Mapping[str, Any], header: str = "", omit: Optional[Mapping[str, Iterable[str]]] = None) -> str:
+    """The configs ``{section: dataclass instance}`` as a TOML document that ``read_config`` reads back equal
+    (``omit``: fields per section left out, e.g. those a command derives from its data)."""
     lines = [f"# {line}" for line in header.splitlines()]
     for section, cfg in sections.items():
         lines += ["", f"[{section}]"] if lines else [f"[{section}]"]
         for f in dataclasses.fields(cfg):
+            if f.name in (omit or {}).get(section, ()):
+                continue
             value = getattr(cfg, f.name)
             if value is None:
                 if f.default is None or f.default is dataclasses.MISSING:
