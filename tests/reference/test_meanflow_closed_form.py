@@ -164,3 +164,15 @@ def test_guidance_is_folded_into_the_target_on_kept_labels_only():
     assert bool(seen["drop"].all())  # the unconditional call drops every label
     torch.testing.assert_close(out[~drop], 3.0 * v[~drop] + (1 - 3.0) * 2.0)
     torch.testing.assert_close(out[drop], v[drop])
+
+
+@pytest.mark.parametrize("steps", [None, 1])
+def test_the_registry_sampler_draws_the_data_law_in_its_calls(steps):
+    """`--sampler meanflow` (the default of a MeanFlow checkpoint: 2 calls) maps noise ξ to μ + s·ξ."""
+    from dit.diffusion import sample as registry_sample
+
+    noise = _draw(500, seed=5)[1]
+    oracle = Oracle()
+    out = registry_sample(MeanFlow("v"), oracle, noise.shape, num_steps=steps, noise=noise)
+    assert oracle.calls == (2 if steps is None else 1)
+    torch.testing.assert_close(out, MU + S * noise, rtol=1e-6, atol=1e-6)

@@ -30,7 +30,18 @@ WeightsChoice = Literal["ema", "model"]
 
 # The --sampler choices: the names of dit.diffusion.registry.SAMPLERS (both objectives), copied here
 # so that command lines list them without importing torch (tests/unit/cli/test_help.py keeps them equal).
-SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++2m-time", "dpm++2m-karras", "euler", "heun", "sde")
+SAMPLER_NAMES = (
+    "ddpm",
+    "ddim",
+    "dpm++2m",
+    "dpm++2m-time",
+    "dpm++2m-karras",
+    "euler",
+    "heun",
+    "heun-x0",
+    "sde",
+    "meanflow",
+)
 
 # --help sections of `dit sample`
 WEIGHTS, DRAW, OUTPUT = "weights", "what to draw", "output and speed"

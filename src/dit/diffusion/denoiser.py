@@ -44,7 +44,7 @@ class Denoiser:
 
     @property
     def kind(self) -> str:
-        """``"gaussian"`` or ``"flow"``: which samplers fit."""
+        """``"gaussian"``, ``"flow"`` or ``"meanflow"``: which samplers fit."""
         return str(getattr(self.objective, "objective", "gaussian"))
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -63,6 +63,19 @@ class Denoiser:
         if getattr(self.objective, "prediction", "v") == "v":
             return out.to(x.dtype)
         return velocity_from_x0(x, tt.to(x.dtype) / TIME_SCALE, out.to(x.dtype)).to(x.dtype)
+
+    def average_velocity(self, x: torch.Tensor, t: float, r: float) -> torch.Tensor:
+        """MeanFlow models: û(x, r, t) (N, C, ...), the model called at model time t·1000 with the interval
+        (t − r)·1000 (an x-prediction network's x̂ becomes (x − x̂)/max(t, 0.05), as in training)."""
+        n = x.shape[0]
+        tt = torch.full((n,), t, dtype=torch.float32, device=x.device)  # (N,)
+        rr = torch.full((n,), r, dtype=torch.float32, device=x.device)  # (N,)
+
+        def model(z: torch.Tensor, t_model: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+            return self.model_fn(z, t_model, **kw)[:, : z.shape[1]].to(z.dtype)
+
+        with torch.no_grad():
+            return self.objective.average_velocity(model, x, tt, rr, **self.model_kwargs).to(x.dtype)
 
     def clip(self, x0: torch.Tensor) -> torch.Tensor:
         """``x0`` clamped to [−1, 1] for pixel-space models, else unchanged."""

@@ -34,8 +34,10 @@ class GuidedModel:
         self.fn = fn
         self.guidance = guidance
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.fn(x, t, y)
+    def __call__(
+        self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None, **kw: torch.Tensor
+    ) -> torch.Tensor:
+        return self.fn(x, t, y, **kw)
 
 
 def guided_model_fn(
@@ -64,12 +66,13 @@ def guided_model_fn(
     }
     if null_label is None or cfg_scale == 1.0:
         # s = 1 is exactly the conditional model: ε_u + 1·(ε_c − ε_u) = ε_c, at half the cost.
-        def unguided(x, t, y=None):
-            return model(x, t, y)
+        def unguided(x, t, y=None, **kw):
+            return model(x, t, y, **kw)
 
         return GuidedModel(unguided, dict(settings, guided=False))
 
-    def fn(x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def fn(x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None, **kw: torch.Tensor) -> torch.Tensor:
+        # kw: per-row model inputs besides t (MeanFlow's ``interval`` (N,)), duplicated with the guided rows
         N, C = x.shape[0], x.shape[1]
         if y is None:
             y = torch.full((N,), null_label, dtype=torch.long, device=x.device)
@@ -78,9 +81,10 @@ def guided_model_fn(
             guide = (t >= interval[0]) & (t <= interval[1])
         idx = guide.nonzero(as_tuple=True)[0]  # (M,)
         if idx.numel() == 0:
-            return model(x, t, y)
+            return model(x, t, y, **kw)
         null = torch.full((idx.numel(),), null_label, dtype=y.dtype, device=y.device)
-        out = model(torch.cat([x, x[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null]))  # (N+M, C|2C, ...)
+        both = {k: torch.cat([a, a[idx]]) for k, a in kw.items()}
+        out = model(torch.cat([x, x[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null]), **both)  # (N+M, C|2C, ...)
         cond, uncond = out[:N], out[N:]  # (N, ...), (M, ...)
         k = guided_channel_count(channels, C)  # guided ε channels
         eps_c = cond[idx, :k]  # (M, k, ...)

@@ -36,7 +36,7 @@ and gradient synchronisation sees the usual one forward and one backward.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -45,6 +45,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from dit.config import FLOW_PREDICTIONS
 from dit.diffusion.flow import TIME_SCALE, X0_MIN_T, interpolate, velocity_target
 from dit.diffusion.losses import mean_flat
+
+if TYPE_CHECKING:
+    from dit.diffusion.denoiser import Denoiser
 
 
 def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +188,23 @@ class MeanFlow:
         return {"loss": adaptive_loss(delta, self.adaptive_power, self.adaptive_c), "mse": mean_flat(delta**2)}
 
 
+def _jumps(
+    average_velocity: Callable[[torch.Tensor, float, float], torch.Tensor],
+    x: torch.Tensor,
+    ts: torch.Tensor,
+    callback: Optional[Callable[[int, float, torch.Tensor, torch.Tensor], None]] = None,
+) -> torch.Tensor:
+    """x ← x − (t_i − t_{i+1})·u(x, t_{i+1}, t_i) along the decreasing grid ``ts``; one call per step."""
+    for i in range(len(ts) - 1):
+        t, r = float(ts[i]), float(ts[i + 1])
+        u = average_velocity(x, t, r)  # (N, C, ...)
+        x0 = x - t * u  # where this call's jump to 0 would land
+        x = x - (t - r) * u
+        if callback is not None:
+            callback(i, t * TIME_SCALE, x, x0)
+    return x
+
+
 def sample(
     model_fn: Callable,
     x: torch.Tensor,
@@ -201,14 +221,32 @@ def sample(
     """
     objective = MeanFlow(prediction)
     kw = model_kwargs or {}
-    n = x.shape[0]
-    for i in range(len(ts) - 1):
-        t = torch.full((n,), float(ts[i]), dtype=torch.float32, device=x.device)  # (N,)
-        r = torch.full((n,), float(ts[i + 1]), dtype=torch.float32, device=x.device)  # (N,)
+
+    def average_velocity(z: torch.Tensor, t: float, r: float) -> torch.Tensor:
+        tt = torch.full((z.shape[0],), t, dtype=torch.float32, device=z.device)  # (N,)
+        rr = torch.full((z.shape[0],), r, dtype=torch.float32, device=z.device)  # (N,)
         with torch.no_grad():
-            u = objective.average_velocity(model_fn, x, t, r, **kw).to(x.dtype)  # (N, C, ...)
-        x0 = jump(x, t, torch.zeros_like(t), u)  # where this call's jump to 0 would land
-        x = jump(x, t, r, u)
-        if callback is not None:
-            callback(i, float(ts[i]) * TIME_SCALE, x, x0)
-    return x
+            return objective.average_velocity(model_fn, z, tt, rr, **kw).to(z.dtype)
+
+    return _jumps(average_velocity, x, ts, callback)
+
+
+DEFAULT_STEPS = 2
+"""Jumps of the MeanFlow sampler when none are given: two model calls."""
+
+
+def meanflow(
+    denoiser: "Denoiser",
+    x: torch.Tensor,
+    steps: Optional[int] = None,
+    *,
+    time_shift: float = 1.0,
+    generator=None,
+    callback=None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The registry's MeanFlow sampler: ``steps`` jumps (default 2) on the shifted grid of the flow samplers."""
+    from dit.diffusion.flow_samplers import time_grid
+
+    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift)
+    return denoiser.clip(_jumps(denoiser.average_velocity, x, ts, callback))

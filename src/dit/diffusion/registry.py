@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from dit.diffusion import flow_samplers, samplers
+from dit.diffusion import flow_samplers, meanflow, samplers
 from dit.diffusion.denoiser import Callback, Denoiser
 from dit.diffusion.noise import Generator, draw_noise
 from dit.errors import UserError
@@ -72,13 +72,23 @@ SAMPLERS: dict[str, Sampler] = {
     "dpm++2m-karras": Sampler(samplers.dpm_pp_2m_karras, "gaussian", _never),
     "euler": Sampler(flow_samplers.euler, "flow", _never),
     "heun": Sampler(flow_samplers.heun, "flow", _never),
+    "heun-x0": Sampler(flow_samplers.heun_x0, "flow", _never),
     "sde": Sampler(flow_samplers.sde, "flow", _always),
+    "meanflow": Sampler(meanflow.meanflow, "meanflow", _never),
 }
 """Name → sampler: the ``--sampler`` choices, for Gaussian-diffusion and flow-matching models."""
 
-DEFAULTS: dict[str, tuple[str, int]] = {"gaussian": ("ddpm", 250), "flow": ("heun", flow_samplers.DEFAULT_STEPS)}
+DEFAULTS: dict[str, tuple[str, int]] = {
+    "gaussian": ("ddpm", 250),
+    "flow": ("heun", flow_samplers.DEFAULT_STEPS),
+    "meanflow": ("meanflow", meanflow.DEFAULT_STEPS),
+}
 """Objective → (sampler, steps) used when none is given (DDPM-250 is the paper's FID protocol)."""
-OBJECTIVE_NAMES = {"gaussian": "a Gaussian-diffusion (ε-prediction) model", "flow": "a flow-matching (velocity) model"}
+OBJECTIVE_NAMES = {
+    "gaussian": "a Gaussian-diffusion (ε-prediction) model",
+    "flow": "a flow-matching (velocity) model",
+    "meanflow": "a MeanFlow (average-velocity) model",
+}
 
 
 def names_for(objective: str) -> tuple[str, ...]:

@@ -34,10 +34,10 @@ def _model_fn(model: nn.Module, precision: str, device: torch.device):
     """``fn(x, t, y)`` running the model under autocast for bf16/fp16, returning float32."""
     dtype = PRECISIONS[precision]
 
-    def fn(x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def fn(x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None, **kw: torch.Tensor) -> torch.Tensor:
         ctx = torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with ctx:
-            out = model(x, t, y)  # (B, C or 2C, h, w)
+            out = model(x, t, y, **kw)  # (B, C or 2C, h, w); kw: MeanFlow's interval
         return out.float()
 
     return fn

@@ -18,7 +18,7 @@ from dit.diffusion.registry import DEFAULTS, names_for
 from dit.errors import UserError, one_line
 from dit.serve.body_limit import MAX_BODY_BYTES
 
-MAX_TIMESTEP = {"gaussian": 999, "flow": 1000}  # guidance intervals are on the model's timestep scale
+MAX_TIMESTEP = {"gaussian": 999, "flow": 1000, "meanflow": 1000}  # guidance intervals are on the model's timestep scale
 MAX_CFG_SCALE = 100.0
 CLASS_LISTING = "GET /api/info lists the class names and ids"
 
