@@ -124,3 +124,18 @@ def test_types_come_from_the_annotations():
     for bad in (["--mode", "c"], ["--count", "0"], ["--ratio", "-1"], ["--pair", "1"], ["--hidden", "1"]):
         with pytest.raises((argparse.ArgumentError, SystemExit)):
             parse(*bad)
+
+
+# The flags of the official DiT scripts (train.py; sample.py and sample_ddp.py), which stay accepted
+OFFICIAL = {
+    "train": "--data-path --results-dir --model --image-size --num-classes --epochs --global-batch-size "
+    "--global-seed --vae --num-workers --log-every --ckpt-every",
+    "sample": "--model --vae --image-size --num-classes --cfg-scale --num-sampling-steps --seed --ckpt "
+    "--sample-dir --per-proc-batch-size --num-fid-samples --global-seed --tf32 --no-tf32",
+}
+
+
+@pytest.mark.parametrize("command", sorted(OFFICIAL))
+def test_the_official_scripts_flag_names_are_accepted(command):
+    ours = {s for a in PARSERS[command]._actions for s in a.option_strings}
+    assert set(OFFICIAL[command].split()) <= ours
