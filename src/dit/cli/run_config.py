@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from typing import Any, Mapping, Optional
 
-from dit.cli.flags import from_args, given
+from dit.cli.flags import fields_of, from_args, given
 from dit.config.fields import info
 from dit.config.files import preset_names, read_config
 from dit.errors import UserError
@@ -45,8 +45,8 @@ def resolve(sections: Sections, args: argparse.Namespace, base: Optional[Configs
     for section, cls in sections.items():
         cfg = dataclasses.replace(base[section] if base else cls(), **file[section])
         configs[section] = from_args(cls, args, cfg)
-        names = {f.name for f in dataclasses.fields(cls)}
-        explicit |= {(section, k) for k in file[section]} | {(section, k) for k in given(args) if k in names}
+        flags = {f.name for f, _ in fields_of(cls)}
+        explicit |= {(section, k) for k in file[section]} | {(section, k) for k in given(args) if k in flags}
     return configs, explicit
 
 
