@@ -129,7 +129,7 @@ def test_each_objective_gets_its_own_default_sampler_and_refuses_the_others():
     gauss = ImageSampler(_tiny(True), create_diffusion(""), codec, GenerationRequest())
     assert (gauss.request.sampler, gauss.request.num_sampling_steps) == ("ddpm", 250)
     assert "objective" not in gauss.settings() and "time_shift" not in gauss.settings()  # paper cards unchanged
-    with pytest.raises(UserError, match="is for a Gaussian-diffusion.*flow-matching.*euler, heun, sde"):
+    with pytest.raises(UserError, match="is for a Gaussian-diffusion.*flow-matching.*euler, heun, heun-x0, sde"):
         ImageSampler(_tiny(False), FlowMatching(), codec, GenerationRequest(sampler="dpm++2m"))
     with pytest.raises(UserError, match="is for a flow-matching.*Gaussian-diffusion.*ddpm"):
         ImageSampler(_tiny(True), create_diffusion(""), codec, GenerationRequest(sampler="heun"))
