@@ -159,3 +159,23 @@ def test_convert_and_convert_inception_name_overwrite_and_what_would_be_lost(cap
     out = tmp_path / "inception.pth"
     out.write_bytes(b"converted")
     assert_refused(capsys, ["convert-inception", "--out", out], tmp_path, f"--out {out} already exists", "--overwrite")
+
+
+def test_extract_latents_never_mixes_its_shards_into_other_files_and_overwrite_replaces_a_cache(capsys, tmp_path):
+    from dit.data import read_header
+    from tests.helpers.data import make_image_folder, save_tiny_vae
+
+    vae = save_tiny_vae(tmp_path / "vae")
+    data = make_image_folder(tmp_path / "data", classes=("x", "y"), per_class=2)
+    base = ["extract-latents", "--data-path", data, "--vae", vae, "--batch-size", "2", "--device", "cpu"]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"not to be mixed with shards")
+    line = assert_refused(capsys, [*base, "--image-size", "8", "--out", photos], tmp_path, "not a latent cache")
+    assert "holiday.jpg" in line and "--overwrite" in line
+    cache = tmp_path / "cache"
+    assert run_cli(capsys, [*base, "--image-size", "8", "--out", cache])[0] == 0
+    assert_refused(capsys, [*base, "--image-size", "16", "--out", cache], tmp_path, "image size")  # as before
+    code, _, err = run_cli(capsys, [*base, "--image-size", "16", "--out", cache, "--overwrite"])
+    assert code == 0, err
+    assert read_header(cache)["image_size"] == 16 and not list(tmp_path.glob(".cache.*"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dit.cli.flags import add_fields
+from dit.config.outputs import OutputPolicy
+
 HELP = "encode an image folder (and its mirror images) once into a latent cache for training"
 DESCRIPTION = (
     "Encodes every image of an ImageFolder tree and its horizontal mirror through the VAE and stores "
@@ -53,6 +56,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-classes", type=int, default=None, help="check the folder has this many classes")
     parser.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    add_fields(parser, OutputPolicy, notes={"overwrite": "re-running without it resumes an unfinished cache"})
 
 
 def run(args) -> int:
@@ -77,6 +81,7 @@ def run(args) -> int:
             num_classes=args.num_classes,
             num_workers=args.num_workers,
             log=log,
+            overwrite=args.overwrite,
         )
     finally:
         cleanup(info)

@@ -28,13 +28,15 @@ import bisect
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from dit.data.image_folder import ImageFolder
-from dit.errors import UserError
+from dit.errors import UserError, shorten
+from dit.runtime.outputs import replace_folder
 from dit.runtime.checkpoint import atomic_write
 
 HEADER_NAME = "dit_latent_cache.json"
@@ -53,6 +55,23 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def shard_name(k: int) -> str:
     return f"shard_{k:05d}.safetensors"
+
+
+def _cache_file(name: str) -> bool:
+    """A file an unfinished cache holds: a shard, or a shard's temp file (``.shard_…``)."""
+    return name.lstrip(".").startswith("shard_")
+
+
+def _check_resumable(out: Path, codec, image_size: int) -> None:
+    """``out`` may be absent, empty, an unfinished cache of this command, or a cache of the same settings."""
+    if is_latent_cache(out):
+        check_header(read_header(out), codec, image_size, where=f"cache in {out}")
+    elif out.is_dir() and (other := [p.name for p in out.iterdir() if not _cache_file(p.name)]):
+        raise UserError(  # e.g. --out pointing at the image folder: shards would be mixed into its files
+            f"--out {out} holds files that are not a latent cache ({shorten(sorted(other)[:3])}, {len(other)} in "
+            "all); pass --overwrite to replace the folder (what it holds now is lost), a new or empty folder, "
+            "or the folder of an unfinished cache to resume it"
+        )
 
 
 def is_latent_cache(path: str | os.PathLike) -> bool:
@@ -213,10 +232,12 @@ def extract_latents(
     num_classes: Optional[int] = None,
     num_workers: int = 0,
     log=print,
+    overwrite: bool = False,
 ) -> dict:
     """Encode an image folder (and every image's mirror) into a latent cache; returns the header.
 
     Resumable: shards already present (and made with the same VAE, size and folder) are skipped.
+    ``overwrite``: an existing folder is replaced whole once the new cache is complete.
     Under an initialised torch.distributed, ranks take disjoint shards and rank 0 writes the header.
     """
     from safetensors.torch import save as st_save
@@ -227,10 +248,16 @@ def extract_latents(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the cache")
-    if is_latent_cache(out):
-        check_header(read_header(out), codec, image_size, where=f"cache in {out}")
-    out.mkdir(parents=True, exist_ok=True)
+    # --overwrite builds the new cache beside the old one and renames it over it when complete
+    build = out.with_name(f".{out.name}.overwrite.tmp") if overwrite and out.is_dir() and any(out.iterdir()) else out
+    if build == out:
+        _check_resumable(out, codec, image_size)
     rank, world, barrier = _dist()
+    if build != out and rank == 0:
+        shutil.rmtree(build, ignore_errors=True)  # an earlier --overwrite run that did not finish
+        build.mkdir(parents=True)
+    barrier()
+    build.mkdir(parents=True, exist_ok=True)
     fingerprint = _fingerprint(folder.files, folder.labels, folder.root)
     expect = {
         "vae_id": codec.id,
@@ -242,7 +269,7 @@ def extract_latents(
     }
     num_shards = (len(folder) + shard_size - 1) // shard_size
     for k in range(rank, num_shards, world):
-        path = out / shard_name(k)
+        path = build / shard_name(k)
         if _shard_done(path, expect):
             log(f"shard {k + 1}/{num_shards}: already done, skipped")
             continue
@@ -254,9 +281,11 @@ def extract_latents(
         _atomic_write(path, st_save({"moments": moments, "labels": labels, "indices": indices}, metadata=meta))
         log(f"shard {k + 1}/{num_shards}: {len(labels)} images encoded" + (f", {len(bad)} bad skipped" if bad else ""))
     barrier()
-    header = _header(out, num_shards, codec, image_size, latent_shape, folder, dtype, fingerprint)
+    header = _header(build, num_shards, codec, image_size, latent_shape, folder, dtype, fingerprint)
     if rank == 0:
-        _atomic_write(out / HEADER_NAME, (json.dumps(header, indent=1) + "\n").encode())
+        _atomic_write(build / HEADER_NAME, (json.dumps(header, indent=1) + "\n").encode())
+        if build != out:
+            replace_folder(build, out)
     barrier()
     return header
 
