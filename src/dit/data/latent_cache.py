@@ -62,6 +62,22 @@ def _cache_file(name: str) -> bool:
     return name.lstrip(".").startswith("shard_")
 
 
+def _build_folder(out: Path, overwrite: bool, codec, image_size: int, rank: int, barrier) -> Path:
+    """Where this run writes: ``out`` itself (new, or resumed), or with ``overwrite`` a fresh folder beside
+    an existing ``out`` that is renamed over it once the cache is complete."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder for the cache")
+    build = out.with_name(f".{out.name}.overwrite.tmp") if overwrite and out.is_dir() and any(out.iterdir()) else out
+    if build == out:
+        _check_resumable(out, codec, image_size)
+    elif rank == 0:
+        shutil.rmtree(build, ignore_errors=True)  # an earlier --overwrite run that did not finish
+        build.mkdir(parents=True)
+    barrier()
+    build.mkdir(parents=True, exist_ok=True)
+    return build
+
+
 def _check_resumable(out: Path, codec, image_size: int) -> None:
     """``out`` may be absent, empty, an unfinished cache of this command, or a cache of the same settings."""
     if is_latent_cache(out):
@@ -246,18 +262,8 @@ def extract_latents(
     latent_shape = codec.latent_shape(image_size)
     folder = ImageFolder(data_path, image_size, num_classes, unconditional, on_bad_image)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder for the cache")
-    # --overwrite builds the new cache beside the old one and renames it over it when complete
-    build = out.with_name(f".{out.name}.overwrite.tmp") if overwrite and out.is_dir() and any(out.iterdir()) else out
-    if build == out:
-        _check_resumable(out, codec, image_size)
     rank, world, barrier = _dist()
-    if build != out and rank == 0:
-        shutil.rmtree(build, ignore_errors=True)  # an earlier --overwrite run that did not finish
-        build.mkdir(parents=True)
-    barrier()
-    build.mkdir(parents=True, exist_ok=True)
+    build = _build_folder(out, overwrite, codec, image_size, rank, barrier)
     fingerprint = _fingerprint(folder.files, folder.labels, folder.root)
     expect = {
         "vae_id": codec.id,
