@@ -23,11 +23,15 @@ _COUNT_LIMIT = 100_000  # files counted in a folder before "at least" (a folder 
 
 
 def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} bytes"
+    """``n`` bytes as people read it: 13 bytes, 1.2 KB, 3.4 MB, 5.6 GB."""
+    if n < 1024:
+        return f"{n:,} bytes"
+    value = float(n)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def describe_existing(path: str | os.PathLike) -> Optional[str]:
