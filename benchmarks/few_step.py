@@ -74,13 +74,24 @@ def score(args: argparse.Namespace, name: str, ckpt: Path, row: dict, clf: Path,
     cfg = 1.0 if name == "meanflow" else args.cfg_scale  # MeanFlow's guidance is in its weights
     argv = ["sample", "--ckpt", str(ckpt), "--num-samples", str(args.num_samples), "--sampler", row["sampler"]]
     argv += ["--num-sampling-steps", str(row["steps"]), "--time-shift", str(row["time_shift"])]
-    argv += ["--cfg-scale", str(cfg), "--seed", "0", "--batch-size", "250", "--out", str(samples)]
+    argv += ["--cfg-scale", str(cfg), "--seed", "0", "--batch-size", "250", "--out", str(samples), "--overwrite"]
     argv += ["--device", "cpu", "--overwrite"]
     start = time.time()
     cpu = run_dit(argv)
     wall = time.time() - start
     result = samples.with_suffix(".eval.json")
-    run_dit(["eval", str(samples), str(args.data / "test"), "--features", f"classifier:{clf}", "--out", str(result)])
+    run_dit(
+        [
+            "eval",
+            str(samples),
+            str(args.data / "test"),
+            "--features",
+            f"classifier:{clf}",
+            "--out",
+            str(result),
+            "--overwrite",
+        ]
+    )
     ev = json.loads(result.read_text())
     out = dict(row, model=name, cfg_scale=cfg, class_agreement=float(ev["class_accuracy"]), fid=float(ev["fid"]))
     out.update(background=background_grey(samples, mask), sample_cpu_seconds=cpu, sample_wall_seconds=wall)
@@ -172,7 +183,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     real = args.out / "real_train.npz"
     write_real_subset(args.data / "train", real, args.num_samples, 0)
     run_dit(
-        ["eval", str(real), str(args.data / "test"), "--features", f"classifier:{clf}", "--out", str(real) + ".json"]
+        [
+            "eval",
+            str(real),
+            str(args.data / "test"),
+            "--features",
+            f"classifier:{clf}",
+            "--out",
+            str(real) + ".json",
+            "--overwrite",
+        ]
     )
     real_eval = json.loads(Path(str(real) + ".json").read_text())
     mask = background_mask(args.data / "train")

@@ -213,6 +213,7 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
             f"classifier:{classifier}",
             "--out",
             str(out / "real.eval.json"),
+            "--overwrite",
             "--device",
             "cpu",
         ]
@@ -297,6 +298,7 @@ def score_checkpoint(args: argparse.Namespace, recipe: str, ckpt: Path, classifi
             str(samples),
             "--device",
             "cpu",
+            "--overwrite",  # the benchmark's own files: a rerun into the same --out replaces them
         ]
     )
     if classifier is None:
@@ -316,6 +318,7 @@ def score_checkpoint(args: argparse.Namespace, recipe: str, ckpt: Path, classifi
             str(result),
             "--device",
             "cpu",
+            "--overwrite",
         ]
     )
     ev = json.loads(result.read_text())

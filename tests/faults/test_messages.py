@@ -116,3 +116,16 @@ def test_more_class_labels_than_samples_is_refused(capsys, tmp_path):
     argv = ["sample", "--ckpt", tmp_path / "c.pt", "--out", tmp_path / "x.png", "--class-labels", "0", "1", "2"]
     line = assert_refused(capsys, [*argv, "--num-samples", "2"], tmp_path, "gives 3 labels but --num-samples is 2")
     assert "[2] would never be drawn" in line and "--num-samples 3" in line
+
+
+def test_a_text_or_truncated_safetensors_file_says_which(capsys, tmp_path):
+    from tests.helpers.sample import trained_run
+    from dit.runtime.checkpoint import ema_export_path
+
+    export = ema_export_path(trained_run(tmp_path / "run"))
+    text, cut = tmp_path / "notes.safetensors", tmp_path / "cut.safetensors"
+    text.write_text("hello\n")
+    cut.write_bytes(export.read_bytes()[:100])
+    argv = ["--out", tmp_path / "x.png", "--device", "cpu", "--no-progress"]
+    assert_refused(capsys, ["sample", "--ckpt", text, *argv], tmp_path, "it is a text file, not a safetensors file")
+    assert_refused(capsys, ["sample", "--ckpt", cut, *argv], tmp_path, f"{cut} as safetensors: it is truncated")

@@ -20,6 +20,7 @@ from dit.config import (
     EvalConfig,
     GenerationRequest,
     ModelConfig,
+    OutputPolicy,
     SampleConfig,
     TrainConfig,
 )
@@ -137,6 +138,7 @@ def sample_argv(spec: StudySpec, run: Run) -> list[str]:
         precision=spec.precision,
         out="{samples}",
         device=spec.device,
+        overwrite=True,  # the study's own file: a resumed run redoes a checkpoint whose result was not recorded
     )
     return ["sample", *flags(SAMPLE, **settings)]
 
@@ -145,4 +147,5 @@ def eval_argv(
     spec: StudySpec, reference: str, features: str, samples: str = "{samples}", result: str = "{result}"
 ) -> list[str]:
     """`dit eval` of ``samples`` against the reference images (by default the planned ``{samples}``, ``{result}``)."""
-    return ["eval", str(samples), reference, *flags((EvalConfig,), features=features, out=result, device=spec.device)]
+    settings = dict(features=features, out=result, device=spec.device, overwrite=True)  # overwrite: as for sample
+    return ["eval", str(samples), reference, *flags((EvalConfig, OutputPolicy), **settings)]

@@ -85,9 +85,8 @@ def _read_safetensors(path: Path) -> Tuple[StateDict, Dict[str, str]]:
             meta = dict(f.metadata() or {})
             return {k: f.get_tensor(k) for k in f.keys()}, meta
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise UserError(
-            f"cannot read {path} as safetensors ({str(e)[:160]}); the file is truncated or not safetensors"
-        ) from None
+        why = why_unreadable(path, "a safetensors file", e, ("a safetensors file",))
+        raise UserError(f"cannot read {path} as safetensors: {why}; pass an intact .safetensors file") from None
 
 
 def _strip_prefixes(sd: StateDict) -> StateDict:
