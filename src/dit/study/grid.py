@@ -23,7 +23,6 @@ from dit.models.flops import count_params, forward_macs
 from dit.study.spec import StudySpec
 
 NUM_CLASSES_DIGITS = 10
-CALLS_PER_STEP = {"heun": 2}  # every other sampler calls the model once per step (dit.diffusion samplers)
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,19 @@ def model_config(spec: StudySpec, depth: int, hidden: int, heads: int, patch: in
     )
 
 
+def sampler_calls(sampler: str, steps: int) -> int:
+    """Network calls of one unguided sample in ``steps`` steps: Heun two a step, heun-x0 two a step
+    but the last (it takes x̂_0), every other registered sampler one a step (a test counts them)."""
+    if sampler == "heun":
+        return 2 * steps
+    if sampler == "heun-x0":
+        return 2 * steps - 1
+    return steps
+
+
 def model_calls_per_image(sampler: str, steps: int, cfg_scale: float) -> int:
-    """Forward passes (per image) one sample costs: steps × calls per step, doubled under guidance."""
-    return steps * CALLS_PER_STEP.get(sampler, 1) * (2 if cfg_scale != 1.0 else 1)
+    """Forward passes (per image) one sample costs: the sampler's calls, doubled under guidance."""
+    return sampler_calls(sampler, steps) * (2 if cfg_scale != 1.0 else 1)
 
 
 def training_steps(spec: StudySpec, train_flops_per_step: int) -> Optional[int]:

@@ -4,11 +4,14 @@ checked against dit.models.flops and a model actually built."""
 import math
 
 import pytest
+import torch
 
-from dit.config import ModelConfig
+from dit.config import DiffusionConfig, ModelConfig
+from dit.diffusion import build_objective
+from dit.diffusion.registry import SAMPLERS, sample
 from dit.models import build_model
 from dit.models.flops import count_params, forward_macs
-from dit.study.grid import expand, model_calls_per_image
+from dit.study.grid import expand, model_calls_per_image, sampler_calls
 from dit.study.spec import StudySpec
 
 
@@ -75,3 +78,17 @@ def test_checkpoint_spacing():
 def test_model_calls():
     assert model_calls_per_image("heun", 10, 2.0) == 40
     assert model_calls_per_image("ddim", 25, 1.0) == 25
+
+
+@pytest.mark.parametrize("objective, name", [(s.objective, name) for name, s in SAMPLERS.items()])
+def test_sampler_calls_are_what_every_registered_sampler_makes(objective, name):
+    """The cost model against the samplers themselves: a counting network, 5 steps, every sampler."""
+    calls = []
+
+    def net(x, t, **kwargs):
+        calls.append(1)
+        return torch.zeros_like(x)
+
+    process = build_objective(DiffusionConfig(objective=objective, learn_sigma=False))
+    sample(process, net, (1, 2, 2, 2), sampler=name, num_steps=5, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == sampler_calls(name, 5)
