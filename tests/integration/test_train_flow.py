@@ -109,7 +109,8 @@ def test_train_fast_then_sample_picks_the_flow_sampler(data, tmp_path, capsys):
         == 0
     )
     card = json.loads((run / "samples" / "0000004.png.protocol.json").read_text())  # in-training grid
-    assert card["settings"]["objective"] == "flow" and card["settings"]["sampler"] == "heun"
+    # an x-prediction flow model's default: Heun ending on the network's x̂_0
+    assert card["settings"]["objective"] == "flow" and card["settings"]["sampler"] == "heun-x0"
     ckpt = str(run / "checkpoints" / "0000004.pt")
     out = tmp_path / "s.npz"
     assert (
@@ -132,7 +133,7 @@ def test_train_fast_then_sample_picks_the_flow_sampler(data, tmp_path, capsys):
         == 0
     )
     card = json.loads((tmp_path / "s.npz.protocol.json").read_text())["settings"]
-    assert card["sampler"] == "heun" and card["objective"] == "flow" and card["diffusion"]["objective"] == "flow"
+    assert card["sampler"] == "heun-x0" and card["objective"] == "flow" and card["diffusion"]["objective"] == "flow"
     with np.load(out) as f:
         assert f["arr_0"].shape == (6, 8, 8, 3) and f["arr_1"].tolist() == [0, 1, 2, 0, 1, 2]
     for sampler in ("euler", "sde"):

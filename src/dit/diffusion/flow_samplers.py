@@ -144,6 +144,7 @@ def heun_x0(
     x: torch.Tensor,
     steps: Optional[int] = None,
     *,
+    time_schedule: str = "uniform",
     time_shift: float = 1.0,
     generator: Generator = None,
     callback: Optional[Callback] = None,
@@ -156,7 +157,7 @@ def heun_x0(
     v̂ = (x − x̂_0)/max(t, 0.05) — a difference amplified 20× — while its x̂_0 is what it was trained
     to output; the extra call is spent where it hurts instead of helps.
     """
-    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift)
+    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift, time_schedule)
     n = len(ts) - 1
     for i in progress_bar(range(n), progress, "heun-x0"):
         t, t_next = float(ts[i]), float(ts[i + 1])

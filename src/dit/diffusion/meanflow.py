@@ -240,13 +240,14 @@ def meanflow(
     x: torch.Tensor,
     steps: Optional[int] = None,
     *,
+    time_schedule: str = "uniform",
     time_shift: float = 1.0,
     generator=None,
     callback=None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """The registry's MeanFlow sampler: ``steps`` jumps (default 2) on the shifted grid of the flow samplers."""
+    """The registry's MeanFlow sampler: ``steps`` jumps (default 2) on the flow samplers' (shifted) grid."""
     from dit.diffusion.flow_samplers import time_grid
 
-    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift)
+    ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift, time_schedule)
     return denoiser.clip(_jumps(denoiser.average_velocity, x, ts, callback))

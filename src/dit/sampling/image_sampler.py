@@ -20,7 +20,7 @@ from dit.config import GenerationRequest
 from dit.diffusion import build_objective
 from dit.diffusion.denoiser import Denoiser
 from dit.diffusion.guidance import guided_model_fn
-from dit.diffusion.registry import DEFAULTS, check_sampler, options_for
+from dit.diffusion.registry import check_sampler, default_for, options_for
 from dit.errors import UserError
 from dit.models.dit import DiT
 from dit.runtime import rng
@@ -63,7 +63,7 @@ class ImageSampler:
         self.model = model.to(self.device).eval()
         # What the model predicts decides the samplers: ε (+Σ) for Gaussian diffusion, v for flow matching.
         self.objective = getattr(diffusion, "objective", "gaussian")
-        default_sampler, default_steps = DEFAULTS[self.objective]
+        default_sampler, default_steps = default_for(self.objective, getattr(diffusion, "prediction", None))
         self.sampler_name: str = default_sampler if request.sampler is None else request.sampler
         self.num_steps: int = default_steps if request.num_sampling_steps is None else request.num_sampling_steps
         cfg = dataclasses.replace(request, sampler=self.sampler_name, num_sampling_steps=self.num_steps)

@@ -14,7 +14,7 @@ from dit.config import API_FIELDS, GenerationRequest, request_from_api
 from dit.config.fields import info
 from dit.config.request import api_name, flag
 from dit.data.class_names import class_index
-from dit.diffusion.registry import DEFAULTS, names_for
+from dit.diffusion.registry import default_for, names_for
 from dit.errors import UserError, one_line
 from dit.serve.body_limit import MAX_BODY_BYTES
 
@@ -46,7 +46,7 @@ class Model:
     @classmethod
     def of(cls, pipe) -> "Model":
         objective = str(getattr(pipe.loaded.diffusion_config, "objective", "gaussian"))
-        sampler, steps = DEFAULTS[objective]
+        sampler, steps = default_for(objective, getattr(pipe.loaded.diffusion_config, "prediction_type", None))
         return cls(objective, names_for(objective), sampler, int(steps), MAX_TIMESTEP[objective])
 
     def page_defaults(self, limits: Limits) -> dict[str, Any]:
