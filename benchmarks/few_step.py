@@ -106,28 +106,21 @@ def train(args: argparse.Namespace, name: str, steps: int) -> Path:
 
 
 def plot(rows: list[dict], out: Path) -> None:
-    import matplotlib
+    """Two panels side by side: class agreement and FID against log10 of the model calls, one line a setting."""
+    from dit.demo.plots import loss_curve_image
+    from dit.sampling.writers import write_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    series: dict[str, list[dict]] = {}
-    for r in rows:
-        series.setdefault(f"{r['model']} {r['sampler']} shift {r['time_shift']}", []).append(r)
-    for label, rs in sorted(series.items()):
-        rs = sorted(rs, key=lambda r: r["calls"])
-        calls = [r["calls"] for r in rs]
-        axes[0].plot(calls, [100 * r["class_agreement"] for r in rs], "o-", label=label)
-        axes[1].plot(calls, [r["fid"] for r in rs], "o-", label=label)
-    for ax, name in zip(axes, ("class agreement (%)", "FID (classifier features)")):
-        ax.set_xscale("log")
-        ax.set_xlabel("model calls per sample")
-        ax.set_ylabel(name)
-    axes[1].set_yscale("log")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    xs = sorted({r["calls"] for r in rows})
+    panels = []
+    for metric, title, log_y in (("class_agreement", "class agreement", False), ("fid", "FID (classifier)", True)):
+        series = {}
+        for r in rows:
+            label = f"{r['model']} {r['sampler']}" + (f" s{r['time_shift']}" if r["time_shift"] != 1.0 else "")
+            series.setdefault(label, {})[r["calls"]] = r[metric]
+        lines = {k: [v.get(x, float("nan")) for x in xs] for k, v in series.items()}
+        x_log = [float(np.log10(x)) for x in xs]
+        panels.append(loss_curve_image(x_log, lines, log_y=log_y, title=title, x_label="log10 model calls"))
+    write_png(out, np.concatenate(panels, axis=1))
 
 
 def markdown(rows: list[dict]) -> str:
