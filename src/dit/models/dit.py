@@ -251,7 +251,7 @@ class DiT(nn.Module):
             h = torch.zeros_like(t) if interval is None else torch.as_tensor(interval, device=x.device).expand(n)
             t_emb = t_emb + self.interval_embedder(h)  # (N, D)
         elif interval is not None:
-            raise UserError("this model has no interval embedding (it was not trained with --objective meanflow)")
+            raise UserError("this model has no interval embedding (it was not trained with the meanflow objective)")
         cond = [t_emb]  # [(N, D)]
         if self.y_embedder is not None:
             labels = self._labels(y, n, x.device)  # (N,)

@@ -77,11 +77,11 @@ class ImageSampler:
         has_null = y_emb is not None and bool(getattr(y_emb, "has_null_class", False))
         if self.num_classes and cfg.cfg_scale != 1.0 and not has_null:
             raise UserError(
-                f"--cfg-scale {cfg.cfg_scale} needs a null class, but this model was trained without label "
-                "dropout (class_dropout_prob=0); use --cfg-scale 1"
+                f"guidance scale cfg_scale={cfg.cfg_scale} needs a null class, but this model was trained without "
+                "label dropout (class_dropout_prob=0); set cfg_scale to 1"
             )
         if not self.num_classes and cfg.cfg_scale != 1.0:
-            raise UserError("classifier-free guidance needs a class-conditional model; use --cfg-scale 1 for this one")
+            raise UserError("classifier-free guidance needs a class-conditional model; set cfg_scale to 1 for this one")
         self.null_label = self.num_classes if (self.num_classes and has_null) else None
         self.latent_shape = (int(model.in_channels), *model.input_size)  # (C, h, w)
         # Pixel-space models sample in [-1, 1], so x_0 is clipped there (ADM); latents are not.

@@ -26,7 +26,7 @@ def sample_labels(
     """
     if num_classes == 0:
         if class_labels:
-            raise UserError("this model is unconditional (0 classes); drop --class-labels")
+            raise UserError("this model is unconditional (0 classes); give no class labels")
         return None
     if class_labels:
         bad = [c for c in class_labels if not 0 <= int(c) < num_classes]
@@ -39,8 +39,7 @@ def sample_labels(
 
 def chunk_ranges(num_samples: int, batch_size: int) -> list[range]:
     """Consecutive index ranges of at most ``batch_size``: the unit of work, of shards and of resume."""
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {batch_size}")
+    assert batch_size >= 1, f"batch_size {batch_size}: the request's validate() refuses it"
     return [range(s, min(s + batch_size, num_samples)) for s in range(0, num_samples, batch_size)]
 
 

@@ -64,7 +64,7 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", rev
     """
 
     if not cfg.ckpt:
-        raise UserError("no checkpoint: pass --ckpt PATH (a dit checkpoint, a .safetensors export or an official .pt)")
+        raise UserError("no checkpoint: set ckpt (a dit checkpoint, a .safetensors export, an official .pt, a hub id)")
     cfg.validate()  # before the (possibly large) checkpoint is read
     path = resolve_pretrained(cfg.ckpt, revision)
     loaded = load_model(
