@@ -96,7 +96,7 @@ def test_library_entry_points_validate(tmp_path):
     "change, message",
     [
         ({"image_size": 15}, "multiple of --patch-size"),
-        ({"hidden_size": 30, "num_heads": 4}, "divisible by --num-heads"),
+        ({"hidden_size": 30, "num_heads": 4}, "hidden size 30 is not divisible by 4 heads"),
         ({"recipe": "slow"}, "--recipe 'slow' is unknown; choose one of paper, fast"),
         ({"precision": "fp64"}, "--precision 'fp64' is unknown"),
         ({"held_out_fraction": 0.0}, "--held-out-fraction must be between 0 and 1"),

@@ -7,6 +7,7 @@ from typing import Optional
 
 from dit.config.base import DictMixin
 from dit.config.fields import check_settings, setting
+from dit.config.model import ModelConfig
 from dit.config.recipes import RecipeName
 from dit.config.sample import SAMPLER_NAMES, Precision
 from dit.errors import UserError
@@ -95,8 +96,13 @@ class DemoConfig(DictMixin):
         """Settings the stages would only reject late (after minutes of training) are refused up front."""
         if self.image_size % self.patch_size:
             raise UserError(f"--image-size {self.image_size} is not a multiple of --patch-size {self.patch_size}")
-        if self.hidden_size % self.num_heads:
-            raise UserError(f"--hidden-size {self.hidden_size} is not divisible by --num-heads {self.num_heads}")
+        ModelConfig(
+            name=None,
+            depth=self.depth,
+            hidden_size=self.hidden_size,
+            num_heads=self.num_heads,
+            patch_size=self.patch_size,
+        ).validate()
         if not 0 < self.held_out_fraction < 1:
             raise UserError(f"--held-out-fraction must be between 0 and 1, got {self.held_out_fraction}")
         if not 0 <= self.strip_class < DEMO_NUM_CLASSES:

@@ -103,6 +103,12 @@ class ModelConfig(DictMixin):
         check_settings(self)
         if not 0.0 <= self.class_dropout_prob <= 1.0:  # NaN fails too
             raise UserError(f"--class-dropout-prob must be in [0, 1] (the paper: 0.1), got {self.class_dropout_prob}")
+        width, heads = self.hidden_size, self.num_heads
+        if width is not None and heads is not None:
+            if width % heads:
+                raise UserError(f"hidden size {width} is not divisible by {heads} heads")
+            if self.rope and (width // heads) % 4:
+                raise UserError(f"rope needs a head width (hidden_size/num_heads = {width // heads}) divisible by 4")
         return self
 
 

@@ -88,8 +88,7 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, qk_norm: str = "none"):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"hidden_size {dim} is not divisible by num_heads {num_heads}")
+        assert dim % num_heads == 0, f"width {dim}, {num_heads} heads: ModelConfig.validate() refuses it"
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.q_norm: Optional[nn.Module] = None

@@ -39,15 +39,11 @@ def _check_arguments(h: int, w: int, patch: int, channels: int, width: int, dept
         )
     if h % patch or w % patch:
         raise UserError(f"patch size {patch} must divide the input size {h}x{w}; pick another size or model")
-    if width % heads:
-        raise UserError(f"hidden_size {width} must be divisible by num_heads {heads}")
 
 
-def _check_options(block: str, head_width: int, rope: bool, num_classes: int, class_dropout_prob: float) -> None:
+def _check_options(block: str, num_classes: int, class_dropout_prob: float) -> None:
     if block not in BLOCK_DESIGNS:
         raise UserError(f"unknown block design {block!r}; choose one of {', '.join(BLOCK_DESIGNS)}")
-    if rope and head_width % 4:
-        raise UserError(f"--rope needs a head width (hidden_size/num_heads = {head_width}) divisible by 4")
     if num_classes < 0:
         raise UserError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}")
     if not 0.0 <= class_dropout_prob < 1.0:
@@ -85,7 +81,7 @@ class DiT(nn.Module):
         super().__init__()
         h, w = as_hw(input_size)
         _check_arguments(h, w, patch_size, in_channels, hidden_size, depth, num_heads)
-        _check_options(block, hidden_size // num_heads, rope, num_classes, class_dropout_prob)
+        _check_options(block, num_classes, class_dropout_prob)
 
         self.input_size = (h, w)
         self.patch_size = patch_size

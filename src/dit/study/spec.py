@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from dit.config import BLOCK_DESIGNS, PRECISIONS, RECIPES, SAMPLER_NAMES
+from dit.config import BLOCK_DESIGNS, PRECISIONS, RECIPES, SAMPLER_NAMES, ModelConfig
 from dit.config.fields import setting
 from dit.config.files import tomllib  # the stdlib's, or tomli on Python 3.10
 from dit.errors import UserError
@@ -301,10 +301,10 @@ class StudySpec:
                 if r not in RECIPES:
                     raise UserError(f"grid {g.name!r}: recipe {r!r} is unknown; choose from {', '.join(RECIPES)}")
             for m in g.models:
-                if m.hidden_size % m.num_heads:
-                    raise UserError(
-                        f"model {m.name}: hidden size {m.hidden_size} is not divisible by {m.num_heads} heads"
-                    )
+                try:
+                    ModelConfig(name=None, depth=m.depth, hidden_size=m.hidden_size, num_heads=m.num_heads).validate()
+                except UserError as e:
+                    raise UserError(f"model {m.name}: {e}") from None
             for p in g.patch_sizes:
                 if p <= 0 or self.input_size % p:
                     raise UserError(

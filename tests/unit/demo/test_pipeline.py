@@ -121,7 +121,7 @@ def test_dry_run_prints_the_commands(capsys):
     "change, message",
     [
         (dict(image_size=15), "multiple of --patch-size"),
-        (dict(hidden_size=30, num_heads=4), "divisible by --num-heads"),
+        (dict(hidden_size=30, num_heads=4), "hidden size 30 is not divisible by 4 heads"),
         (dict(strip_class=10), "strip-class"),
         (dict(num_samples=50, grid_per_class=10), "fewer than the grid"),
         (dict(strip_frames=1), "strip-frames"),

@@ -160,6 +160,8 @@ def test_user_errors():
         tiny(input_size=9)
     with pytest.raises(UserError, match="block design"):
         tiny(block="film")
+    with pytest.raises(UserError, match="^hidden size 30 is not divisible by 4 heads$"):  # ModelConfig.validate's
+        tiny(hidden_size=30, num_heads=4)
     m = tiny()
     with pytest.raises(UserError, match="expects input"):
         m(torch.randn(2, 4, 8, 10), torch.zeros(2), torch.zeros(2, dtype=torch.long))

@@ -52,6 +52,7 @@ def test_toml_and_json_give_the_same_spec(tmp_path):
         ({"steps": 10, "recipes": ["slow"]}, "recipe 'slow' is unknown"),
         ({"steps": 10, "patch_sizes": [3]}, "patch size 3 does not divide"),
         ({"steps": 10, "models": ["d2-w30-h4"]}, "not divisible by 4 heads"),
+        ({"steps": 10, "models": ["d2-w32-h0"]}, "model d2-w32-h0: --num-heads must be positive, got 0"),
         ({"steps": 10, "models": ["huge"]}, "neither a registry size"),
         ({"steps": 10, "seeds": []}, "seeds must be a non-empty list"),
         ({"steps": 10, "seeds": ["a"]}, "seed 'a' must be an integer"),
