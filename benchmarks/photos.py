@@ -285,18 +285,22 @@ def real_floor(feats: dict[str, np.ndarray], n: Optional[int] = None) -> tuple[d
     }, probe
 
 
-def score_samples(root: str | Path, samples: str | Path, n: int = 1000, seed: int = 0) -> dict:
-    """Inception FID of a samples file (``dit sample --out X.npz``, labelled) against the reference crops,
-    class agreement by the probe, and the real floor at the same N beside them."""
+def score_samples(
+    root: str | Path, samples: str | Path, n: int = 1000, seed: int = 0, first: Optional[int] = None
+) -> dict:
+    """Inception FID of a samples file (``dit sample --out X.npz``, labelled; its ``first`` samples, which are
+    class-balanced as `dit sample` writes them) against the reference crops, class agreement by the probe, and
+    the real floor at the same N beside them."""
     from dit.evaluation.io import load_images
 
     feats = real_features(root, n, seed)
     s = load_images(samples)
-    floor, probe = real_floor(feats, min(n, len(s.images)))
-    f = inception_features(s.images)
+    images, labels = s.images[:first], s.require_labels(samples)[:first]
+    floor, probe = real_floor(feats, min(n, len(images)))
+    f = inception_features(images)
     return {
         "fid": fid(f, feats["reference"]),
-        "class_agreement": probe.agreement(f, s.require_labels(samples)),
+        "class_agreement": probe.agreement(f, labels),
         "num_samples": int(len(f)),
         **floor,
     }
@@ -315,6 +319,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     s.add_argument("--data", required=True, help="a folder written by `build`")
     s.add_argument("samples", nargs="*", help="labelled .npz files from `dit sample`")
     s.add_argument("--num-real", type=int, default=1000, help="training crops in the real-vs-real FID and probe")
+    s.add_argument("--first", type=int, default=None, help="score only each file's first K samples")
     return p.parse_args(argv)
 
 
@@ -327,8 +332,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not a.samples:
         print(json.dumps(real_floor(real_features(a.data, a.num_real))[0]))
     for path in a.samples:
-        result = score_samples(a.data, path, a.num_real)
-        Path(path).with_suffix(".photos.json").write_text(json.dumps(result, indent=1))
+        result = score_samples(a.data, path, a.num_real, first=a.first)
+        suffix = f".first{a.first}.photos.json" if a.first else ".photos.json"
+        Path(path).with_suffix(suffix).write_text(json.dumps(result, indent=1))
         print(path, json.dumps({k: result[k] for k in ("fid", "class_agreement", "num_samples")}), flush=True)
     return 0
 
