@@ -80,3 +80,27 @@ def test_probe_predicts_as_scikit_learn_and_separates_separable_classes():
     np.testing.assert_array_equal(probe.predict(test), ref.predict((test - mean) / scale))
     assert probe.agreement(test, test_labels) > 0.95
     assert probe.agreement(test, (test_labels + 1) % 4) < 0.05
+
+
+def test_real_floor_uses_the_first_n_training_features_and_the_textbook_frechet_distance():
+    from scipy import linalg
+
+    rng = np.random.default_rng(1)
+    labels = np.tile(np.arange(3), 40)  # class-interleaved, as balanced_subset orders them
+    feats = {
+        "train": rng.normal(size=(120, 6)) + labels[:, None],
+        "train_labels": labels,
+        "reference": rng.normal(size=(60, 6)) + 0.5 + np.tile(np.arange(3), 20)[:, None],
+        "reference_labels": np.tile(np.arange(3), 20),
+    }
+    floor, probe = photos.real_floor(feats, n=30)
+
+    def textbook(a, b):
+        mu1, mu2, s1, s2 = a.mean(0), b.mean(0), np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real))
+
+    assert floor["num_real"] == 30
+    assert floor["fid_real_vs_real"] == pytest.approx(textbook(feats["train"][:30], feats["reference"]), rel=1e-6)
+    assert floor["real_agreement"] == probe.agreement(feats["reference"], feats["reference_labels"])
+    with pytest.raises(ValueError):
+        photos.real_floor(feats, n=121)
