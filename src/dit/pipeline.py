@@ -20,7 +20,15 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from dit.config import OUTPUT_TYPES, GenerationRequest, Precision, SampleConfig, WeightsChoice, request_from_api
+from dit.config import (
+    OUTPUT_TYPES,
+    GenerationRequest,
+    Precision,
+    SampleConfig,
+    WeightsChoice,
+    api_setting,
+    request_from_api,
+)
 from dit.data.class_names import class_index, default_class_names
 from dit.errors import UserError
 from dit.sampling import card as protocol
@@ -150,7 +158,9 @@ class Pipeline:
             classes = [classes]
         labels = tuple(self.class_index(c) for c in classes) if classes else None
         settings = {**API_DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}  # None: the default
-        return request_from_api(GenerationRequest(precision=self.precision), classes=labels, **settings).validate()
+        return request_from_api(GenerationRequest(precision=self.precision), classes=labels, **settings).validate(
+            api_setting
+        )
 
     def generate(self, request: GenerationRequest, callback: Optional[StepCallback] = None) -> tuple[Any, dict]:
         """Draw ``request``: (its images in ``request.output_type``, the protocol card `dit sample` writes).

@@ -107,6 +107,8 @@ def test_bad_class_and_output_type_are_user_errors(pipe):
         pipe(classes=[0], num_steps=1, output_type="jpeg")
     with pytest.raises(UserError, match="unknown sampler"):
         pipe(classes=[0], num_steps=1, sampler="euler-magic")
+    with pytest.raises(UserError, match="^num_steps must be >= 1, got 0$"):  # the keyword as typed, not the flag
+        pipe(classes=[0], num_steps=0)
 
 
 def test_callback_sees_every_step_and_can_abort(pipe):

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from dit.config import API_FIELDS, GenerationRequest, request_from_api
+from dit.config import API_FIELDS, GenerationRequest, SettingError, api_setting, request_from_api
 from dit.config.fields import info
 from dit.config.request import api_name
 from dit.diffusion.registry import SAMPLERS, options_for
@@ -39,6 +39,39 @@ def test_every_setting_has_an_api_name_that_round_trips():
     assert request_from_api(**kwargs) == request
     with pytest.raises(UserError, match="unknown generation settings \\['bogus'\\]"):
         request_from_api(bogus=1)
+
+
+@pytest.mark.parametrize(
+    "change, field, flag_message, api_message",
+    [
+        ({"num_samples": 0}, "num_samples", "--num-samples must be positive, got 0", "num_images must be positive"),
+        (
+            {"num_sampling_steps": 0},
+            "num_sampling_steps",
+            "--num-sampling-steps must be >= 1",
+            "num_steps must be >= 1",
+        ),
+        ({"cfg_scale": -1.0}, "cfg_scale", "--cfg-scale must be a finite number >= 0", "cfg_scale must be a finite"),
+        ({"time_shift": 0.0}, "time_shift", "--time-shift must be a positive number", "time_shift must be a positive"),
+        ({"time_schedule": "karras"}, "time_schedule", "--time-schedule 'karras' is unknown", "time_schedule 'karras'"),
+        (
+            {"class_labels": (1, 2, 3), "num_samples": 2},
+            "num_samples",
+            "--class-labels gives 3 labels but --num-samples is 2",
+            "classes gives 3 labels but num_images is 2",
+        ),
+    ],
+)
+def test_a_bad_request_names_the_setting_as_the_asker_typed_it(change, field, flag_message, api_message):
+    """`dit sample` says the flag; the Python API and the server say their keyword; both say which field."""
+    request = dataclasses.replace(GenerationRequest(), **change)
+    with pytest.raises(SettingError) as cli:
+        request.validate()
+    with pytest.raises(SettingError) as api:
+        request.validate(api_setting)
+    assert cli.value.field == api.value.field == field
+    assert str(cli.value).startswith(flag_message) and str(api.value).startswith(api_message)
+    assert "--" not in str(api.value)
 
 
 def test_the_servers_request_model_has_every_setting_it_does_not_decide():

@@ -8,7 +8,7 @@ from ``dit.config`` itself.
 from dit.config.base import (
     DictMixin,
 )
-from dit.config.fields import check_choices, check_settings, setting
+from dit.config.fields import SettingError, check_choices, check_settings, setting
 from dit.config.model import (
     BLOCK_DESIGNS,
     BLOCK_OPTIONS,
@@ -70,6 +70,7 @@ from dit.config.request import (
     OUTPUT_TYPES,
     GenerationRequest,
     OutputType,
+    api_setting,
     request_from_api,
 )
 from dit.config.eval import (
@@ -90,6 +91,8 @@ __all__ = [
     "OUTPUT_TYPES",
     "OutputType",
     "request_from_api",
+    "api_setting",
+    "SettingError",
     "check_choices",
     "check_settings",
     "setting",

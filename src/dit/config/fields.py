@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import types
 import typing
-from typing import Any, Iterable, Literal, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Union
 
 from dit.errors import UserError
 
@@ -20,6 +20,18 @@ MISSING: Any = dataclasses.MISSING
 _KEY = "dit.setting"
 # A number's lower bound, checked by check_settings (and by the generated flag's parser)
 Bound = Literal[">0", ">=0"]
+# How a message names a setting, given the field's name: its flag on the command line (the default),
+# its keyword in the Python API and the server's JSON
+Namer = Callable[[str], str]
+
+
+class SettingError(UserError):
+    """A one-line :class:`UserError` about one setting: ``field`` is its field name, for callers (the
+    server) that answer with the setting at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 class Setting(NamedTuple):
@@ -119,23 +131,24 @@ def literal_choices(tp: Any) -> Optional[tuple[Any, ...]]:
     return typing.get_args(inner) if typing.get_origin(inner) is Literal else None
 
 
-def check_settings(cfg: Any) -> None:
+def check_settings(cfg: Any, name: Optional[Namer] = None) -> None:
     """:func:`check_bounds` and :func:`check_choices` (each config's ``validate`` starts with it)."""
-    check_bounds(cfg)
-    check_choices(cfg)
+    check_bounds(cfg, name)
+    check_choices(cfg, name)
 
 
-def check_bounds(cfg: Any) -> None:
-    """One-line ``UserError`` naming the flag for the first number below its field's ``bound``."""
+def check_bounds(cfg: Any, name: Optional[Namer] = None) -> None:
+    """:class:`SettingError` naming the setting (default: by its flag) for the first number below its ``bound``."""
     for f in dataclasses.fields(cfg):
         s = info(type(cfg), f)
         value = getattr(cfg, f.name)
         if s.bound is not None and value is not None and not in_bound(value, s.bound):
-            raise UserError(f"{s.flag} must be {'positive' if s.bound == '>0' else '>= 0'}, got {value}")
+            said = name(f.name) if name else s.flag
+            raise SettingError(f.name, f"{said} must be {'positive' if s.bound == '>0' else '>= 0'}, got {value}")
 
 
-def check_choices(cfg: Any) -> None:
-    """One-line ``UserError`` naming the flag for the first field whose value is not one of its choices."""
+def check_choices(cfg: Any, name: Optional[Namer] = None) -> None:
+    """:class:`SettingError` naming the setting (default: by its flag) for the first value not among its choices."""
     cls: type = type(cfg)
     for f in dataclasses.fields(cfg):
         s = info(cls, f)
@@ -144,7 +157,8 @@ def check_choices(cfg: Any) -> None:
             continue
         if value is None and strip_optional(field_types(cls)[f.name])[1]:
             continue
-        raise UserError(f"{s.flag} {value!r} is unknown; choose one of {', '.join(map(str, s.choices))}")
+        said = name(f.name) if name else s.flag
+        raise SettingError(f.name, f"{said} {value!r} is unknown; choose one of {', '.join(map(str, s.choices))}")
 
 
 def in_bound(value: Any, bound: Bound) -> bool:

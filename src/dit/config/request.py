@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Tuple, get_args
 
 from dit.config.base import DictMixin
-from dit.config.fields import check_settings, flag_of, setting
+from dit.config.fields import Namer, SettingError, check_settings, flag_of, setting
 from dit.config.sample import DRAW, OUTPUT, SAMPLER_NAMES, GuidanceChannels, Precision
 from dit.errors import UserError, shorten
 
@@ -28,6 +28,11 @@ API_KEY = "dit.api"  # field metadata: the field's name in the Python API and th
 # The flow samplers' step grids: the names of dit.diffusion.flow_samplers.TIME_SCHEDULES, copied here so that
 # command lines list them without importing torch (tests/unit/diffusion/test_time_schedules.py keeps them equal).
 TIME_SCHEDULE_NAMES = ("uniform", "cosine")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of request field ``name``."""
+    return flag_of(REQUEST_FIELDS[name])
 
 
 def _api(name: str) -> dict[str, Any]:
@@ -127,48 +132,65 @@ class GenerationRequest(DictMixin):
         "tensor in [0, 1]",
     )
 
-    def validate(self) -> "GenerationRequest":
-        """One-line errors (naming the flag) for a request no checkpoint can be sampled with; returns self.
+    def validate(self, name: Namer = flag) -> "GenerationRequest":
+        """One-line :class:`SettingError` for a request no checkpoint can be sampled with; returns self.
 
-        What depends on the checkpoint (which samplers fit it, its classes, whether it can be guided)
-        is checked where it is loaded (``dit.sampling.ImageSampler``).
+        ``name`` says a setting as the asker typed it: its flag (default), or its API name
+        (:func:`api_setting`) for the Python API and the server. What depends on the checkpoint
+        (which samplers fit it, its classes, whether it can be guided) is checked where it is
+        loaded (``dit.sampling.ImageSampler``).
         """
         if self.sampler is not None and self.sampler not in SAMPLER_NAMES:  # said as samplers say it
-            raise UserError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+            raise SettingError("sampler", f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
         positive = {"num_sampling_steps": ">= 1", "num_samples": "positive", "batch_size": "positive"}
-        for name, words in positive.items():
-            value = getattr(self, name)
+        for field, words in positive.items():
+            value = getattr(self, field)
             if value is not None and value < 1:
-                raise UserError(f"{flag(name)} must be {words}, got {value}")
+                raise SettingError(field, f"{name(field)} must be {words}, got {value}")
         labels, n = self.class_labels, self.num_samples
         if labels and n is not None and n < len(labels):  # sample i gets labels[i mod len]: the rest never drawn
-            raise UserError(
-                f"{flag('class_labels')} gives {len(labels)} labels but {flag('num_samples')} is {n}, so "
-                f"{shorten(list(labels[n:]))} would never be drawn; pass {flag('num_samples')} {len(labels)} "
-                "(or a multiple of it for balanced classes), or fewer labels"
+            raise SettingError(
+                "num_samples",
+                f"{name('class_labels')} gives {len(labels)} labels but {name('num_samples')} is {n}, so "
+                f"{shorten(list(labels[n:]))} would never be drawn; pass {name('num_samples')} {len(labels)} "
+                "(or a multiple of it for balanced classes), or fewer labels",
             )
-        if self.guidance_interval is not None and len(self.guidance_interval) != 2:
-            raise UserError(f"--guidance-interval takes two timesteps LOW HIGH, got {list(self.guidance_interval)}")
-        if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
-            raise UserError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {self.cfg_scale}")
-        if not 0.0 <= self.eta <= 1.0:  # beyond 1 the DDIM step takes the square root of a negative number
-            raise UserError(f"--eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {self.eta}")
-        if not (math.isfinite(self.time_shift) and self.time_shift > 0):
-            raise UserError(f"--time-shift must be a positive number (1 = none), got {self.time_shift}")
-        if not (math.isfinite(self.sde_diffusion) and self.sde_diffusion >= 0):
-            raise UserError(f"--sde-diffusion must be a finite number >= 0, got {self.sde_diffusion}")
-        check_settings(self)  # the remaining choices and bounds, in the generic words
+        self._check_numbers(name)
+        check_settings(self, name)  # the remaining choices and bounds, in the generic words
         return self
 
-
-def flag(name: str) -> str:
-    """The command-line flag of request field ``name``."""
-    return flag_of(REQUEST_FIELDS[name])
+    def _check_numbers(self, name: Namer) -> None:
+        if self.guidance_interval is not None and len(self.guidance_interval) != 2:
+            raise SettingError(
+                "guidance_interval",
+                f"{name('guidance_interval')} takes two timesteps LOW HIGH, got {list(self.guidance_interval)}",
+            )
+        if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+            raise SettingError(
+                "cfg_scale", f"{name('cfg_scale')} must be a finite number >= 0 (1 = no guidance), got {self.cfg_scale}"
+            )
+        if not 0.0 <= self.eta <= 1.0:  # beyond 1 the DDIM step takes the square root of a negative number
+            raise SettingError(
+                "eta", f"{name('eta')} must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {self.eta}"
+            )
+        if not (math.isfinite(self.time_shift) and self.time_shift > 0):
+            raise SettingError(
+                "time_shift", f"{name('time_shift')} must be a positive number (1 = none), got {self.time_shift}"
+            )
+        if not (math.isfinite(self.sde_diffusion) and self.sde_diffusion >= 0):
+            raise SettingError(
+                "sde_diffusion", f"{name('sde_diffusion')} must be a finite number >= 0, got {self.sde_diffusion}"
+            )
 
 
 def api_name(f: dataclasses.Field) -> str:
     """The field's name in the Python API and the server's JSON (its own name unless declared)."""
     return str(f.metadata.get(API_KEY, f.name))
+
+
+def api_setting(name: str) -> str:
+    """The Python API's (and the server's) name of request field ``name``: how their errors say it."""
+    return api_name(REQUEST_FIELDS[name])
 
 
 REQUEST_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(GenerationRequest)}

@@ -10,9 +10,9 @@ from typing import Any, Optional, Union
 
 from pydantic import ConfigDict, Field, create_model
 
-from dit.config import API_FIELDS, GenerationRequest, request_from_api
-from dit.config.fields import info
-from dit.config.request import api_name, flag
+from dit.config import GenerationRequest, request_from_api
+from dit.config.fields import SettingError, info
+from dit.config.request import api_name, api_setting
 from dit.data.class_names import class_index
 from dit.diffusion.registry import default_for, names_for
 from dit.errors import UserError, one_line
@@ -166,9 +166,11 @@ def check_request(req: Any, pipe, limits: Limits, model: Model) -> GenerationReq
             GenerationRequest(precision=getattr(pipe, "precision", "fp32")),
             classes=tuple(ids[i % len(ids)] for i in range(n)) if ids else None,
             **settings,
-        ).validate()
-    except UserError as e:  # a bound of a generated setting: the message starts with its flag
-        raise BadRequest(*_field_of(one_line(e))) from None
+        ).validate(api_setting)
+    except SettingError as e:
+        raise BadRequest(api_setting(e.field), one_line(e)) from None
+    except UserError as e:
+        raise BadRequest("body", one_line(e)) from None
 
 
 def _check_counts(classes: list, num_images: Optional[int], pipe, limits: Limits) -> int:
@@ -184,11 +186,3 @@ def _check_counts(classes: list, num_images: Optional[int], pipe, limits: Limits
     if len(classes) > n:
         raise BadRequest("classes", f"{len(classes)} classes for {n} images; give at most one class per image")
     return n
-
-
-def _field_of(message: str) -> tuple[str, str]:
-    """(API name, message naming it) of the setting whose flag starts ``message`` (``body`` when none does)."""
-    for api, name in API_FIELDS.items():
-        if message.startswith(flag(name) + " "):
-            return api, api + message[len(flag(name)) :]
-    return "body", message
