@@ -88,7 +88,7 @@ class Pipeline:
         self.num_classes = int(loaded.model_config.num_classes)
         self.class_names: Optional[list[str]] = default_class_names(self.num_classes, loaded.checkpoint.class_names)
         self.path = Path(loaded.checkpoint.path)
-        self._sha256: Optional[str] = None
+        self._sha256: Optional[str] = loaded.checkpoint.sha256  # verified at load when a checksum was saved
 
     @classmethod
     def from_pretrained(

@@ -144,24 +144,30 @@ def write_checksum(path: str | os.PathLike) -> Path:
 
 def checksum_problem(path: str | os.PathLike) -> Optional[str]:
     """Why ``path`` does not match the checksum saved with it; None when it matches or none was saved."""
+    return check_checksum(path)[0]
+
+
+def check_checksum(path: str | os.PathLike) -> tuple[Optional[str], Optional[str]]:
+    """(:func:`checksum_problem`, the SHA-256 it verified): the digest is returned so that a caller that
+    also records it (a protocol card) does not hash a multi-GB file twice; None where none was saved."""
     path = Path(path)
     sidecar = checksum_path(path)
     try:
         recorded = sidecar.read_text(encoding="utf-8").split()[0].lower()
     except FileNotFoundError:
-        return None
+        return None, None
     except (OSError, UnicodeDecodeError, IndexError) as e:
-        return f"its checksum file {sidecar.name} is unreadable ({e.__class__.__name__})"
+        return f"its checksum file {sidecar.name} is unreadable ({e.__class__.__name__})", None
     try:
         actual = sha256_of(path)
     except OSError as e:
-        return f"it cannot be read ({e.strerror or e})"
+        return f"it cannot be read ({e.strerror or e})", None
     if actual != recorded:
         return (
             f"its SHA-256 {actual[:12]}… differs from {recorded[:12]}… recorded in {sidecar.name} when it was "
             "saved: the file was damaged after the save"
-        )
-    return None
+        ), None
+    return None, actual
 
 
 def verify_checkpoint(path: str | os.PathLike) -> Path:

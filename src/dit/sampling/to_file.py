@@ -92,7 +92,9 @@ def _draw_to_file(
     sampler = make_sampler(loaded, request, info.device)
     n = num_samples_of(request.num_samples, request.class_labels)
     labels = sample_labels(n, sampler.num_classes, request.class_labels)
-    ckpt_hash = broadcast_object(card.file_sha256(ckpt_path) if info.is_main else None, info)
+    ckpt_hash = broadcast_object(
+        (loaded.checkpoint.sha256 or card.file_sha256(ckpt_path)) if info.is_main else None, info
+    )
     settings = card.card_settings(
         checkpoint_record(loaded, ckpt_hash),
         loaded.model_config,

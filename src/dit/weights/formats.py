@@ -30,7 +30,7 @@ import torch
 
 from dit.config import ModelConfig
 from dit.errors import UserError
-from dit.runtime.checkpoint import checksum_problem
+from dit.runtime.checkpoint import check_checksum
 from dit.runtime.file_kind import TORCH_KINDS, why_unreadable
 from dit.models.dit import DiT
 from dit.models.registry import build_model, resolve
@@ -62,6 +62,7 @@ class RawWeights:
     weights: str
     config: Optional[ModelConfig] = None
     meta: Dict[str, Any] = field(default_factory=dict)
+    sha256: Optional[str] = None  # the file's digest, verified against the checksum saved beside it (None: none)
 
 
 # ------------------------------------------------------------------------------ reading files
@@ -205,9 +206,14 @@ def read_weights(path: str | Path, weights: str = "ema") -> RawWeights:
     kind = detect_format(p)
     if kind == "diffusers":
         return _read_diffusers(p)
-    problem = checksum_problem(p)  # training writes <file>.sha256 beside its .pt and .ema.safetensors
+    problem, sha256 = check_checksum(p)  # training writes <file>.sha256 beside its .pt and .ema.safetensors
     if problem is not None:
         raise UserError(f"weights file {p} is damaged: {problem}; use another checkpoint")
+    return dataclasses.replace(_read_file(p, kind, weights), sha256=sha256)
+
+
+def _read_file(p: Path, kind: str, weights: str) -> RawWeights:
+    """The weights of a single safetensors or pickle file ``p`` (``kind``: :func:`detect_format`'s)."""
     if kind == "safetensors":
         sd, raw_meta = _read_safetensors(p)
         meta = _meta_json(raw_meta)
@@ -289,6 +295,7 @@ class LoadedModel:
     diffusion: Optional[Dict[str, Any]]  # DiffusionConfig dict recorded by training
     step: Optional[int]
     meta: Dict[str, Any]  # everything else the file records
+    sha256: Optional[str] = None  # RawWeights.sha256: verified at load, so the protocol card need not hash again
 
 
 def load_model(
@@ -329,4 +336,5 @@ def load_model(
         diffusion=raw.meta.get("diffusion"),
         step=raw.meta.get("step"),
         meta=raw.meta,
+        sha256=raw.sha256,
     )
