@@ -35,7 +35,7 @@ def _check_arguments(h: int, w: int, patch: int, channels: int, width: int, dept
     if min(h, w, patch, channels, width, depth, heads) <= 0:
         raise UserError(
             f"input size {h}x{w}, patch {patch}, channels {channels}, width {width}, depth {depth} "
-            f"and heads {heads} must all be positive; check --image-size and the model size"
+            f"and heads {heads} must all be positive; check the image size and the model size"
         )
     if h % patch or w % patch:
         raise UserError(f"patch size {patch} must divide the input size {h}x{w}; pick another size or model")

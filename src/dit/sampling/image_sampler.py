@@ -158,7 +158,7 @@ class ImageSampler:
         if bad:  # NaN would turn into black images and silently spoil a grid or an FID
             raise UserError(
                 f"{bad} of {len(x)} samples (indices {indices[0]}..{indices[-1]}) are not finite: the checkpoint's "
-                "weights or the sampler settings are broken; check the weights with another --sampler or checkpoint"
+                "weights or the sampler settings are broken; check the weights with another sampler or checkpoint"
             )
         if x.shape[1] != 3:
             raise UserError(

@@ -84,13 +84,13 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", rev
     if int(model.in_channels) != int(codec.latent_channels):
         raise UserError(
             f"the model takes {model.in_channels} channels but the VAE '{spec}' gives {codec.latent_channels}; "
-            "pass the --vae the model was trained with (none for pixel space)"
+            "set vae to the one the model was trained with (none for pixel space)"
         )
     if cfg.image_size is not None:
         want = tuple(s // codec.downsample for s in (cfg.image_size, cfg.image_size))
         if tuple(model.input_size) != want:
             raise UserError(
-                f"--image-size {cfg.image_size} with this VAE (downsampling {codec.downsample}) needs a model input of "
+                f"image size {cfg.image_size} with this VAE (downsampling {codec.downsample}) needs a model input of "
                 f"{want[0]}x{want[1]}, but the model takes {model.input_size[0]}x{model.input_size[1]}"
             )
     return Loaded(model.to(device), model.config, diffusion_cfg, codec, loaded)
