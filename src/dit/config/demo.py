@@ -76,10 +76,10 @@ class DemoConfig(DictMixin):
     # Classifier (`dit train-classifier`, on the held-out split)
     classifier_epochs: int = setting(30, help="classifier training epochs", group=CLASSIFIER, bound=">0")
     classifier_width: int = setting(32, help="classifier channels", group=CLASSIFIER, bound=">0")
-    # Sampling (`dit sample`) and evaluation (`dit eval`); sampler None: heun for fast, dpm++2m for paper
+    # Sampling (`dit sample`) and evaluation (`dit eval`); sampler None: heun-x0 for fast, dpm++2m for paper
     sampler: Optional[str] = setting(
         None,
-        help="sampler (see dit sample --help; default: heun for --recipe fast, dpm++2m for --recipe paper)",
+        help="sampler (see dit sample --help; default: heun-x0 for --recipe fast, dpm++2m for --recipe paper)",
         choices=SAMPLER_NAMES,
         group=SAMPLE,
     )

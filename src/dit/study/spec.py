@@ -31,8 +31,9 @@ from dit.models.registry import SIZES
 BUDGET_KINDS = ("steps", "images", "flops", "minutes")
 GRID_AXES = ("models", "patch_sizes", "blocks", "recipes", "seeds")
 DIGITS = "digits"  # the bundled digits: the study exports them and trains its own evaluation classifier
-# The recipe's own fast sampler (as `dit demo`): Heun for the flow model, DPM-Solver++(2M) for the ε-model.
-RECIPE_SAMPLER = {"fast": "heun", "paper": "dpm++2m"}
+# The recipe's own fast sampler (as `dit demo`): Heun ending on x̂_0 for the x-prediction flow model
+# (heun-x0: plain Heun's last corrector at t = 0 left grain, docs/sampling.md), DPM-Solver++(2M) for the ε-model.
+RECIPE_SAMPLER = {"fast": "heun-x0", "paper": "dpm++2m"}
 _CUSTOM = re.compile(r"^d(\d+)-w(\d+)-h(\d+)$")
 
 

@@ -68,7 +68,7 @@ def test_the_fast_recipe_trains_a_flow_model_with_its_own_ema_and_samples_with_h
     train_cfg, model_cfg, diffusion_cfg = build_configs(t)
     assert diffusion_cfg.objective == "flow" and not model_cfg.learn_sigma and train_cfg.ema_type == "halflife"
     assert train_cfg.lr == cfg.lr and not t.ema_warmup  # the demo's lr; the recipe's EMA, not the paper's
-    assert parser.parse_args(cmds["sample"]).sampler == "heun"
+    assert parser.parse_args(cmds["sample"]).sampler == "heun-x0"
     assert parser.parse_args(stage_commands(DemoConfig(out="/tmp/x", sampler="euler"))["sample"]).sampler == "euler"
 
 

@@ -63,7 +63,7 @@ def test_a_study_plan_parses_with_the_real_commands(tmp_path):
     assert (t.max_steps, t.max_minutes, t.log_every, t.precision, t.seed, t.flip) == (10, 2.0, 3, "fp32", 4, False)
     assert t.results_dir == str(tmp_path / "r" / "train") and t.data_path == str(tmp_path / "data" / "train")
     s = parser.parse_args(fill(plan["sample"], ckpt="c.pt", samples="s.npz"))
-    assert (s.ckpt, s.out, s.seed, s.sampler, s.precision) == ("c.pt", "s.npz", spec.eval_seed, "heun", "fp32")
+    assert (s.ckpt, s.out, s.seed, s.sampler, s.precision) == ("c.pt", "s.npz", spec.eval_seed, "heun-x0", "fp32")
     for argv in setup_commands(spec, tmp_path).values():
         parser.parse_args(argv)
 

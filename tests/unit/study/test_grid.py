@@ -54,7 +54,7 @@ def test_costs_match_the_model_dit_train_builds(recipe, learn_sigma, block):
     macs = forward_macs(cfg)
     assert run.gflops == macs / 1e9
     assert run.train_flops_per_step == 6 * macs * 8  # 2 FLOPs per MAC, backward = 2 forwards, batch 8
-    sampler_calls = 10 * (2 if recipe == "fast" else 1)  # heun: 2 model calls a step; dpm++2m: 1
+    sampler_calls = 19 if recipe == "fast" else 10  # heun-x0: 2 model calls a step, 1 for the last; dpm++2m: 1
     assert run.model_calls_per_image == sampler_calls * 2  # guidance: conditional + unconditional
     assert run.sampling_flops_per_image == 2 * macs * run.model_calls_per_image
 
