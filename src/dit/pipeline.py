@@ -15,7 +15,7 @@ seed and i, never on what else is in the batch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,14 +41,13 @@ from dit.sampling import (
     num_samples_of,
     sample_labels,
 )
+from dit.sampling.in_memory import StepCallback, generate_images
 from dit.sampling.to_file import checkpoint_record
 from dit.sampling.writers import to_uint8
 from dit.runtime.distributed import resolve_device
 
 ClassSpec = Union[str, int]
 Classes = Union[ClassSpec, Sequence[ClassSpec], None]
-StepCallback = Callable[[int, int, torch.Tensor], Any]
-"""callback(step index over the whole call, total steps, the batch's x_0 prediction (B, C, h, w))."""
 API_DEFAULTS: dict[str, Any] = {"cfg_scale": 4.0}  # the official sample.py's guidance for pictures
 _PRECISION_OF_DTYPE: dict[torch.dtype, Precision] = {
     torch.float32: "fp32",
@@ -173,7 +172,8 @@ class Pipeline:
         drawer = make_sampler(self.loaded, request.validate(), self.device)
         n = num_samples_of(request.num_samples, request.class_labels)
         labels = sample_labels(n, drawer.num_classes, request.class_labels)
-        images = self._draw(drawer, request, n, labels, callback)  # (N, H, W, 3) uint8
+        images = generate_images(drawer, labels, n, request.batch_size, callback=callback)  # (N, H, W, 3) uint8
+        assert images is not None  # one process draws every chunk
         return convert_images(images, request.output_type), self._card(drawer, request, n, "")
 
     def __call__(
@@ -202,23 +202,6 @@ class Pipeline:
         named: dict[str, Any] = dict(num_steps=num_steps, cfg_scale=cfg_scale, sampler=sampler, seed=seed)
         named.update(guidance_interval=guidance_interval, output_type=output_type)
         return self.generate(self.request(classes, **named, **settings), callback)[0]
-
-    def _draw(self, drawer: ImageSampler, request: GenerationRequest, n: int, labels, callback) -> np.ndarray:
-        chunks = chunk_ranges(n, request.batch_size)
-        steps = drawer.num_steps  # resolved: None in the request means the objective's default
-        total = len(chunks) * steps
-        parts = []
-        for k, chunk in enumerate(chunks):
-            step_fn = None
-            if callback is not None:
-
-                def step_fn(i, t, x, pred_x0, offset=k * steps):
-                    callback(offset + i, total, pred_x0)
-
-            parts.append(
-                drawer.images(list(chunk), None if labels is None else labels[chunk.start : chunk.stop], step_fn)
-            )
-        return np.concatenate(parts)  # (N, H, W, 3)
 
     def decode(self, latents: torch.Tensor, output_type: str = "pil"):
         """Latents (B, C, h, w) (e.g. a callback's x0 prediction) as images, for previews."""
