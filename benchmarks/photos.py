@@ -240,9 +240,10 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, c: float = 0.1) -> Probe
 
 
 FEATURES = "inception_features.npz"
+NUM_REAL = 1000  # training crops whose features fit the probe; the floor at N uses the first N of them
 
 
-def real_features(root: str | Path, n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+def real_features(root: str | Path, n: int = NUM_REAL, seed: int = 0) -> dict[str, np.ndarray]:
     """Inception pool features of ``n`` class-balanced training crops and of every reference crop, with labels.
 
     Cached in ``root/inception_features.npz`` (keyed by ``n`` and ``seed``): they cost ~0.2 CPU-s per image.
@@ -286,7 +287,7 @@ def real_floor(feats: dict[str, np.ndarray], n: Optional[int] = None) -> tuple[d
 
 
 def score_samples(
-    root: str | Path, samples: str | Path, n: int = 1000, seed: int = 0, first: Optional[int] = None
+    root: str | Path, samples: str | Path, n: int = NUM_REAL, seed: int = 0, first: Optional[int] = None
 ) -> dict:
     """Inception FID of a samples file (``dit sample --out X.npz``, labelled; its ``first`` samples, which are
     class-balanced as `dit sample` writes them) against the reference crops, class agreement by the probe, and
@@ -318,7 +319,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     s = sub.add_parser("score", help="Inception FID and probe agreement of samples files (and the real floor)")
     s.add_argument("--data", required=True, help="a folder written by `build`")
     s.add_argument("samples", nargs="*", help="labelled .npz files from `dit sample`")
-    s.add_argument("--num-real", type=int, default=1000, help="training crops in the real-vs-real FID and probe")
+    s.add_argument("--num-real", type=int, default=NUM_REAL, help="training crops in the real-vs-real FID and probe")
     s.add_argument("--first", type=int, default=None, help="score only each file's first K samples")
     return p.parse_args(argv)
 

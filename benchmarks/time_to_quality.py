@@ -173,7 +173,8 @@ def prepare_photos(args: argparse.Namespace, out: Path) -> tuple[float, float]:
 
     if not (out / "data" / photos.MANIFEST).is_file():
         photos.build_photos(out / "data", args.image_size, seed=args.seed)
-    floor, _ = photos.real_floor(photos.real_features(out / "data", args.num_samples, args.seed))
+    feats = photos.real_features(out / "data", max(photos.NUM_REAL, args.num_samples), args.seed)
+    floor, _ = photos.real_floor(feats, args.num_samples)
     return floor["fid_real_vs_real"], floor["real_agreement"]
 
 
@@ -304,7 +305,7 @@ def score_checkpoint(args: argparse.Namespace, recipe: str, ckpt: Path, classifi
     if classifier is None:
         from benchmarks import photos
 
-        ev = photos.score_samples(out / "data", samples, args.num_samples, args.seed)
+        ev = photos.score_samples(out / "data", samples, max(photos.NUM_REAL, args.num_samples), args.seed)
         return {"class_agreement": ev["class_agreement"], "fid": ev["fid"], "sampler": sampler, "sampling_steps": steps}
     result = samples.with_suffix(".eval.json")
     run_dit(
