@@ -55,6 +55,12 @@ def test_every_setting_has_an_api_name_that_round_trips():
         ({"time_shift": 0.0}, "time_shift", "--time-shift must be a positive number", "time_shift must be a positive"),
         ({"time_schedule": "karras"}, "time_schedule", "--time-schedule 'karras' is unknown", "time_schedule 'karras'"),
         (
+            {"guidance_interval": (900, 100)},
+            "guidance_interval",
+            "--guidance-interval: guidance interval (900, 100) is empty; give low <= high",
+            "guidance_interval: guidance interval (900, 100) is empty",
+        ),
+        (
             {"class_labels": (1, 2, 3), "num_samples": 2},
             "num_samples",
             "--class-labels gives 3 labels but --num-samples is 2",

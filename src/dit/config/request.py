@@ -160,10 +160,15 @@ class GenerationRequest(DictMixin):
         return self
 
     def _check_numbers(self, name: Namer) -> None:
-        if self.guidance_interval is not None and len(self.guidance_interval) != 2:
+        interval = self.guidance_interval
+        if interval is not None and len(interval) != 2:
+            raise SettingError(
+                "guidance_interval", f"{name('guidance_interval')} takes two timesteps LOW HIGH, got {list(interval)}"
+            )
+        if interval is not None and interval[0] > interval[1]:
             raise SettingError(
                 "guidance_interval",
-                f"{name('guidance_interval')} takes two timesteps LOW HIGH, got {list(self.guidance_interval)}",
+                f"{name('guidance_interval')}: guidance interval {tuple(interval)} is empty; give low <= high",
             )
         if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
             raise SettingError(

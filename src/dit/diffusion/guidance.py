@@ -21,7 +21,6 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from dit.config import GUIDANCE_CHANNELS, GuidanceChannels, guided_channel_count
-from dit.errors import UserError
 
 __all__ = ["GUIDANCE_CHANNELS", "GuidedModel", "guided_model_fn"]
 
@@ -55,10 +54,8 @@ def guided_model_fn(
     recording the protocol wherever samples are written.
     """
     guided_channel_count(channels, 1)  # an unknown name fails here, before any sampling
-    if cfg_scale < 0:
-        raise UserError(f"cfg scale must be >= 0, got {cfg_scale}")
-    if interval is not None and interval[0] > interval[1]:
-        raise UserError(f"guidance interval {interval} is empty; give (low, high) with low <= high")
+    assert cfg_scale >= 0, f"cfg_scale {cfg_scale}: GenerationRequest.validate() refuses it"
+    assert interval is None or interval[0] <= interval[1], f"empty guidance interval {interval}: validate() refuses it"
     settings = {
         "cfg_scale": float(cfg_scale),
         "channels": channels,
