@@ -52,8 +52,7 @@ from dit.train.ema import EMA, EMASchedule
 from dit.train.parallelize import parallelize
 from dit.train.progress import BadImageReport, LossWindow, progress_bar
 from dit.train.run_folder import BAD_IMAGE_LOG, ckpt_dir, resolve_resume, write_run_info, write_settings
-from dit.train.schedule import (  # noqa: F401  (re-exported: the names tests and benchmarks import from here)
-    StepRandomness,
+from dit.train.schedule import (
     draw_step_randomness,
     epoch_permutation,
     learning_rate,
@@ -61,7 +60,6 @@ from dit.train.schedule import (  # noqa: F401  (re-exported: the names tests an
 )
 from dit.train.stopping import StopSignals, stop_reason
 
-CHECKPOINT_VERSION = checkpointing.CHECKPOINT_VERSION
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
