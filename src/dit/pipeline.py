@@ -42,7 +42,7 @@ from dit.sampling import (
     sample_labels,
 )
 from dit.sampling.in_memory import StepCallback, generate_images
-from dit.sampling.to_file import checkpoint_record
+from dit.sampling.to_file import loaded_card_settings
 from dit.sampling.writers import to_uint8
 from dit.runtime.distributed import resolve_device
 
@@ -225,15 +225,7 @@ class Pipeline:
         return self._card(drawer, request, num_samples_of(request.num_samples, request.class_labels), output)
 
     def _card(self, drawer: ImageSampler, request: GenerationRequest, n: int, output: str) -> dict:
-        settings = protocol.card_settings(
-            checkpoint_record(self.loaded, self.checkpoint_sha256()),
-            self.loaded.model_config,
-            self.loaded.diffusion_config,
-            drawer,
-            n,
-            request.class_labels,
-            request.batch_size,
-        )
+        settings = loaded_card_settings(self.loaded, self.checkpoint_sha256(), drawer, n, request)
         chunks = len(chunk_ranges(n, request.batch_size))
         extra = {
             "checkpoint_path": str(self.path.resolve()),

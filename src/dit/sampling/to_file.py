@@ -29,7 +29,7 @@ from dit.runtime.distributed import (
 from dit.runtime.interrupt import StopRequest
 from dit.runtime.outputs import refuse_existing
 from dit.sampling import card
-from dit.sampling.image_sampler import make_sampler
+from dit.sampling.image_sampler import ImageSampler, make_sampler
 from dit.sampling.in_memory import progress_bar
 from dit.sampling.labels import chunk_ranges, num_samples_of, rank_chunks, sample_labels
 from dit.sampling.load import Loaded, load_for_sampling, stale_ema_warning
@@ -57,6 +57,22 @@ def checkpoint_record(loaded: Loaded, sha256: str) -> dict:
     """The card's ``checkpoint``: which file (its hash), which weights of it, its format and step."""
     c = loaded.checkpoint
     return {"sha256": sha256, "weights": c.weights, "format": c.format, "step": c.step}
+
+
+def loaded_card_settings(
+    loaded: Loaded, sha256: str, sampler: ImageSampler, n: int, request: GenerationRequest
+) -> dict:
+    """The card's ``settings`` of drawing ``n`` images of ``request`` from a loaded checkpoint (`dit sample`
+    and the Pipeline write the same card for the same draw)."""
+    return card.card_settings(
+        checkpoint_record(loaded, sha256),
+        loaded.model_config,
+        loaded.diffusion_config,
+        sampler,
+        n,
+        request.class_labels,
+        request.batch_size,
+    )
 
 
 def generate_to_file(
@@ -95,15 +111,7 @@ def _draw_to_file(
     ckpt_hash = broadcast_object(
         (loaded.checkpoint.sha256 or card.file_sha256(ckpt_path)) if info.is_main else None, info
     )
-    settings = card.card_settings(
-        checkpoint_record(loaded, ckpt_hash),
-        loaded.model_config,
-        loaded.diffusion_config,
-        sampler,
-        n,
-        request.class_labels,
-        request.batch_size,
-    )
+    settings = loaded_card_settings(loaded, ckpt_hash, sampler, n, request)
     folder = shard_dir(out)
     prepare_shards(folder, settings, info)
     chunks = chunk_ranges(n, request.batch_size)
