@@ -13,7 +13,7 @@ import pytest
 import dit
 from dit.errors import UserError
 from dit.runtime.checkpoint import ema_export_path
-from dit.runtime.hub import resolve_pretrained
+from dit.runtime.hub import looks_like_hub_id, resolve_pretrained
 
 from tests.helpers.hub import COMMIT, add_to_cache, cache_with_dit_xl
 from tests.helpers.sample import trained_run
@@ -97,6 +97,16 @@ def test_missing_ids_and_paths_are_one_line_errors(offline):
         resolve_pretrained("runs/x.pt")  # a missing local file, not taken for a repository
     with pytest.raises(UserError, match="applies to hub ids only"):
         resolve_pretrained(offline["ckpt"], revision="main")
+
+
+def test_a_missing_file_under_a_local_folder_is_not_asked_of_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    assert looks_like_hub_id("org/tiny-dit/sub/w.safetensors")  # no folder "org" here: a repository's file
+    assert not looks_like_hub_id("results/run/checkpoints/0000100.pt")
+    monkeypatch.setattr("dit.runtime.hub._download", lambda *a, **k: pytest.fail("the hub was asked"))
+    with pytest.raises(UserError, match="results/run/checkpoints/0000100.pt does not exist"):
+        resolve_pretrained("results/run/checkpoints/0000100.pt")
 
 
 def test_cli_takes_hub_ids_offline(offline, tmp_path):

@@ -39,10 +39,16 @@ def offline() -> bool:
 
 
 def looks_like_hub_id(text: str) -> bool:
-    """``org/name`` or ``org/name/file`` that is not an existing path (and not ``dir/file.pt``)."""
+    """``org/name`` or ``org/name/file`` that is not an existing path (and not ``dir/file.pt``).
+
+    A missing path whose first folder exists here (``results/run/checkpoints/x.pt``) is a mistyped
+    local path: asking the hub for it would only wait through the client's retries before failing.
+    """
     if Path(text).expanduser().exists() or not _HUB_ID.match(text):
         return False
     parts = text.split("/")
+    if Path(parts[0]).expanduser().is_dir():
+        return False
     return not (len(parts) == 2 and parts[1].endswith(_WEIGHT_SUFFIXES))  # a missing local file, not a repo
 
 
