@@ -33,7 +33,7 @@ def _zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except Exception:  # zipfile raises many kinds on damaged bytes (NotImplementedError, UnicodeDecodeError, ...)
         return "a damaged or truncated zip archive"
     if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
         return "a torch checkpoint"
