@@ -44,6 +44,10 @@ def _shards(out: Path) -> int:
     return len(list(folder.glob("*-*.npz"))) if folder.is_dir() else 0
 
 
+def _finished(out: Path) -> bool:
+    return out.is_file() and not out.with_name(out.name + ".shards").exists()
+
+
 def _launch(ckpt: Path, out: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "dit.cli.main", *sample_argv(ckpt, out, *ARGS)]
     return subprocess.Popen(
@@ -80,11 +84,15 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_same_bytes(straight, tmp
         proc = _launch(ckpt, out)
         moments.append(_kill_at_a_random_moment(proc, out, rnd))
         assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr.read()
-        if proc.returncode == 0:
+        if _finished(out):  # it ended (or was killed on its way out) with the output written and its shards gone
             break
+    finished = _finished(out)
     proc = _launch(ckpt, out)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+    if finished:  # a finished output is never replaced without --overwrite: the rerun says so, leaves it as it was
+        assert proc.returncode == 2 and "already exists" in err and "--overwrite" in err, err
+    else:  # killed before the end: the rerun resumes from the shards
+        assert proc.returncode == 0, err
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert digest == hashlib.sha256(reference.read_bytes()).hexdigest(), f"killed at {moments}"
     assert not out.with_name(out.name + ".shards").exists()  # merged and cleaned up
