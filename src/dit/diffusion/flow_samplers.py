@@ -125,18 +125,7 @@ def heun(
     2. corrector: x ← x + h·(v̂(x, t_i) + v̂(x', t_{i+1}))/2
     """
     ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift, time_schedule)
-    for i in progress_bar(range(len(ts) - 1), progress, "heun"):
-        t, t_next = float(ts[i]), float(ts[i + 1])
-        h = t_next - t
-        v = denoiser.velocity(x, t)
-        x_pred = x + h * v  # step 1
-        v_next = denoiser.velocity(x_pred, t_next)
-        if callback is not None:
-            x0 = _x0(x, t, v)
-        x = x + h * 0.5 * (v + v_next)  # step 2
-        if callback is not None:
-            callback(i, t * TIME_SCALE, x, x0)
-    return denoiser.clip(x)
+    return _heun_loop(denoiser, x, ts, False, callback, progress, "heun")
 
 
 def heun_x0(
@@ -158,17 +147,30 @@ def heun_x0(
     to output; the extra call is spent where it hurts instead of helps.
     """
     ts = time_grid(DEFAULT_STEPS if steps is None else steps, time_shift, time_schedule)
+    return _heun_loop(denoiser, x, ts, True, callback, progress, "heun-x0")
+
+
+def _heun_loop(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    ts: torch.Tensor,
+    last_x0: bool,
+    callback: Optional[Callback],
+    progress: bool,
+    name: str,
+) -> torch.Tensor:
+    """Heun over ``ts`` (1 → 0); ``last_x0``: the last step is an Euler step, which at t = 0 is x̂_0 itself."""
     n = len(ts) - 1
-    for i in progress_bar(range(n), progress, "heun-x0"):
+    for i in progress_bar(range(n), progress, name):
         t, t_next = float(ts[i]), float(ts[i + 1])
         h = t_next - t
         v = denoiser.velocity(x, t)
-        x0 = _x0(x, t, v)
-        if i == n - 1:
+        x0 = _x0(x, t, v)  # (N, C, H, W): elementwise, cheap beside the model call
+        if last_x0 and i == n - 1:
             x = x0 if t_next == 0.0 else x + h * v
         else:
-            v_next = denoiser.velocity(x + h * v, t_next)
-            x = x + h * 0.5 * (v + v_next)
+            v_next = denoiser.velocity(x + h * v, t_next)  # step 1: the predictor
+            x = x + h * 0.5 * (v + v_next)  # step 2: the corrector
         if callback is not None:
             callback(i, t * TIME_SCALE, x, x0)
     return denoiser.clip(x)
