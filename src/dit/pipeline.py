@@ -48,7 +48,7 @@ from dit.runtime.distributed import resolve_device
 
 ClassSpec = Union[str, int]
 Classes = Union[ClassSpec, Sequence[ClassSpec], None]
-API_DEFAULTS: dict[str, Any] = {"cfg_scale": 4.0}  # the official sample.py's guidance for pictures
+API_CFG_SCALE = 4.0  # the official sample.py's guidance for pictures, where the checkpoint records none
 _PRECISION_OF_DTYPE: dict[torch.dtype, Precision] = {
     torch.float32: "fp32",
     torch.bfloat16: "bf16",
@@ -150,13 +150,15 @@ class Pipeline:
 
         ``classes`` are names or ids (resolved here); every other setting is a request field by its
         API name (``num_images``, ``num_steps``, ``sampler``, ``cfg_scale``, ``eta``, ``time_shift``, ...;
-        ``dit.config.API_FIELDS`` lists them). Defaults are `dit sample`'s except :data:`API_DEFAULTS`
-        (guidance 4, the official sample.py's) and the precision set by :meth:`to`.
+        ``dit.config.API_FIELDS`` lists them). Defaults are `dit sample`'s (the checkpoint's sampler, steps and
+        guidance) except guidance where the checkpoint records none (:data:`API_CFG_SCALE`, the official
+        sample.py's 4) and the precision set by :meth:`to`.
         """
         if isinstance(classes, (str, int)):
             classes = [classes]
         labels = tuple(self.class_index(c) for c in classes) if classes else None
-        settings = {**API_DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}  # None: the default
+        guidance = {"cfg_scale": API_CFG_SCALE} if self.loaded.defaults.cfg_scale is None else {}
+        settings = {**guidance, **{k: v for k, v in settings.items() if v is not None}}  # None: the default
         return request_from_api(GenerationRequest(precision=self.precision), classes=labels, **settings).validate(
             api_setting
         )
@@ -191,9 +193,10 @@ class Pipeline:
         """Draw one image per entry of ``classes`` (names or ids; ``num_images`` cycles through them).
 
         Without ``classes``: ``num_images`` (default 16) images, classes balanced (i mod num_classes),
-        or an unconditional model's samples. ``num_steps``/``sampler`` default to `dit sample`'s
-        (``ddpm`` 250 for gaussian checkpoints, ``heun`` 25 for flow ones); ``cfg_scale`` (default 4) 1
-        turns guidance off; ``guidance_interval=(lo, hi)`` guides only for lo <= t <= hi. ``output_type``:
+        or an unconditional model's samples. ``num_steps``/``sampler`` default to the checkpoint's
+        (``ddpm`` 250 for gaussian checkpoints, ``heun-x0`` 10 for fast-recipe ones, ...); ``cfg_scale``
+        (default: the checkpoint's, else 4) 1 turns guidance off; ``guidance_interval=(lo, hi)`` guides only
+        for lo <= t <= hi. ``output_type``:
         ``"pil"`` (default: a list of PIL images), ``"np"`` (uint8 (N, H, W, 3), what `dit sample`
         writes) or ``"pt"`` (float32 (N, 3, H, W) in [0, 1], the same pixels / 255). Any other request
         setting by its API name (``num_images``, ``eta``, ``batch_size``, ...). ``callback``: see

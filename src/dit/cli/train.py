@@ -105,11 +105,16 @@ def run(args: argparse.Namespace) -> int:
         print(settings, end="")
         return 0
     from dit.evaluation.hooks import training_callbacks
+    from dit.sampling.defaults import SamplingDefaults
     from dit.train.trainer import train
 
     cfg = configs["train"]
-    callbacks = training_callbacks(cfg, configs["sampling"])
-    result = train(cfg, configs["model"], configs["diffusion"], callbacks=callbacks, settings=settings)
+    scfg = configs["sampling"]
+    defaults = SamplingDefaults.of(configs["diffusion"], scfg.sampler, scfg.sample_steps)
+    callbacks = training_callbacks(cfg, scfg)
+    result = train(
+        cfg, configs["model"], configs["diffusion"], callbacks=callbacks, settings=settings, sampling=defaults
+    )
     if result.is_main:
         print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint: {result.last_checkpoint}")
     return 0

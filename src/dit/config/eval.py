@@ -8,6 +8,7 @@ from typing import Literal, Optional
 
 from dit.config.base import DictMixin
 from dit.config.fields import check_settings, setting
+from dit.config.sample import SAMPLER_NAMES
 from dit.errors import UserError
 
 
@@ -99,19 +100,29 @@ GROUP = "in-training samples and evaluation (--sample-every, --eval-every)"
 
 @dataclass
 class TrainSamplingConfig(DictMixin):
-    """The sampling and evaluation hooks of `dit train` (``--sample-every``/``--eval-every``).
+    """The model's sampling defaults and the sampling and evaluation hooks of `dit train`.
 
-    Grids use ``sample_steps`` steps of the objective's default sampler (None: DDPM 250 for
-    Gaussian models, Heun 25 for flow models) at ``sample_cfg_scale`` (4.0, the official sample.py
-    default for pictures); evaluation draws ``eval_samples`` class-balanced samples at
-    ``eval_cfg_scale`` (1.0: unguided) and compares them with ``eval_ref`` (an ``.npz`` or image
-    folder; default: the training images, centre-cropped) through ``eval_features``
-    (``inception`` or ``classifier:PATH``).
+    ``sampler`` and ``sample_steps`` (None: the objective's, :mod:`dit.sampling.defaults`) are recorded
+    in every checkpoint as what `dit sample`, the Pipeline and `dit serve` draw it with by default.
+    Grids (``--sample-every``) use them at ``sample_cfg_scale`` (4.0, the official sample.py
+    default for pictures; 1 for a MeanFlow model with guidance in its weights); evaluation draws
+    ``eval_samples`` class-balanced samples at ``eval_cfg_scale`` (1.0: unguided) and compares them with
+    ``eval_ref`` (an ``.npz`` or image folder; default: the training images, centre-cropped) through
+    ``eval_features`` (``inception`` or ``classifier:PATH``).
     """
 
+    sampler: Optional[str] = setting(
+        None,
+        choices=SAMPLER_NAMES,
+        help="the sampler of the grids and eval samples, recorded in the checkpoints as the model's default "
+        "(default: the objective's: ddpm for gaussian, heun-x0 for --recipe fast, heun for v-prediction flow, "
+        "meanflow)",
+        group=GROUP,
+    )
     sample_steps: Optional[int] = setting(
         None,
-        help="sampler steps of the grid and eval samples (default: DDPM 250 for gaussian, Heun 25 for flow)",
+        help="sampler steps of the grid and eval samples, recorded in the checkpoints as the model's default "
+        "(default: the sampler's: DDPM 250, heun-x0 10, Heun 25, MeanFlow 2)",
         flag="--num-sampling-steps",
         group=GROUP,
         bound=">0",

@@ -79,8 +79,12 @@ class GenerationRequest(DictMixin):
         bound=">0",
         **_api("num_steps"),
     )
-    cfg_scale: float = setting(
-        1.5, help="classifier-free guidance scale (1 = off; paper FID: 1.5)", group=DRAW, bound=">=0"
+    cfg_scale: Optional[float] = setting(
+        None,
+        help="classifier-free guidance scale (1 = off; default: the checkpoint's, else 1.5, the paper's FID; "
+        "1 for a MeanFlow model with guidance in its weights)",
+        group=DRAW,
+        bound=">=0",
     )
     guidance_channels: GuidanceChannels = setting(
         "all",
@@ -170,7 +174,7 @@ class GenerationRequest(DictMixin):
                 "guidance_interval",
                 f"{name('guidance_interval')}: guidance interval {tuple(interval)} is empty; give low <= high",
             )
-        if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+        if self.cfg_scale is not None and not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
             raise SettingError(
                 "cfg_scale", f"{name('cfg_scale')} must be a finite number >= 0 (1 = no guidance), got {self.cfg_scale}"
             )

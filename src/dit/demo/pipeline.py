@@ -193,7 +193,7 @@ def denoising_frames(
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     loaded = load_for_sampling(SampleConfig(ckpt=checkpoint, device=cfg.device), device)
     diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
-    sampler = ImageSampler(loaded.model, diffusion, loaded.codec, request, device)
+    sampler = ImageSampler(loaded.model, diffusion, loaded.codec, request, device, loaded.defaults)
     # x_T exactly as ImageSampler draws it (the generation path's per-index noise contract)
     x_T = rng.randn_rows((1, *sampler.latent_shape), rng.example_generators(cfg.seed, [index], rng.SAMPLE_INIT))
     states, preds = [x_T], []

@@ -41,12 +41,14 @@ MAX_REFERENCE = 50_000
 SCALARS = ("fid", "sfid", "inception_score", "precision", "recall", "class_accuracy")
 
 
-def _sampler(trainer, ema_model, steps: Optional[int], cfg_scale: float, seed: int) -> gen.ImageSampler:
-    """The trainer's EMA model, diffusion and codec as an :class:`ImageSampler` (fp32; the objective's
-    default sampler: DDPM for Gaussian models, Heun for flow models)."""
-    scale = cfg_scale if trainer.source.num_classes and trainer.model_cfg.class_dropout_prob > 0 else 1.0
-    request = GenerationRequest(num_sampling_steps=steps, cfg_scale=scale, seed=seed)
-    return gen.ImageSampler(ema_model, trainer.diffusion, trainer.source.codec, request, trainer.device)
+def _sampler(trainer, ema_model, cfg_scale: float, seed: int) -> gen.ImageSampler:
+    """The trainer's EMA model, diffusion and codec as an :class:`ImageSampler` (fp32) with the sampler and steps
+    its checkpoints record (``trainer.sampling_defaults``), at ``cfg_scale`` unless they record the guidance."""
+    d = trainer.sampling_defaults
+    scale = cfg_scale if d.cfg_scale is None else d.cfg_scale
+    scale = scale if trainer.source.num_classes and trainer.model_cfg.class_dropout_prob > 0 else 1.0
+    request = GenerationRequest(cfg_scale=scale, seed=seed)
+    return gen.ImageSampler(ema_model, trainer.diffusion, trainer.source.codec, request, trainer.device, d)
 
 
 def _card(trainer, sampler: gen.ImageSampler, step: int, n: int, class_labels, out: Path) -> dict:
@@ -67,7 +69,7 @@ class SampleGridHook:
         self.scfg, self.seed, self.every = scfg, seed, every
 
     def __call__(self, step: int, ema_model, trainer) -> None:
-        sampler = _sampler(trainer, ema_model, self.scfg.sample_steps, self.scfg.sample_cfg_scale, self.seed)
+        sampler = _sampler(trainer, ema_model, self.scfg.sample_cfg_scale, self.seed)
         if sampler.num_classes:
             class_labels = tuple(range(min(GRID_CLASSES, sampler.num_classes)))
             n = len(class_labels) * GRID_PER_CLASS
@@ -102,7 +104,7 @@ class EvalHook:
 
     def __call__(self, step: int, ema_model, trainer) -> None:
         s = self.scfg
-        sampler = _sampler(trainer, ema_model, s.sample_steps, s.eval_cfg_scale, self.seed)
+        sampler = _sampler(trainer, ema_model, s.eval_cfg_scale, self.seed)
         labels = gen.sample_labels(s.eval_samples, sampler.num_classes)
         images = gen.generate_images(sampler, labels, s.eval_samples, s.eval_batch_size, trainer.info)
         if images is None:  # not rank 0: rank 0 holds every rank's images

@@ -9,7 +9,6 @@ samplers, its per-step noise from the one keyed by (seed, i, SAMPLE_STEP) (see
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -24,6 +23,7 @@ from dit.diffusion.registry import check_sampler, default_for, options_for
 from dit.errors import UserError
 from dit.models.dit import DiT
 from dit.runtime import rng
+from dit.sampling.defaults import FALLBACK_CFG_SCALE, SamplingDefaults
 from dit.sampling.load import Loaded
 from dit.sampling.writers import to_uint8
 
@@ -53,28 +53,39 @@ class ImageSampler:
     ``model``: a DiT (put in eval mode here: training mode would drop labels at random).
     ``diffusion``: the model's training diffusion (the sampler respaces it). ``codec``: a
     :class:`dit.vae.LatentCodec` (pixel space or a VAE). ``request``: a :class:`GenerationRequest`
-    (its sampler, steps, options, guidance, seed and precision; None sampler and steps resolved here to
-    the objective's defaults).
+    (its sampler, steps, options, guidance, seed and precision); its unset sampler, steps and guidance
+    come from ``defaults`` (the checkpoint's :class:`SamplingDefaults`; None: the objective's).
     """
 
-    def __init__(self, model: DiT, diffusion, codec, request: GenerationRequest, device: torch.device | str = "cpu"):
-
+    def __init__(
+        self,
+        model: DiT,
+        diffusion,
+        codec,
+        request: GenerationRequest,
+        device: torch.device | str = "cpu",
+        defaults: Optional[SamplingDefaults] = None,
+    ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         # What the model predicts decides the samplers: ε (+Σ) for Gaussian diffusion, v for flow matching.
         self.objective = getattr(diffusion, "objective", "gaussian")
-        default_sampler, default_steps = default_for(self.objective, getattr(diffusion, "prediction", None))
-        self.sampler_name: str = default_sampler if request.sampler is None else request.sampler
-        self.num_steps: int = default_steps if request.num_sampling_steps is None else request.num_sampling_steps
-        cfg = dataclasses.replace(request, sampler=self.sampler_name, num_sampling_steps=self.num_steps)
+        if defaults is None:
+            defaults = SamplingDefaults(*default_for(self.objective, getattr(diffusion, "prediction", None)))
+        self.num_classes = int(getattr(model, "num_classes", 0))
+        y_emb = getattr(model, "y_embedder", None)
+        has_null = y_emb is not None and bool(getattr(y_emb, "has_null_class", False))
+        # Unset guidance on a model that cannot be guided (unconditional, or no null class) is none.
+        cfg = defaults.fill(request, FALLBACK_CFG_SCALE if self.num_classes and has_null else 1.0)
+        assert cfg.sampler is not None and cfg.num_sampling_steps is not None and cfg.cfg_scale is not None
+        self.sampler_name: str = cfg.sampler
+        self.num_steps: int = cfg.num_sampling_steps
+        self.cfg_scale: float = cfg.cfg_scale
         self.diffusion, self.codec, self.request = diffusion, codec, cfg
         self.entry = check_sampler(self.objective, self.sampler_name)
         cfg.validate()
         # The settings this sampler reads (its keyword-only options), by name from the request
         self.options: dict[str, Any] = {k: getattr(cfg, k) for k in self.entry.options}
-        self.num_classes = int(getattr(model, "num_classes", 0))
-        y_emb = getattr(model, "y_embedder", None)
-        has_null = y_emb is not None and bool(getattr(y_emb, "has_null_class", False))
         if self.num_classes and cfg.cfg_scale != 1.0 and not has_null:
             raise UserError(
                 f"guidance scale cfg_scale={cfg.cfg_scale} needs a null class, but this model was trained without "
@@ -108,10 +119,10 @@ class ImageSampler:
             **options,
             "stochastic": self.entry.stochastic(self.options),
             "clip_denoised": self.clip_denoised,
-            "cfg_scale": float(c.cfg_scale),
+            "cfg_scale": float(self.cfg_scale),
             "guidance_channels": c.guidance_channels,
             "guidance_interval": list(c.guidance_interval) if c.guidance_interval else None,
-            "guided": self.null_label is not None and c.cfg_scale != 1.0,
+            "guided": self.null_label is not None and self.cfg_scale != 1.0,
             "precision": c.precision,
             # TF32 as in effect (set by `dit sample --no-tf32` or the trainer's tf32); None off CUDA
             "tf32": bool(torch.backends.cuda.matmul.allow_tf32) if self.device.type == "cuda" else None,
@@ -135,7 +146,7 @@ class ImageSampler:
         step_gens = rng.example_generators(c.seed, indices, rng.SAMPLE_STEP)  # (B,) one per row
         fn = guided_model_fn(
             _model_fn(self.model, c.precision, self.device),
-            c.cfg_scale,
+            self.cfg_scale,
             self.null_label,
             channels=c.guidance_channels,
             interval=(c.guidance_interval[0], c.guidance_interval[1]) if c.guidance_interval else None,
@@ -172,4 +183,4 @@ def make_sampler(loaded: Loaded, request: GenerationRequest, device: torch.devic
     diffusion, respaced by the sampler itself, or flow matching)."""
 
     diffusion = build_objective(loaded.diffusion_config, timestep_respacing="")
-    return ImageSampler(loaded.model, diffusion, loaded.codec, request, device)
+    return ImageSampler(loaded.model, diffusion, loaded.codec, request, device, loaded.defaults)

@@ -16,6 +16,7 @@ from dit.config import DiffusionConfig, ModelConfig, SampleConfig
 from dit.errors import UserError
 from dit.models.dit import DiT
 from dit.runtime.hub import resolve_pretrained
+from dit.sampling.defaults import SamplingDefaults
 from dit.vae import HUB_IDS, PIXEL_ID, load_codec
 from dit.weights.ema_schedule import initial_weight_of
 from dit.weights.formats import LoadedModel, load_model
@@ -34,6 +35,7 @@ class Loaded:
     diffusion_config: DiffusionConfig
     codec: Any
     checkpoint: LoadedModel  # what the weights file says (path read, format, weights set, step, …)
+    defaults: SamplingDefaults  # the sampler, steps and guidance the checkpoint records (or its objective's)
 
 
 def _vae_spec_from_record(record: Optional[dict]) -> Optional[str]:
@@ -93,7 +95,8 @@ def load_for_sampling(cfg: SampleConfig, device: torch.device | str = "cpu", rev
                 f"image size {cfg.image_size} with this VAE (downsampling {codec.downsample}) needs a model input of "
                 f"{want[0]}x{want[1]}, but the model takes {model.input_size[0]}x{model.input_size[1]}"
             )
-    return Loaded(model.to(device), model.config, diffusion_cfg, codec, loaded)
+    defaults = SamplingDefaults.from_record(loaded.meta.get("sampling"), diffusion_cfg)
+    return Loaded(model.to(device), model.config, diffusion_cfg, codec, loaded, defaults)
 
 
 def stale_ema_warning(info: LoadedModel, path: str) -> Optional[str]:

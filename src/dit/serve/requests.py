@@ -14,8 +14,9 @@ from dit.config import GenerationRequest, request_from_api
 from dit.config.fields import SettingError, info
 from dit.config.request import api_name, api_setting
 from dit.data.class_names import class_index
-from dit.diffusion.registry import default_for, names_for
+from dit.diffusion.registry import names_for
 from dit.errors import UserError, one_line
+from dit.pipeline import API_CFG_SCALE
 from dit.serve.body_limit import MAX_BODY_BYTES
 
 MAX_TIMESTEP = {"gaussian": 999, "flow": 1000, "meanflow": 1000}  # guidance intervals are on the model's timestep scale
@@ -35,28 +36,30 @@ class Limits:
 
 @dataclass(frozen=True)
 class Model:
-    """What a request is checked against: the model's objective, its samplers and their defaults."""
+    """What a request is checked against: the model's objective, its samplers and the checkpoint's defaults."""
 
     objective: str
     samplers: tuple[str, ...]
     default_sampler: str
     default_steps: int
     max_timestep: int
+    default_cfg_scale: float = API_CFG_SCALE
 
     @classmethod
     def of(cls, pipe) -> "Model":
         objective = str(getattr(pipe.loaded.diffusion_config, "objective", "gaussian"))
-        sampler, steps = default_for(objective, getattr(pipe.loaded.diffusion_config, "prediction_type", None))
-        return cls(objective, names_for(objective), sampler, int(steps), MAX_TIMESTEP[objective])
+        d = pipe.loaded.defaults  # the checkpoint's sampling defaults (dit.sampling.defaults)
+        cfg = API_CFG_SCALE if d.cfg_scale is None else d.cfg_scale
+        return cls(objective, names_for(objective), d.sampler, d.num_sampling_steps, MAX_TIMESTEP[objective], cfg)
 
     def page_defaults(self, limits: Limits) -> dict[str, Any]:
-        """The page's starting values: the objective's sampler and steps (`dit sample`'s; capped by the limits),
-        guidance 4 (the official sample.py's)."""
+        """The page's starting values: the checkpoint's sampler, steps (capped by the limits) and guidance (else 4,
+        the official sample.py's)."""
         return {
             "num_images": min(4, limits.max_images),
             "sampler": self.default_sampler,
             "num_steps": min(self.default_steps, limits.max_steps),
-            "cfg_scale": 4.0,
+            "cfg_scale": self.default_cfg_scale,
             "seed": 0,
         }
 
@@ -84,13 +87,13 @@ def _generated_fields() -> dict[str, Any]:
         ),
         "num_steps": (Optional[int], Field(None, ge=1, description="sampler steps (default: the model's)")),
         "cfg_scale": (
-            float,
+            Optional[float],
             Field(
-                4.0,
+                None,
                 ge=0.0,
                 le=MAX_CFG_SCALE,
                 allow_inf_nan=False,
-                description="classifier-free guidance scale (1 = off)",
+                description="classifier-free guidance scale (1 = off; default: the model's, else 4)",
             ),
         ),
         "guidance_interval": (
@@ -144,6 +147,8 @@ def check_request(req: Any, pipe, limits: Limits, model: Model) -> GenerationReq
     if steps > limits.max_steps:
         raise BadRequest("num_steps", f"at most {limits.max_steps} steps per request (asked {steps})")
     sampler = body.pop("sampler") or model.default_sampler
+    if body.get("cfg_scale") is None:
+        body["cfg_scale"] = model.default_cfg_scale
     if sampler not in model.samplers:
         raise BadRequest(
             "sampler",

@@ -37,14 +37,26 @@ def preview_due(step: int, total: int, previews: int) -> bool:
     return step % every == 0 or step == total
 
 
+def one_call_preview(pipe, request: GenerationRequest) -> bool:
+    """Whether a job is first drawn in one model call as its preview: a MeanFlow checkpoint (one call is a whole
+    sample there) asked for more than one call."""
+    objective = getattr(pipe.loaded.diffusion_config, "objective", "gaussian")
+    return objective == "meanflow" and request.sampler == "meanflow" and (request.num_sampling_steps or 0) > 1
+
+
 def run_job(pipe, job: Job, previews: int = 8) -> Result:
     """Draw a job's images, grid and card; its progress callback reports steps, makes previews, stops it when cancelled.
 
     A preview is the current batch's predicted x_0 decoded (``pipe.decode``) as a grid, at
-    ``previews`` evenly spaced steps: it shows the images forming while the sampler runs.
+    ``previews`` evenly spaced steps: it shows the images forming while the sampler runs. A MeanFlow
+    checkpoint's job is first drawn in one call (the same noise) and shown while the full one runs.
     """
     request: GenerationRequest = job.request
     job.num_steps = int(request.num_sampling_steps or 0)  # check_request resolved it
+    if previews > 0 and one_call_preview(pipe, request):
+        quick, _ = pipe.generate(dataclasses.replace(request, output_type="np", num_sampling_steps=1))
+        job.preview = png_bytes(grid_image(quick, request.class_labels))  # (H', W', 3)
+        job.version += 1
 
     def on_step(i: int, total: int, x0) -> None:
         job.progress(i + 1, total)  # raises Cancelled once the job was cancelled

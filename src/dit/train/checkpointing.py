@@ -215,6 +215,7 @@ def write_trainer_checkpoint(trainer: Trainer, path: Path, model_sd: dict, ema_s
         "model": t.model_cfg.to_dict(),
         "diffusion": t.diffusion_cfg.to_dict(),
         "data": dict(t.source.header),
+        "sampling": t.sampling_defaults.to_dict(),
         "step": t.step,
         "ema": {"updates": t.ema.num_updates, "initial_weight": t.ema.schedule.initial_weight(t.ema.num_updates)},
     }

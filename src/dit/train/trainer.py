@@ -45,6 +45,7 @@ from dit.runtime.distributed import (
 )
 from dit.runtime.logging import RunLogger
 from dit.runtime.run_lock import lock_run_folder
+from dit.sampling.defaults import SamplingDefaults
 from dit.train import checkpointing, init_from
 from dit.train.callbacks import TrainCallback, due
 from dit.train.components import build_components, optimizer, resolve_run_speed
@@ -86,13 +87,12 @@ class Trainer:
         info: DistInfo,
         callbacks: Optional[Sequence[TrainCallback]] = None,
         settings: Optional[str] = None,
+        sampling: Optional[SamplingDefaults] = None,
     ):
-        self._check_config(cfg, info)
+        self._check_config(cfg, info, callbacks)
+        # What the checkpoints record as the model's sampler, steps and guidance (dit.sampling.defaults)
+        self.sampling_defaults = sampling or SamplingDefaults.of(diffusion_cfg)
         self.settings = settings  # the run folder's config.toml (None: not written)
-        if (cfg.sample_every or cfg.eval_every) and not callbacks:
-            raise UserError(
-                "sample_every/eval_every need their hooks: pass callbacks=dit.evaluation.hooks.training_callbacks(cfg)"
-            )
         self.timesteps_from_coins = training_timesteps(diffusion_cfg)  # validates diffusion_cfg
         self.speed = resolve_run_speed(cfg, info)
         cfg = dataclasses.replace(cfg, precision=self.speed.precision, compile=self.speed.compile)
@@ -154,9 +154,13 @@ class Trainer:
         return model, pretrained, init_ema, init_report
 
     @staticmethod
-    def _check_config(cfg: TrainConfig, info: DistInfo) -> None:
-        """The config's own checks (:meth:`TrainConfig.validate`) for this run's number of processes."""
+    def _check_config(cfg: TrainConfig, info: DistInfo, callbacks: Optional[Sequence[TrainCallback]] = None) -> None:
+        """The config's own checks (:meth:`TrainConfig.validate`) for this run's number of processes and hooks."""
         cfg.validate(info.world_size)
+        if (cfg.sample_every or cfg.eval_every) and not callbacks:
+            raise UserError(
+                "sample_every/eval_every need their hooks: pass callbacks=dit.evaluation.hooks.training_callbacks(cfg)"
+            )
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -166,6 +170,7 @@ class Trainer:
             "diffusion": self.diffusion_cfg.to_dict(),
             "train": self.cfg.to_dict(),
             "data": dict(self.source.header),
+            "sampling": self.sampling_defaults.to_dict(),
         }
 
     def save(self) -> Path:
@@ -387,13 +392,15 @@ def train(
     diffusion_cfg: Optional[DiffusionConfig] = None,
     callbacks: Optional[Sequence[TrainCallback]] = None,
     settings: Optional[str] = None,
+    sampling: Optional[SamplingDefaults] = None,
 ) -> TrainResult:
     """Run one training job (one process, or one rank under torchrun) and return how it ended.
 
     ``callbacks`` run with the EMA model every K steps; ``dit train`` passes
     ``dit.evaluation.hooks.training_callbacks(cfg, sampling_cfg)`` for ``--sample-every``/``--eval-every``.
     ``settings`` is the TOML the run folder keeps as ``config.toml`` (``dit train`` passes every table it
-    resolved; default: these three configs as given).
+    resolved; default: these three configs as given). ``sampling``: the sampler, steps and guidance the
+    checkpoints record (default: the objective's, :meth:`SamplingDefaults.of`).
     """
     if settings is None:
         given = {"train": cfg, "model": model_cfg, "diffusion": diffusion_cfg or DiffusionConfig()}
@@ -403,7 +410,7 @@ def train(
     try:
         cfg.validate_folders()  # before the lock makes the run folder (and its parents) inside the data
         lock = lock_run_folder(cfg.results_dir, info)  # one run per folder; torchrun ranks share rank 0's lock
-        trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks, settings)
+        trainer = Trainer(cfg, model_cfg, diffusion_cfg or DiffusionConfig(), info, callbacks, settings, sampling)
         if lock is not None and (stale := lock.describe_stale()):
             trainer.logger.info(stale)
         result = trainer.fit()

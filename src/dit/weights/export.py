@@ -77,7 +77,10 @@ def describe(cfg: ModelConfig, raw: RawWeights, class_names: Optional[Sequence[s
     if class_names is not None:
         data["class_names"] = list(class_names)
     diffusion = raw.meta.get("diffusion") or DiffusionConfig(learn_sigma=cfg.learn_sigma).to_dict()
-    return {"model": cfg.to_dict(), "diffusion": diffusion, "data": data, "weights": raw.weights}
+    desc = {"model": cfg.to_dict(), "diffusion": diffusion, "data": data, "weights": raw.weights}
+    if isinstance(raw.meta.get("sampling"), dict):  # the checkpoint's sampling defaults travel with its weights
+        desc["sampling"] = raw.meta["sampling"]
+    return desc
 
 
 def known_class_names(
@@ -111,7 +114,7 @@ def write_dit(sd: StateDict, desc: Dict[str, Any], dst: Path) -> None:
         "format": "dit-weights",
         "weights": desc["weights"],
         key: dict(sd),
-        "config": {k: desc[k] for k in ("model", "diffusion", "data")},
+        "config": {k: desc[k] for k in ("model", "diffusion", "data", "sampling") if k in desc},
     }
     save_checkpoint(state, dst)
 

@@ -234,7 +234,7 @@ def _read_file(p: Path, kind: str, weights: str) -> RawWeights:
     if "config" in obj:  # ours: a training checkpoint or a converted weights file
         sd, chosen = _pick(obj, weights, p)
         conf = obj["config"] if isinstance(obj["config"], dict) else {}
-        meta = {k: conf[k] for k in ("diffusion", "data", "train") if k in conf}
+        meta = {k: conf[k] for k in ("diffusion", "data", "train", "sampling") if k in conf}
         meta.update({k: obj[k] for k in ("step", "version", "ema_updates") if k in obj})
         fmt = "dit-train" if "opt" in obj else "dit-weights"
         if fmt == "dit-weights" and isinstance(obj.get("weights"), str):
