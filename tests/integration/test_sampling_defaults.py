@@ -9,6 +9,7 @@ import pytest
 
 import dit
 from dit.cli.main import main
+from dit.errors import UserError
 from dit.runtime.checkpoint import ema_export_path
 
 from tests.helpers.train import final_state, train_args
@@ -80,6 +81,8 @@ def test_meanflow_with_guidance_in_its_weights_is_not_guided_again(meanflow_run,
     pipe = dit.Pipeline.from_pretrained(str(_newest(run)), device="cpu")
     _, card = pipe.generate(pipe.request(num_images=2))
     assert card["settings"]["cfg_scale"] == 1.0 and card["settings"]["guided"] is False
+    with pytest.raises(UserError, match="guidance_interval does not apply to a MeanFlow model"):
+        pipe.generate(pipe.request(num_images=1, cfg_scale=2.0, guidance_interval=(0, 500)))
     pytest.importorskip("fastapi", reason="the serve extra is not installed")
     from dit.serve.app import DEFAULT_LIMITS, Model
 

@@ -24,7 +24,7 @@ import math
 import pytest
 import torch
 
-from dit.diffusion.flow import TIME_SCALE
+from dit.diffusion.meanflow import MODEL_TIME_SCALE
 from dit.diffusion.meanflow import IntervalTimes, MeanFlow, sample
 from dit.diffusion.timesteps import logit_normal
 
@@ -53,15 +53,15 @@ def exact_average_velocity(z: torch.Tensor, r: torch.Tensor, t: torch.Tensor) ->
 
 
 class Oracle:
-    """The exact u as a network: called with model times t·1000 and interval (t − r)·1000, predicting u."""
+    """The exact u as a network: called with model times t and interval t − r (MODEL_TIME_SCALE), predicting u."""
 
     def __init__(self, scale: float = 1.0):
         self.scale, self.calls = scale, 0
 
     def __call__(self, z, t_model, interval=None, y=None, drop_mask=None):
         self.calls += 1
-        t = t_model / TIME_SCALE
-        r = t - interval / TIME_SCALE
+        t = t_model / MODEL_TIME_SCALE
+        r = t - interval / MODEL_TIME_SCALE
         return self.scale * exact_average_velocity(z, r, t)
 
 

@@ -65,8 +65,8 @@ class Denoiser:
         return velocity_from_x0(x, tt.to(x.dtype) / TIME_SCALE, out.to(x.dtype)).to(x.dtype)
 
     def average_velocity(self, x: torch.Tensor, t: float, r: float) -> torch.Tensor:
-        """MeanFlow models: û(x, r, t) (N, C, ...), the model called at model time t·1000 with the interval
-        (t − r)·1000 (an x-prediction network's x̂ becomes (x − x̂)/max(t, 0.05), as in training)."""
+        """MeanFlow models: û(x, r, t) (N, C, ...), the model called at t with the interval t − r (both in [0, 1],
+        ``meanflow.MODEL_TIME_SCALE``; an x-prediction network's x̂ becomes (x − x̂)/max(t, 0.05), as in training)."""
         n = x.shape[0]
         tt = torch.full((n,), t, dtype=torch.float32, device=x.device)  # (N,)
         rr = torch.full((n,), r, dtype=torch.float32, device=x.device)  # (N,)

@@ -84,6 +84,8 @@ class ImageSampler:
         self.diffusion, self.codec, self.request = diffusion, codec, cfg
         self.entry = check_sampler(self.objective, self.sampler_name)
         cfg.validate()
+        if self.objective == "meanflow" and cfg.guidance_interval is not None:
+            raise UserError("guidance_interval does not apply to a MeanFlow model (one or two calls); leave it unset")
         # The settings this sampler reads (its keyword-only options), by name from the request
         self.options: dict[str, Any] = {k: getattr(cfg, k) for k in self.entry.options}
         if self.num_classes and cfg.cfg_scale != 1.0 and not has_null:
