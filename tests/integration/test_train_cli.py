@@ -64,7 +64,7 @@ def test_checkpoint_is_self_describing_and_ema_export_loads_strict(data, tmp_pat
     state = final_state(run)
     for key in ("model", "ema", "opt", "scaler", "step", "epoch", "batch_in_epoch", "rng", "config"):
         assert key in state
-    assert set(state["config"]) == {"model", "diffusion", "train", "data"}
+    assert set(state["config"]) == {"model", "diffusion", "train", "data", "sampling"}
     assert state["step"] == 3 and state["batch_in_epoch"] == 3 and state["ema_updates"] == 3
     model = build_model(ModelConfig.from_dict(state["config"]["model"]))
     model.load_state_dict(state["model"], strict=True)
