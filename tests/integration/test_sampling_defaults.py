@@ -130,3 +130,10 @@ def test_serve_shows_a_meanflow_jobs_one_call_draw_while_the_full_one_runs(meanf
     job = Job(check_request(GenerateRequest(classes=[0], num_images=1), flow, DEFAULT_LIMITS, Model.of(flow)))
     run_job(spy, job, previews=1)
     assert spy.draws == [(3, None)]  # a flow model's one call is no sample: no extra draw
+
+
+def test_a_run_choosing_another_objectives_sampler_is_refused_in_one_line(data, tmp_path, capsys):
+    assert main(train_args(data, tmp_path / "run", *FLOW, "--sampler", "ddpm")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sampler 'ddpm' does not draw from a flow-matching" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()

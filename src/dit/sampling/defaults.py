@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from dit.config import DiffusionConfig, GenerationRequest
-from dit.diffusion.registry import default_for, names_for
+from dit.diffusion.registry import OBJECTIVE_NAMES, default_for, names_for
+from dit.errors import UserError
 
 FALLBACK_CFG_SCALE = 1.5
 """Guidance where neither the request nor the checkpoint sets it (`dit sample`; the paper's FID scale)."""
@@ -43,11 +44,14 @@ class SamplingDefaults:
         cls, diffusion: DiffusionConfig, sampler: Optional[str] = None, steps: Optional[int] = None
     ) -> "SamplingDefaults":
         """The defaults of a model trained with ``diffusion``; ``sampler``/``steps`` chosen by the run (None: the
-        registry's for the objective)."""
+        registry's for the objective). A sampler of another objective is one UserError."""
         objective = diffusion.objective
         registry_sampler, registry_steps = default_for(objective, prediction_of(diffusion))
         if sampler is not None and sampler not in names_for(objective):
-            sampler = None  # another objective's sampler (a config file shared between runs): not this model's
+            raise UserError(
+                f"sampler {sampler!r} does not draw from {OBJECTIVE_NAMES[objective]}; "
+                f"choose one of {', '.join(names_for(objective))} or leave it unset"
+            )
         folded = objective == "meanflow" and float(diffusion.meanflow_guidance) != 1.0
         return cls(
             sampler or registry_sampler,

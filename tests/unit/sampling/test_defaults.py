@@ -6,6 +6,7 @@ import math
 import pytest
 
 from dit.config import DiffusionConfig, GenerationRequest
+from dit.errors import UserError
 from dit.sampling.defaults import FALLBACK_CFG_SCALE, SamplingDefaults
 
 GAUSSIAN = DiffusionConfig()
@@ -30,10 +31,11 @@ def test_the_objective_decides_what_a_run_records(diffusion, expected):
     assert (d.sampler, d.num_sampling_steps, d.cfg_scale) == expected
 
 
-def test_a_run_choice_is_recorded_and_another_objectives_sampler_is_not():
+def test_a_run_choice_is_recorded_and_another_objectives_sampler_is_refused():
     assert SamplingDefaults.of(FLOW_X, "euler", 7) == SamplingDefaults("euler", 7, None)
     assert SamplingDefaults.of(FLOW_X, None, 7) == SamplingDefaults("heun-x0", 7, None)
-    assert SamplingDefaults.of(GAUSSIAN, "heun", None) == SamplingDefaults("ddpm", 250, None)
+    with pytest.raises(UserError, match="sampler 'heun' does not draw from a Gaussian-diffusion .*choose one of ddpm"):
+        SamplingDefaults.of(GAUSSIAN, "heun", None)
 
 
 def test_a_record_round_trips():
