@@ -95,6 +95,10 @@ def test_meanflow_with_guidance_in_its_weights_is_not_guided_again(meanflow_run,
     assert (drawn.sampler, drawn.num_sampling_steps, drawn.cfg_scale) == ("meanflow", 2, 1.0)
     asked = check_request(GenerateRequest(classes=[0], num_images=2, cfg_scale=2.0), pipe, DEFAULT_LIMITS, model)
     assert asked.cfg_scale == 2.0
+    from dit.serve.app import BadRequest
+
+    with pytest.raises(BadRequest, match="does not apply to a MeanFlow model"):
+        check_request(GenerateRequest(classes=[0], guidance_interval=(0, 500)), pipe, DEFAULT_LIMITS, model)
 
 
 def test_serve_shows_a_meanflow_jobs_one_call_draw_while_the_full_one_runs(meanflow_run, euler_run):

@@ -19,7 +19,7 @@ from dit.errors import UserError, one_line
 from dit.pipeline import API_CFG_SCALE
 from dit.serve.body_limit import MAX_BODY_BYTES
 
-MAX_TIMESTEP = {"gaussian": 999, "flow": 1000, "meanflow": 1000}  # guidance intervals are on the model's timestep scale
+MAX_TIMESTEP = {"gaussian": 999, "flow": 1000, "meanflow": 1000}  # guidance intervals: the model's timestep scale
 MAX_CFG_SCALE = 100.0
 CLASS_LISTING = "GET /api/info lists the class names and ids"
 
@@ -155,6 +155,8 @@ def check_request(req: Any, pipe, limits: Limits, model: Model) -> GenerationReq
             f"unknown sampler {sampler!r} for this {model.objective} model; choose one of {', '.join(model.samplers)}",
         )
     interval = body.pop("guidance_interval")
+    if interval is not None and model.objective == "meanflow":
+        raise BadRequest("guidance_interval", "does not apply to a MeanFlow model (one or two calls); leave it null")
     if interval is not None and not 0 <= interval[0] <= interval[1] <= model.max_timestep:
         raise BadRequest(
             "guidance_interval", f"needs 0 <= lo <= hi <= {model.max_timestep}, got [{interval[0]}, {interval[1]}]"
