@@ -69,12 +69,14 @@ class GenerationRequest(DictMixin):
         None,
         choices=SAMPLER_NAMES,
         help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
-        "flow checkpoints (dit train --recipe fast): heun (default), euler, sde. The checkpoint says which",
+        "flow checkpoints: heun-x0 (default for --recipe fast, x-prediction), heun (default for v-prediction), euler, "
+        "sde; meanflow for MeanFlow. A checkpoint's recorded sampler (dit train --sampler) comes first",
         group=DRAW,
     )
     num_sampling_steps: Optional[int] = setting(
         None,
-        help="sampler steps (default: 250 for ddpm, the paper's FID; 25 for heun, i.e. 50 model calls)",
+        help="sampler steps (default: the checkpoint's recorded steps, else 250 for ddpm, the paper's FID; 10 for "
+        "heun-x0, 19 model calls; 25 for heun, 50 calls)",
         group=DRAW,
         bound=">0",
         **_api("num_steps"),
