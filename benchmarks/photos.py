@@ -244,63 +244,92 @@ NUM_REAL = 1000  # training crops whose features fit the probe; the floor at N u
 
 
 def real_features(root: str | Path, n: int = NUM_REAL, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inception pool features of ``n`` class-balanced training crops and of every reference crop, with labels.
+    """Inception pool features of ``n`` class-balanced training crops ("train", the probe's), of ``n`` other
+    training crops ("train_b", the training-set reference), and of every reference crop, with labels.
 
     Cached in ``root/inception_features.npz`` (keyed by ``n`` and ``seed``): they cost ~0.2 CPU-s per image.
+    "train" is the first half of one balanced draw of 2n, so an older cache without "train_b" is extended.
     """
     from dit.study.setup import balanced_subset
     from dit.evaluation.io import load_images
 
     cache = Path(root) / FEATURES
+    out: dict[str, np.ndarray] = {}
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as f:
             if int(f["n"]) == n and int(f["seed"]) == seed:
-                return {k: f[k] for k in f.files}
+                out = {k: f[k] for k in f.files}
+    if "train_b" in out:
+        return out
     train = load_images(Path(root) / "train")
-    reference = load_images(Path(root) / "reference")
-    idx = balanced_subset(train.require_labels(root), n, seed)
-    out = {
-        "train": inception_features(train.images[idx]),
-        "train_labels": train.require_labels(root)[idx],
-        "reference": inception_features(reference.images),
-        "reference_labels": reference.require_labels(root),
-        "n": np.array(n),
-        "seed": np.array(seed),
-    }
+    labels = train.require_labels(root)
+    idx = balanced_subset(labels, 2 * n, seed)  # round-robin by class: each half is class-balanced
+    if len(idx) < 2 * n:
+        raise ValueError(f"{root}/train has {len(idx)} crops; the scores need 2 × {n}")
+    if not out:
+        reference = load_images(Path(root) / "reference")
+        out = {
+            "train": inception_features(train.images[idx[:n]]),
+            "train_labels": labels[idx[:n]],
+            "reference": inception_features(reference.images),
+            "reference_labels": reference.require_labels(root),
+            "n": np.array(n),
+            "seed": np.array(seed),
+        }
+    out["train_b"] = inception_features(train.images[idx[n:]])
     np.savez(cache, **out)
     return out
 
 
 def real_floor(feats: dict[str, np.ndarray], n: Optional[int] = None) -> tuple[dict, Probe]:
-    """The real-vs-real FID (the first ``n`` training crops, class-balanced, vs the reference crops: the floor
-    at a samples file's N) and the probe's agreement with real reference crops (fit on all training crops)."""
+    """The real-vs-real FIDs at a samples file's N and the probe's agreement with real reference crops (fit on
+    all "train" crops). Held out: the first ``n`` training crops (class-balanced) against the reference crops.
+    Training set (CIFAR's convention, FID against the training images): those ``n`` crops against "train_b"."""
     n = len(feats["train"]) if n is None else n
     if n > len(feats["train"]):
         raise ValueError(f"the real floor has {len(feats['train'])} training crops' features, {n} asked")
     probe = fit_probe(feats["train"], feats["train_labels"])
     return {
         "fid_real_vs_real": fid(feats["train"][:n], feats["reference"]),
+        "fid_train_real_vs_real": fid(feats["train"][:n], feats["train_b"]),
         "real_agreement": probe.agreement(feats["reference"], feats["reference_labels"]),
         "num_real": n,
         "num_reference": int(len(feats["reference"])),
     }, probe
 
 
+def sample_features(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Inception pool features of a samples file's images, cached beside it (``X.pool.npz``, keyed by a hash
+    of the images, so a rewritten samples file is scored afresh)."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    cache = Path(path).with_suffix(".pool.npz")
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as f:
+            if str(f["sha256"]) == digest:
+                return f["pool"]
+    pool = inception_features(images)
+    np.savez(cache, pool=pool, sha256=np.array(digest))
+    return pool
+
+
 def score_samples(
     root: str | Path, samples: str | Path, n: int = NUM_REAL, seed: int = 0, first: Optional[int] = None
 ) -> dict:
     """Inception FID of a samples file (``dit sample --out X.npz``, labelled; its ``first`` samples, which are
-    class-balanced as `dit sample` writes them) against the reference crops, class agreement by the probe, and
-    the real floor at the same N beside them."""
+    class-balanced as `dit sample` writes them) against the held-out reference crops ("fid") and against
+    other training crops ("fid_train"), class agreement by the probe, and the real floors at the same N."""
     from dit.evaluation.io import load_images
 
     feats = real_features(root, n, seed)
     s = load_images(samples)
-    images, labels = s.images[:first], s.require_labels(samples)[:first]
-    floor, probe = real_floor(feats, min(n, len(images)))
-    f = inception_features(images)
+    labels = s.require_labels(samples)[:first]
+    floor, probe = real_floor(feats, min(n, len(labels)))
+    f = sample_features(samples, s.images)[:first]
     return {
         "fid": fid(f, feats["reference"]),
+        "fid_train": fid(f, feats["train_b"]),
         "class_agreement": probe.agreement(f, labels),
         "num_samples": int(len(f)),
         **floor,
@@ -336,7 +365,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = score_samples(a.data, path, a.num_real, first=a.first)
         suffix = f".first{a.first}.photos.json" if a.first else ".photos.json"
         Path(path).with_suffix(suffix).write_text(json.dumps(result, indent=1))
-        print(path, json.dumps({k: result[k] for k in ("fid", "class_agreement", "num_samples")}), flush=True)
+        shown = ("fid", "fid_train", "class_agreement", "num_samples")
+        print(path, json.dumps({k: result[k] for k in shown}), flush=True)
     return 0
 
 

@@ -92,6 +92,7 @@ def test_real_floor_uses_the_first_n_training_features_and_the_textbook_frechet_
         "train_labels": labels,
         "reference": rng.normal(size=(60, 6)) + 0.5 + np.tile(np.arange(3), 20)[:, None],
         "reference_labels": np.tile(np.arange(3), 20),
+        "train_b": rng.normal(size=(120, 6)) + 0.1 + labels[:, None],
     }
     floor, probe = photos.real_floor(feats, n=30)
 
@@ -101,6 +102,48 @@ def test_real_floor_uses_the_first_n_training_features_and_the_textbook_frechet_
 
     assert floor["num_real"] == 30
     assert floor["fid_real_vs_real"] == pytest.approx(textbook(feats["train"][:30], feats["reference"]), rel=1e-6)
+    assert floor["fid_train_real_vs_real"] == pytest.approx(textbook(feats["train"][:30], feats["train_b"]), rel=1e-6)
     assert floor["real_agreement"] == probe.agreement(feats["reference"], feats["reference_labels"])
     with pytest.raises(ValueError):
         photos.real_floor(feats, n=121)
+
+
+def test_scores_compare_samples_with_held_out_and_training_crops_and_cache_their_features(tmp_path, monkeypatch):
+    from dit.sampling.writers import write_npz
+
+    rng = np.random.default_rng(2)
+    calls = []
+
+    def fake_inception(images):  # a feature per image: its channel means and spreads (N, 6)
+        calls.append(len(images))
+        x = images.astype(np.float64)
+        return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+
+    monkeypatch.setattr(photos, "inception_features", fake_inception)
+    labels = np.tile(np.arange(3), 40)
+    feats = {
+        "train": rng.normal(size=(120, 6)),
+        "train_labels": labels,
+        "reference": rng.normal(size=(60, 6)) + 3.0,
+        "reference_labels": np.tile(np.arange(3), 20),
+        "train_b": rng.normal(size=(120, 6)) + 7.0,
+        "n": np.array(120),
+        "seed": np.array(0),
+    }
+    np.savez(tmp_path / photos.FEATURES, **feats)
+    images = rng.integers(0, 256, size=(30, 8, 8, 3), dtype=np.uint8)
+    samples = tmp_path / "s.npz"
+    write_npz(samples, images, np.tile(np.arange(3), 10))
+
+    result = photos.score_samples(tmp_path, samples, n=120)
+    f = fake_inception(images)
+    assert result["fid"] == pytest.approx(photos.fid(f, feats["reference"]))
+    assert result["fid_train"] == pytest.approx(photos.fid(f, feats["train_b"]))
+    assert result["fid_train"] != pytest.approx(result["fid"])
+    assert result["num_real"] == 30 and result["num_samples"] == 30
+    calls.clear()
+    assert photos.score_samples(tmp_path, samples, n=120) == result
+    assert calls == []  # the samples' features came from the cache beside them
+    write_npz(samples, images[::-1], np.tile(np.arange(3), 10))  # a rewritten samples file is scored afresh
+    photos.score_samples(tmp_path, samples, n=120)
+    assert calls == [30]
