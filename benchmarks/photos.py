@@ -21,8 +21,8 @@ pooch-downloaded images are not used). Licences: scikit-image's data README; sci
 ``load_sample_images`` (china.jpg, flower.jpg: CC BY 2.0 / public domain per its docs).
 
 Scoring helpers (Inception pool features through :mod:`dit.evaluation.features`, the Fréchet
-distance, and the class-agreement probe: a logistic regression on Inception features) live here
-too, so ``benchmarks/time_to_quality.py --data photos`` and ad-hoc checkpoints share one protocol.
+distance against the held-out crops and, CIFAR's convention, against other training crops, and the
+class-agreement probe: a logistic regression on Inception features) live here too, so ``benchmarks/time_to_quality.py --data photos`` and ad-hoc checkpoints share one protocol.
 """
 
 from __future__ import annotations
