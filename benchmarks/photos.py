@@ -22,7 +22,8 @@ pooch-downloaded images are not used). Licences: scikit-image's data README; sci
 
 Scoring helpers (Inception pool features through :mod:`dit.evaluation.features`, the Fréchet
 distance against the held-out crops and, CIFAR's convention, against other training crops, and the
-class-agreement probe: a logistic regression on Inception features) live here too, so ``benchmarks/time_to_quality.py --data photos`` and ad-hoc checkpoints share one protocol.
+class-agreement probe: a logistic regression on Inception features) live here too, so
+``benchmarks/time_to_quality.py --data photos`` and ad-hoc checkpoints share one protocol.
 """
 
 from __future__ import annotations
