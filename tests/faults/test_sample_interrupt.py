@@ -18,6 +18,15 @@ from tests.helpers.sample import FAST, trained_run
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_a_terminal_gives_it():
+    """Python's own SIGINT handler, whatever the suite inherited: a shell that starts it in the background
+    (`cmd &` without job control) passes SIGINT ignored, and an ignored SIGINT rightly stays ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class _SignalOnCollect:
     """Sends SIGINT to this process while being finalised, as a Ctrl-C landing in numpy's or PIL's clean-up."""
 

@@ -69,8 +69,8 @@ class GenerationRequest(DictMixin):
         None,
         choices=SAMPLER_NAMES,
         help="gaussian (ε) checkpoints: ddpm (ancestral, the paper's; default), ddim, dpm++2m, dpm++2m-karras, ...; "
-        "flow checkpoints: heun-x0 (default for --recipe fast, x-prediction), heun (default for v-prediction), euler, "
-        "sde; meanflow for MeanFlow. A checkpoint's recorded sampler (dit train --sampler) comes first",
+        "flow checkpoints: heun-x0 (the --recipe fast default: x-prediction), heun (for v-prediction), euler, sde; "
+        "meanflow for MeanFlow. A checkpoint's recorded sampler (dit train --sampler) comes first",
         group=DRAW,
     )
     num_sampling_steps: Optional[int] = setting(
