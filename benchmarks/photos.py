@@ -38,6 +38,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from dit.runtime.checkpoint import atomic_write
+
 # (class name, package, file inside the package's data folder): the RGB photographs of each wheel.
 # motorcycle_right.png is left out (the other half of a stereo pair: a near copy of motorcycle_left).
 PHOTOS = (
@@ -265,8 +267,8 @@ def real_features(root: str | Path, n: int = NUM_REAL, seed: int = 0) -> dict[st
     train = load_images(Path(root) / "train")
     labels = train.require_labels(root)
     idx = balanced_subset(labels, 2 * n, seed)  # round-robin by class: each half is class-balanced
-    if len(idx) < 2 * n:
-        raise ValueError(f"{root}/train has {len(idx)} crops; the scores need 2 × {n}")
+    if len(idx) < n + 2:
+        raise ValueError(f"{root}/train has {len(idx)} crops; the scores need {n} and at least 2 more")
     if not out:
         reference = load_images(Path(root) / "reference")
         out = {
@@ -277,8 +279,8 @@ def real_features(root: str | Path, n: int = NUM_REAL, seed: int = 0) -> dict[st
             "n": np.array(n),
             "seed": np.array(seed),
         }
-    out["train_b"] = inception_features(train.images[idx[n:]])
-    np.savez(cache, **out)
+    out["train_b"] = inception_features(train.images[idx[n:]])  # n of them, or all that are left
+    atomic_write(cache, lambda f: np.savez(f, **out))
     return out
 
 
@@ -311,7 +313,7 @@ def sample_features(path: str | Path, images: np.ndarray) -> np.ndarray:
             if str(f["sha256"]) == digest:
                 return f["pool"]
     pool = inception_features(images)
-    np.savez(cache, pool=pool, sha256=np.array(digest))
+    atomic_write(cache, lambda f: np.savez(f, pool=pool, sha256=np.array(digest)))
     return pool
 
 
