@@ -105,6 +105,14 @@ OBJECTIVE_NAMES = {
 }
 
 
+NO_GUIDANCE_INTERVAL = "does not apply to a MeanFlow model (one or two calls)"
+
+
+def guidance_interval_error(objective: str) -> Optional[str]:
+    """Why a model of ``objective`` takes no guidance interval, or None where it does (sampler and server alike)."""
+    return NO_GUIDANCE_INTERVAL if objective == "meanflow" else None
+
+
 def names_for(objective: str) -> tuple[str, ...]:
     """The sampler names that fit models of ``objective``, in registry order."""
     return tuple(name for name, s in SAMPLERS.items() if s.objective == objective)

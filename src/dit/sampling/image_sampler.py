@@ -19,7 +19,7 @@ from dit.config import GenerationRequest
 from dit.diffusion import build_objective
 from dit.diffusion.denoiser import Denoiser
 from dit.diffusion.guidance import guided_model_fn
-from dit.diffusion.registry import check_sampler, default_for, options_for
+from dit.diffusion.registry import check_sampler, default_for, guidance_interval_error, options_for
 from dit.errors import UserError
 from dit.models.dit import DiT
 from dit.runtime import rng
@@ -84,8 +84,8 @@ class ImageSampler:
         self.diffusion, self.codec, self.request = diffusion, codec, cfg
         self.entry = check_sampler(self.objective, self.sampler_name)
         cfg.validate()
-        if self.objective == "meanflow" and cfg.guidance_interval is not None:
-            raise UserError("guidance_interval does not apply to a MeanFlow model (one or two calls); leave it unset")
+        if cfg.guidance_interval is not None and (why := guidance_interval_error(self.objective)):
+            raise UserError(f"guidance_interval {why}; leave it unset")
         # The settings this sampler reads (its keyword-only options), by name from the request
         self.options: dict[str, Any] = {k: getattr(cfg, k) for k in self.entry.options}
         if self.num_classes and cfg.cfg_scale != 1.0 and not has_null:

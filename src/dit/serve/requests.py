@@ -14,7 +14,7 @@ from dit.config import GenerationRequest, request_from_api
 from dit.config.fields import SettingError, info
 from dit.config.request import api_name, api_setting
 from dit.data.class_names import class_index
-from dit.diffusion.registry import names_for
+from dit.diffusion.registry import guidance_interval_error, names_for
 from dit.errors import UserError, one_line
 from dit.pipeline import API_CFG_SCALE
 from dit.serve.body_limit import MAX_BODY_BYTES
@@ -155,8 +155,8 @@ def check_request(req: Any, pipe, limits: Limits, model: Model) -> GenerationReq
             f"unknown sampler {sampler!r} for this {model.objective} model; choose one of {', '.join(model.samplers)}",
         )
     interval = body.pop("guidance_interval")
-    if interval is not None and model.objective == "meanflow":
-        raise BadRequest("guidance_interval", "does not apply to a MeanFlow model (one or two calls); leave it null")
+    if interval is not None and (why := guidance_interval_error(model.objective)):
+        raise BadRequest("guidance_interval", f"{why}; leave it null")
     if interval is not None and not 0 <= interval[0] <= interval[1] <= model.max_timestep:
         raise BadRequest(
             "guidance_interval", f"needs 0 <= lo <= hi <= {model.max_timestep}, got [{interval[0]}, {interval[1]}]"
