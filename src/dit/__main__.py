@@ -1,7 +1,5 @@
 """``python -m dit`` is the same as the ``dit`` command."""
 
-import sys
+from dit.cli.main import entry
 
-from dit.cli.main import main
-
-sys.exit(main())
+entry()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from dit.errors import UserError, one_line
 
@@ -124,5 +124,19 @@ def _print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def entry() -> NoReturn:
+    """The ``dit`` command and ``python -m dit``."""
+    leave(main())
+
+
+def leave(status: int) -> NoReturn:
+    """End the process with ``status``; a torchrun rank ends by :func:`dit.runtime.distributed.exit_rank`
+    (its docstring says why)."""
+    distributed = sys.modules.get("dit.runtime.distributed")  # imported, with torch, by commands that use it
+    if distributed is not None and distributed.joined_process_group():
+        distributed.exit_rank(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":  # python -m dit.cli.main
-    sys.exit(main())
+    entry()

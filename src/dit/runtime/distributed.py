@@ -8,15 +8,24 @@ distributed code paths also run in CI on one CPU.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, TypeVar, overload
+from typing import Callable, Literal, NoReturn, Optional, TypeVar, overload
 
 import torch
 import torch.distributed as dist
 
+# Imported before any process group exists, on purpose: its collectives take ``group=group.WORLD`` as a
+# default argument, evaluated at import. Imported after ``init_process_group`` (torch.distributed.checkpoint
+# pulls it in), those ten defaults keep the group, and its gloo threads, alive past
+# ``destroy_process_group`` into interpreter shutdown: see exit_rank.
+import torch.distributed.nn  # noqa: F401
+
 from dit.errors import UserError
 
 T = TypeVar("T")
+
+_joined = False  # set once this process joins a multi-process group: see exit_rank
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ def init_distributed(device: str | None = None) -> DistInfo:
         dev = torch.device("cpu")
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    global _joined
+    _joined = True
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 
@@ -182,3 +193,22 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group if this process joined one."""
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def joined_process_group() -> bool:
+    """Whether this process has been a rank of a multi-process group (under torchrun)."""
+    return _joined
+
+
+def exit_rank(status: int) -> NoReturn:
+    """End a torchrun rank with ``status``, skipping interpreter shutdown.
+
+    A process group can outlive ``destroy_process_group``: FSDP's DTensor caches keep its device mesh,
+    and so the group. Its gloo threads then run on into interpreter shutdown, where one that still
+    frees the last collective's tensors needs the GIL and aborts the rank ("terminate called without
+    an active exception": 6 of 60 two-rank runs of a script that keeps its group). Everything written is
+    closed by now (checkpoints and samples are written atomically); the standard streams are flushed.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
