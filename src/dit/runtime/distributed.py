@@ -15,17 +15,15 @@ from typing import Callable, Literal, NoReturn, Optional, TypeVar, overload
 import torch
 import torch.distributed as dist
 
-# Imported before any process group exists, on purpose: its collectives take ``group=group.WORLD`` as a
-# default argument, evaluated at import. Imported after ``init_process_group`` (torch.distributed.checkpoint
-# pulls it in), those ten defaults keep the group, and its gloo threads, alive past
-# ``destroy_process_group`` into interpreter shutdown: see exit_rank.
-import torch.distributed.nn  # noqa: F401
-
 from dit.errors import UserError
 
 T = TypeVar("T")
 
-_joined = False  # set once this process joins a multi-process group: see exit_rank
+# The group this process joined under torchrun, kept to the end of the process. Destroyed on the main
+# thread, a gloo group joins its worker threads while that thread holds the GIL, and a worker still freeing
+# the last collective's tensors waits for the GIL: a deadlock (a two-rank DDP run hung so). The group is
+# left to exit_rank instead.
+_group: Optional[dist.ProcessGroup] = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +106,8 @@ def init_distributed(device: str | None = None) -> DistInfo:
         dev = torch.device("cpu")
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world)
-    global _joined
-    _joined = True
+    global _group
+    _group = dist.group.WORLD
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 
@@ -197,17 +195,17 @@ def cleanup(info: DistInfo) -> None:
 
 def joined_process_group() -> bool:
     """Whether this process has been a rank of a multi-process group (under torchrun)."""
-    return _joined
+    return _group is not None
 
 
 def exit_rank(status: int) -> NoReturn:
     """End a torchrun rank with ``status``, skipping interpreter shutdown.
 
-    A process group can outlive ``destroy_process_group``: FSDP's DTensor caches keep its device mesh,
-    and so the group. Its gloo threads then run on into interpreter shutdown, where one that still
-    frees the last collective's tensors needs the GIL and aborts the rank ("terminate called without
-    an active exception": 6 of 60 two-rank runs of a script that keeps its group). Everything written is
-    closed by now (checkpoints and samples are written atomically); the standard streams are flushed.
+    The process group outlives ``destroy_process_group`` (kept above; FSDP's DTensor caches keep it too).
+    Its gloo threads would run on into interpreter shutdown, where one still freeing the last collective's
+    tensors needs the GIL and aborts the rank ("terminate called without an active exception": 6 of 60
+    two-rank runs of a script that keeps its group). Everything written is closed by now (checkpoints and
+    samples are written atomically); the standard streams are flushed.
     """
     sys.stdout.flush()
     sys.stderr.flush()

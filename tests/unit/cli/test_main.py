@@ -51,7 +51,7 @@ def test_leave_exits_with_the_status_and_a_torchrun_rank_skips_interpreter_shutd
     def fake_exit(status):
         raise Exited(status)
 
-    monkeypatch.setattr(distributed, "_joined", True)
+    monkeypatch.setattr(distributed, "_group", object())
     monkeypatch.setattr(os, "_exit", fake_exit)
     print("written before the exit", end="")
     with pytest.raises(Exited) as ended:
