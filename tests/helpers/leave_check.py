@@ -1,4 +1,4 @@
-"""One torchrun rank of ``dit ARGV`` that reports whether it left its process group.
+"""One torchrun rank of ``dit ARGV`` that reports the process-group threads it still has, then leaves as ``dit`` does.
 
 After the command it prints ``group threads after the command: [...]`` (gloo's threads still alive),
 then leaves as ``dit`` does. Should it reach interpreter shutdown with such threads alive, where one of
